@@ -1,0 +1,14 @@
+"""prunebench: token pruning and merging in audio spectrogram transformers, clean and under noise."""
+from .registry import register_corruption, register_method, register_model, register_task
+
+__version__ = "0.1.0"
+
+
+def load_model(name, checkpoint=None, num_classes=None):
+    """A model whose forward takes a normalised fbank (batch, frames, mel_bins) and returns logits."""
+    from .models import load_model as _load
+
+    return _load(name, checkpoint=checkpoint, num_classes=num_classes)
+
+
+__all__ = ["load_model", "register_corruption", "register_method", "register_model", "register_task", "__version__"]

@@ -1,0 +1,166 @@
+"""`prunebench`: the command line, a thin face over the Python API."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .errors import PrunebenchError
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .plugins import load_plugins
+
+    failures = load_plugins(getattr(args, "plugins", None) or [])
+    for message in failures:
+        print(f"warning: {message}", file=sys.stderr)
+    try:
+        return args.func(args) or 0
+    except PrunebenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished records are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prunebench", description="Token pruning in audio transformers, clean and under noise.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="what is registered, one line each")
+    p.add_argument("--plugins", action="append", metavar="FILE", help="also load this plugin file")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="evaluate every (model, task variant, method) pair of a config")
+    p.add_argument("--config", help="YAML run configuration (default: the embedded default)")
+    p.add_argument("--out", default="results", help="results folder (default: results)")
+    p.add_argument("--overwrite", action="store_true", help="recompute records that already exist")
+    p.add_argument("--plugins", action="append", metavar="FILE", help="load a plugin file (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="train a model on a task's training folds and save a checkpoint")
+    p.add_argument("--model", required=True)
+    p.add_argument("--task", required=True)
+    p.add_argument("--root", help="dataset root (esc50: folder with audio/ and meta/)")
+    p.add_argument("--split", default=None, help="held-out split, e.g. fold5 (training uses the other folds)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any training setting, e.g. --set full_length_epochs=3 (see `train:` in the README)")
+    p.add_argument("--out", help="checkpoint file (default: the cache folder, named by config hash)")
+    p.add_argument("--plugins", action="append", metavar="FILE")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("profile", help="MACs and measured throughput of methods, without accuracy")
+    p.add_argument("--model", default="ast-tiny")
+    p.add_argument("--method", action="append", default=[], metavar="SPEC", help="name or name:key=value,... (repeatable)")
+    p.add_argument("--seconds", type=float, help="input length (default: the model's nominal length)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--json", help="also write the rows as JSON")
+    p.add_argument("--plugins", action="append", metavar="FILE")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("leaderboard", help="render a results folder into one self-contained HTML file")
+    p.add_argument("results")
+    p.add_argument("-o", "--output", default=None, help="HTML file (default: RESULTS/leaderboard.html)")
+    p.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+def cmd_list(args) -> int:
+    from .registry import ALL_REGISTRIES
+
+    for kind, registry in ALL_REGISTRIES.items():
+        print(f"{kind}s:")
+        for entry in registry.entries():
+            print(f"  {entry.name:<16} {entry.description}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .config import load_config
+    from .runner import Runner
+    from .summary import summary_table
+    from .leaderboard import render_leaderboard
+
+    config = load_config(args.config)
+    runner = Runner(config, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    summary = runner.run()
+    if summary.records:
+        print(summary_table(summary.records))
+    print(f"{len(summary.written)} records written, {len(summary.skipped)} already present, "
+          f"{len(summary.failed)} failed, in {summary.seconds:.0f} s; results in {args.out}/")
+    if summary.records:
+        page = render_leaderboard(args.out, Path(args.out) / "leaderboard.html")
+        print(f"leaderboard: {page}")
+    for pair, error in summary.failed:
+        print(f"FAILED {pair}: {error}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def cmd_train(args) -> int:
+    import yaml
+
+    from .config import TRAIN_DEFAULTS
+    from .errors import ConfigError, did_you_mean
+    from .registry import TASKS
+    from .train import train_model
+
+    params = {}
+    if args.root:
+        params["root"] = args.root
+    if args.split:
+        params["split"] = args.split
+    task = TASKS.get(args.task)(**params)
+    cfg = dict(TRAIN_DEFAULTS)
+    for key, value in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size)):
+        if value is not None:
+            cfg[key] = value
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq or key not in TRAIN_DEFAULTS:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(TRAIN_DEFAULTS)}"
+                              f"{did_you_mean(key, TRAIN_DEFAULTS)}")
+        cfg[key] = yaml.safe_load(value)
+    path, meta = train_model(args.model, task, cfg, out=args.out)
+    accuracy = meta["test_accuracy"]
+    print(f"checkpoint {path} (sha256 {meta['sha256'][:12]}), trained {meta['train_seconds']:.0f} s on "
+          f"{meta['train_clips']} clips" + (f"; {task.split} accuracy {accuracy:.1%}" if accuracy is not None else ""))
+    return 0
+
+
+def cmd_profile(args) -> int:
+    from .profile import profile, print_profile
+
+    rows = profile(args.model, args.method or ["none"], seconds=args.seconds, batch_size=args.batch_size,
+                   device=args.device, dtype=args.dtype, repeats=args.repeats)
+    print_profile(rows)
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from .leaderboard import render_leaderboard
+
+    out = args.output or str(Path(args.results) / "leaderboard.html")
+    print(f"leaderboard: {render_leaderboard(args.results, out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Features of a task variant: computed once per clip and variant, shared by every method.
+
+clip -> waveform -> corruption (seeded per clip) -> length bucket crop -> front end -> fbank.
+Results are kept in memory for the run and on disk in the cache folder, keyed by everything that
+defines them (data fingerprint, variant, front end, seed), so reruns and resumed runs reuse them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import torch
+
+from .cache import cache_dir
+from .errors import DataError
+from .frontend import FrontEnd
+from .variant import TaskVariant
+
+log = logging.getLogger(__name__)
+FEATURE_VERSION = 1
+
+
+@dataclass
+class FeatureSet:
+    ids: List[str]
+    fbanks: List[torch.Tensor]  # each (frames, mel_bins), normalised
+    valid_frames: torch.Tensor  # (n,) frames that are real audio, not padding
+    labels: torch.Tensor  # (n,) class index, or (n, classes) multi-hot
+    skipped: List[Tuple[str, str]] = field(default_factory=list)  # (clip id, reason)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batches(self, batch_size: int) -> Iterator[Tuple[List[int], torch.Tensor, torch.Tensor]]:
+        """(indices, fbank batch, valid frames); clips of equal length batched together."""
+        by_length: Dict[int, List[int]] = {}
+        for i, f in enumerate(self.fbanks):
+            by_length.setdefault(f.shape[0], []).append(i)
+        for length in sorted(by_length):
+            group = by_length[length]
+            for start in range(0, len(group), batch_size):
+                idx = group[start:start + batch_size]
+                yield idx, torch.stack([self.fbanks[i] for i in idx]), self.valid_frames[idx]
+
+
+@dataclass
+class FeatureCounter:
+    computed: int = 0
+    loaded: int = 0
+
+    def __str__(self) -> str:
+        return f"features: {self.computed} clips computed, {self.loaded} reused from cache"
+
+
+COUNTER = FeatureCounter()
+
+
+class FeatureStore:
+    """Computes features of task variants once; memory + disk cache."""
+
+    def __init__(self, disk_cache: bool = True, on_bad_clip: str = "error", run_seed: int = 0, keep_in_memory: int = 3):
+        self.disk_cache = disk_cache
+        self.on_bad_clip = on_bad_clip
+        self.run_seed = run_seed
+        self.keep_in_memory = keep_in_memory  # variants held at once (a clean one beside noisy ones)
+        self._memory: "OrderedDict[str, FeatureSet]" = OrderedDict()
+
+    def get(self, variant: TaskVariant, frontend: FrontEnd, split: str = "test") -> FeatureSet:
+        task = variant.task
+        clips = task.test_clips() if split == "test" else task.train_clips()
+        key = self._key(variant, frontend, split, task.fingerprint(clips))
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            return self._memory[key]
+        path = cache_dir("features") / f"{key}.pt" if self.disk_cache else None
+        features = _read(path) if path is not None else None
+        if features is not None:
+            COUNTER.loaded += len(features)
+        else:
+            features = self._compute(variant, frontend, clips)
+            COUNTER.computed += len(features) + len(features.skipped)
+            if path is not None:
+                _write(path, features)
+        self._memory[key] = features
+        while len(self._memory) > self.keep_in_memory:
+            self._memory.popitem(last=False)
+        return features
+
+    def _key(self, variant: TaskVariant, frontend: FrontEnd, split: str, fingerprint: str) -> str:
+        spec = {
+            "version": FEATURE_VERSION, "variant": variant.id, "split": split, "data": fingerprint,
+            "frontend": frontend.config(), "seed": self.run_seed,
+            "corruption": None if variant.corruption is None else variant.corruption.params,
+            "bucket": None if variant.bucket is None else variant.bucket.params,
+            "on_bad_clip": self.on_bad_clip,
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def _compute(self, variant: TaskVariant, frontend: FrontEnd, clips) -> FeatureSet:
+        task = variant.task
+        ids, fbanks, valid, labels, skipped = [], [], [], [], []
+        for clip in clips:
+            try:
+                fbank, n_valid = clip_features(variant, frontend, clip, self.run_seed)
+            except DataError as exc:
+                if self.on_bad_clip != "skip":
+                    raise
+                skipped.append((clip.id, str(exc)))
+                log.warning("skipped clip %s: %s", clip.id, exc)
+                continue
+            ids.append(clip.id)
+            fbanks.append(fbank)
+            valid.append(n_valid)
+            labels.append(clip.labels)
+        if not ids:
+            raise DataError(f"{variant.id}: no usable clips ({len(skipped)} skipped)")
+        return FeatureSet(ids, fbanks, torch.tensor(valid), encode_labels(labels, task.metric, task.num_classes), skipped)
+
+
+def clip_features(variant: TaskVariant, frontend: FrontEnd, clip, run_seed: int) -> Tuple[torch.Tensor, int]:
+    """The normalised fbank of one clip under a variant, and its number of real frames."""
+    task = variant.task
+    wave = task.load(clip)
+    if variant.corruption is not None:
+        wave = variant.corruption(wave, task.sample_rate, task.id, clip.id, run_seed)
+    if variant.bucket is not None:
+        wave = variant.bucket.crop(wave, task.sample_rate)
+    return frontend(wave, source=str(clip.path))
+
+
+def encode_labels(labels: List[Tuple[int, ...]], metric: str, num_classes: int) -> torch.Tensor:
+    if metric == "accuracy":
+        return torch.tensor([l[0] for l in labels], dtype=torch.long)
+    multi_hot = torch.zeros(len(labels), num_classes)
+    for i, l in enumerate(labels):
+        multi_hot[i, list(l)] = 1.0
+    return multi_hot
+
+
+def _read(path: Path) -> Optional[FeatureSet]:
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+        return FeatureSet(payload["ids"], list(payload["fbanks"]), payload["valid_frames"], payload["labels"],
+                          [tuple(s) for s in payload["skipped"]])
+    except Exception as exc:  # a damaged cache file is rebuilt, never trusted
+        log.warning("feature cache %s unreadable (%s); recomputing", path, exc)
+        return None
+
+
+def _write(path: Path, features: FeatureSet) -> None:
+    same_length = len({f.shape for f in features.fbanks}) == 1
+    payload = {
+        "ids": features.ids,
+        "fbanks": torch.stack(features.fbanks) if same_length else features.fbanks,
+        "valid_frames": features.valid_frames,
+        "labels": features.labels,
+        "skipped": [list(s) for s in features.skipped],
+    }
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(payload, str(tmp))
+    os.replace(tmp, path)

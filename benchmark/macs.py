@@ -1,0 +1,40 @@
+"""Analytic multiply-accumulate counts from the per-layer token trace.
+
+Counted: every matrix product of the model (patch embedding, qkv, attention QK^T and AV, output
+projection, MLP, head) and the method's own work (scoring, matching), per sample. Not counted:
+element-wise work (norms, softmax, GELU, residual adds, gathers). FLOPs = 2 x MACs.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+from .tokens import BlockTrace
+
+PARTS = ("patch_embed", "qkv", "attn_qk", "attn_av", "proj", "mlp", "head", "method")
+
+
+def macs_by_part(
+    embed_dim: int, mlp_ratio: float, patch_size: int, in_chans: int, num_classes: int,
+    num_patches: int, trace: List[BlockTrace],
+) -> Dict[str, int]:
+    """MACs per sample of one forward, by part; `trace` holds one entry per block."""
+    d = embed_dim
+    hidden = int(d * mlp_ratio)
+    parts = dict.fromkeys(PARTS, 0)
+    parts["patch_embed"] = num_patches * patch_size * patch_size * in_chans * d
+    for block in trace:
+        n, m = block.attention_tokens, block.mlp_tokens
+        parts["qkv"] += n * d * 3 * d
+        parts["attn_qk"] += n * n * d
+        parts["attn_av"] += n * n * d
+        parts["proj"] += n * d * d
+        parts["mlp"] += 2 * m * d * hidden
+        parts["method"] += block.method_macs
+    parts["head"] = d * num_classes
+    return parts
+
+
+def model_macs(model, grid: Tuple[int, int], trace: List[BlockTrace]) -> Dict[str, int]:
+    """`macs_by_part` for an AudioViT and a forward's trace."""
+    c = model.config
+    return macs_by_part(c.embed_dim, c.mlp_ratio, c.patch_size, 1, c.num_classes, grid[0] * grid[1], trace)

@@ -1,0 +1,67 @@
+"""Attention of a timm block, with the extras a method asks for, on the fused kernel.
+
+Every method, `none` included, runs attention through this one function, so all of them use the
+same scaled-dot-product kernel (a fair speed comparison). Scores a method needs are computed on
+the side, cheaply: the CLS row is one query against all keys, not the N x N attention matrix.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ..method import AttentionInfo
+
+
+def attention_forward(
+    attn: torch.nn.Module,
+    x: torch.Tensor,
+    num_prefix: int,
+    bias: Optional[torch.Tensor] = None,
+    want_cls_scores: bool = False,
+    want_received: bool = False,
+    want_keys: bool = False,
+) -> Tuple[torch.Tensor, AttentionInfo]:
+    """Run timm's `Attention` module `attn` on x (b, n, c); return (output, requested extras)."""
+    b, n, _ = x.shape
+    gate = attn.gate(x).sigmoid() if getattr(attn, "gate", None) is not None else None
+    qkv = attn.qkv(x).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=bias, dropout_p=attn.attn_drop.p if attn.training else 0.0
+    )
+    info = AttentionInfo()
+    if want_cls_scores:
+        logits = (q[:, :, :1] * attn.scale) @ k.transpose(-2, -1)  # (b, h, 1, n)
+        if bias is not None:
+            logits = logits + bias
+        info.cls_scores = logits.softmax(dim=-1).mean(dim=1)[:, 0, num_prefix:]
+    if want_received:
+        info.received = _received_attention(q * attn.scale, k, bias)[:, num_prefix:]
+    if want_keys:
+        info.keys = k.mean(dim=1)
+    out = out.transpose(1, 2).reshape(b, n, -1)
+    out = attn.norm(out) if hasattr(attn, "norm") else out
+    if gate is not None:
+        out = out * gate
+    out = attn.proj_drop(attn.proj(out))
+    return out, info
+
+
+def _received_attention(q: torch.Tensor, k: torch.Tensor, bias: Optional[torch.Tensor], chunk: int = 256) -> torch.Tensor:
+    """Mean attention each token receives over all queries and heads, (b, n).
+
+    Needs every attention row, so it costs as much as QK^T; computed in query chunks so the
+    N x N matrix of all heads is never held at once.
+    """
+    b, h, n, _ = q.shape
+    total = q.new_zeros(b, n)
+    kt = k.transpose(-2, -1)
+    for start in range(0, n, chunk):
+        logits = q[:, :, start:start + chunk] @ kt
+        if bias is not None:
+            logits = logits + bias
+        total += logits.softmax(dim=-1).sum(dim=(1, 2))
+    return total / (h * n)

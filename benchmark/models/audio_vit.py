@@ -1,0 +1,223 @@
+"""The model adapter: an audio spectrogram transformer on timm's VisionTransformer.
+
+timm provides the parts (patch embedding slot, prefix tokens, positional embedding, blocks, final
+norm); this module owns the forward, so it can
+- take a normalised fbank (batch, frames, mel_bins), the input layout of AST and Transformers,
+- state `num_prefix_tokens` (2 for AST: CLS + distillation) and the patch grid (freq x time),
+- call a method between attention and MLP at the reduction layers, with a per-forward reset,
+- pool by the model's rule (prefix-token average, or size-weighted mean over patch tokens).
+No timm class is patched: the blocks' own submodules are called in order.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.models.vision_transformer import VisionTransformer
+
+from ..method import AttentionInfo, Method, ModelDims
+from ..tokens import BlockTrace, TokenState
+from .attention import attention_forward
+
+
+@dataclass(frozen=True)
+class AudioViTConfig:
+    name: str
+    embed_dim: int
+    depth: int
+    num_heads: int
+    num_classes: int = 50
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    fstride: int = 16
+    tstride: int = 16
+    num_mel_bins: int = 128
+    target_frames: int = 1024
+    distillation_token: bool = True  # AST: CLS + distillation token
+    pooling: str = "prefix"  # "prefix": mean of the prefix tokens (AST); "mean": patch mean (AudioMAE)
+    drop_path_rate: float = 0.0
+    sample_rate: int = 16000
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class AudioPatchEmbed(nn.Module):
+    """1-channel conv patch embedding with a stride of its own per axis (AST: 10 or 16)."""
+
+    def __init__(self, img_size, patch_size, in_chans, embed_dim, fstride=16, tstride=16, bias=True, **_):
+        super().__init__()
+        self.patch_size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+        self.stride = (fstride, tstride)
+        self.img_size = tuple(img_size)
+        self.grid_size = grid_for(self.img_size, self.patch_size, self.stride)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.stride, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, 1, mel, frames) -> (b, patches, dim), patches ordered freq-major as AST."""
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+def grid_for(img_size: Tuple[int, int], patch: Tuple[int, int], stride: Tuple[int, int]) -> Tuple[int, int]:
+    mel, frames = img_size
+    return (mel - patch[0]) // stride[0] + 1, (frames - patch[1]) // stride[1] + 1
+
+
+class AudioViT(nn.Module):
+    def __init__(self, config: AudioViTConfig):
+        super().__init__()
+        self.config = config
+        self.vit = VisionTransformer(
+            img_size=(config.num_mel_bins, config.target_frames),
+            patch_size=config.patch_size,
+            in_chans=1,
+            num_classes=0,
+            global_pool="",
+            embed_dim=config.embed_dim,
+            depth=config.depth,
+            num_heads=config.num_heads,
+            mlp_ratio=config.mlp_ratio,
+            reg_tokens=1 if config.distillation_token else 0,
+            drop_path_rate=config.drop_path_rate,
+            embed_layer=partial(AudioPatchEmbed, fstride=config.fstride, tstride=config.tstride),
+        )
+        self.num_prefix_tokens = self.vit.num_prefix_tokens
+        self.grid = self.vit.patch_embed.grid_size
+        # Start from 2-D sin-cos positions (as AudioMAE): a model trained from scratch on little
+        # data then knows frequency and time position from step one. Checkpoints overwrite it.
+        with torch.no_grad():
+            self.vit.pos_embed[:, self.num_prefix_tokens:] = sincos_2d(self.grid, config.embed_dim)
+        # AST's head: LayerNorm + Linear on the pooled token.
+        self.head = nn.Sequential(nn.LayerNorm(config.embed_dim), nn.Linear(config.embed_dim, config.num_classes))
+        self.method: Optional[Method] = None  # used when forward() is called without one
+        self.track_provenance = False
+
+    # -- what methods need to know ----------------------------------------------------------
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.vit.blocks
+
+    def dims(self, grid: Optional[Tuple[int, int]] = None) -> ModelDims:
+        c = self.config
+        return ModelDims(c.depth, c.embed_dim, c.num_heads, self.num_prefix_tokens, grid or self.grid, c.pooling)
+
+    def grid_for_frames(self, frames: int) -> Tuple[int, int]:
+        pe = self.vit.patch_embed
+        return grid_for((self.config.num_mel_bins, frames), pe.patch_size, pe.stride)
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self, fbank: torch.Tensor, method: Optional[Method] = None) -> torch.Tensor:
+        """Normalised fbank (b, frames, mel_bins) -> logits (b, classes)."""
+        return self.forward_with_state(fbank, method)[0]
+
+    def forward_with_state(
+        self,
+        fbank: torch.Tensor,
+        method: Optional[Method] = None,
+        valid_frames: Optional[torch.Tensor] = None,
+        track_provenance: Optional[bool] = None,
+        time_offset: int = 0,
+    ) -> Tuple[torch.Tensor, TokenState]:
+        """Logits and the token state (per-layer token trace, provenance of surviving tokens).
+
+        `time_offset`: the input starts that many patch columns into the nominal grid (training on
+        random crops uses the crop's own positions)."""
+        method = method if method is not None else self.method
+        track = self.track_provenance if track_provenance is None else track_provenance
+        x = self.vit.patch_embed(fbank.transpose(1, 2).unsqueeze(1))
+        grid = self.grid_for_frames(fbank.shape[1])
+        x = self._add_prefix_and_positions(x, grid, time_offset)
+        x = self.vit.norm_pre(x)
+
+        state = TokenState.start(x.shape[0], self.num_prefix_tokens, grid, x.device, track)
+        dims = self.dims(grid)
+        layers = set(method.reduction_layers(self.config.depth)) if method is not None else set()
+        if method is not None:
+            method.begin(fbank, state, dims, valid_frames)
+        for index, block in enumerate(self.vit.blocks):
+            x = self._block(block, x, state, method if index in layers else None, index, dims)
+        x = self.vit.norm(x)
+        return self.head(self._pool(x, state)), state
+
+    def _block(self, block, x, state: TokenState, method: Optional[Method], index: int, dims: ModelDims):
+        tokens_in = x.shape[1]
+        bias = state.attention_bias()
+        wants = method.attention_requests(dims) if method is not None else frozenset()
+        attn_out, info = attention_forward(
+            block.attn,
+            block.norm1(x),
+            self.num_prefix_tokens,
+            bias=bias,
+            want_cls_scores="cls_scores" in wants,
+            want_received="received" in wants,
+            want_keys="keys" in wants,
+        )
+        x = x + block.drop_path1(block.ls1(attn_out))
+        method_macs = 0
+        if method is not None:
+            x = method.reduce(x, state, info, index, dims)
+            method_macs = method.overhead_macs(tokens_in, dims)
+        x = x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
+        state.trace.append(BlockTrace(tokens_in, x.shape[1], method_macs))
+        return x
+
+    def _add_prefix_and_positions(self, x: torch.Tensor, grid: Tuple[int, int], time_offset: int = 0) -> torch.Tensor:
+        vit = self.vit
+        p = self.num_prefix_tokens
+        pos = vit.pos_embed
+        prefix_pos, patch_pos = pos[:, :p], pos[:, p:]
+        if time_offset:
+            full = patch_pos.reshape(1, self.grid[0], self.grid[1], -1)
+            patch_pos = full[:, :, time_offset:time_offset + grid[1]].reshape(1, -1, full.shape[-1])
+        elif tuple(grid) != tuple(self.grid):
+            patch_pos = adapt_positions(patch_pos, self.grid, grid)
+        prefix = [vit.cls_token.expand(x.shape[0], -1, -1)]
+        if vit.reg_token is not None:
+            prefix.append(vit.reg_token.expand(x.shape[0], -1, -1))
+        prefix = torch.cat(prefix, dim=1) + prefix_pos
+        return vit.pos_drop(torch.cat([prefix, x + patch_pos], dim=1))
+
+    def _pool(self, x: torch.Tensor, state: TokenState) -> torch.Tensor:
+        p = self.num_prefix_tokens
+        if self.config.pooling == "prefix":
+            return x[:, :p].mean(dim=1)
+        patches = x[:, p:]
+        if state.sizes is None:
+            return patches.mean(dim=1)
+        # Merged tokens stand for several patches: weight them so the mean equals the unmerged one.
+        w = state.sizes[:, p:].unsqueeze(-1)
+        return (patches * w).sum(dim=1) / w.sum(dim=1)
+
+
+def sincos_2d(grid: Tuple[int, int], dim: int) -> torch.Tensor:
+    """(1, freq*time, dim) fixed 2-D sin-cos embedding: half the channels encode the frequency
+    row, half the time column (MAE's construction), freq-major like the patches."""
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid[0]), torch.arange(grid[1]), indexing="ij")
+    parts = []
+    for coord in (rows.reshape(-1), cols.reshape(-1)):
+        angles = coord[:, None].double() * omega[None]
+        parts += [angles.sin(), angles.cos()]
+    emb = torch.cat(parts, dim=1)
+    if emb.shape[1] < dim:  # dim not divisible by 4
+        emb = torch.nn.functional.pad(emb, (0, dim - emb.shape[1]))
+    return emb.float().unsqueeze(0)
+
+
+def adapt_positions(patch_pos: torch.Tensor, old: Tuple[int, int], new: Tuple[int, int]) -> torch.Tensor:
+    """Positional embeddings for another grid, as AST: crop time (and freq) when shorter,
+    interpolate bilinearly when longer."""
+    d = patch_pos.shape[-1]
+    grid = patch_pos.reshape(1, old[0], old[1], d).permute(0, 3, 1, 2)
+    f = grid[:, :, : new[0]] if new[0] <= old[0] else grid
+    t = f[:, :, :, : new[1]] if new[1] <= old[1] else f
+    if t.shape[2:] != tuple(new):
+        t = F.interpolate(t, size=new, mode="bilinear", align_corners=False)
+    return t.permute(0, 2, 3, 1).reshape(1, new[0] * new[1], d)

@@ -1,0 +1,135 @@
+"""Per-forward token bookkeeping carried beside the hidden states.
+
+Two index spaces never mix here:
+- a *token index* is a position among the current patch tokens (prefix tokens excluded);
+- a *patch id* is a position in the original patch grid (0 .. num_patches - 1, freq-major).
+Published pruning code has shifted one into the other (gathering patch ids from the full sequence,
+prefix included); keeping them in separate, named tensors is the guard.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+
+@dataclass
+class BlockTrace:
+    """Tokens (prefix included) seen by one block's attention and by its MLP, per sample."""
+
+    attention_tokens: int
+    mlp_tokens: int
+    method_macs: int = 0  # the method's own work at this block (scoring, matching), per sample
+
+
+@dataclass
+class TokenState:
+    num_prefix: int
+    num_patches: int  # patches in the original grid
+    grid: Tuple[int, int]  # (freq, time) patches
+    # Original patches held by each current patch token: owner[b, p] is the token index of patch p,
+    # or -1 once it was dropped. None when provenance tracking is off (timing runs).
+    owner: Optional[torch.Tensor] = None
+    # Number of original patches merged into each token, prefix included (b, n); None = all ones.
+    sizes: Optional[torch.Tensor] = None
+    # Add log(sizes) to the attention logits of later blocks (ToMe's proportional attention).
+    proportional_attention: bool = False
+    # Per-patch-token values that travel with the tokens (for example input intensity), (b, n_patch).
+    carried: Dict[str, torch.Tensor] = field(default_factory=dict)
+    trace: List[BlockTrace] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls, batch: int, num_prefix: int, grid: Tuple[int, int], device: torch.device, track: bool
+    ) -> "TokenState":
+        num_patches = grid[0] * grid[1]
+        owner = None
+        if track:
+            owner = torch.arange(num_patches, device=device).expand(batch, -1).clone()
+        return cls(num_prefix=num_prefix, num_patches=num_patches, grid=grid, owner=owner)
+
+    def keep(self, x: torch.Tensor, keep_idx: torch.Tensor) -> torch.Tensor:
+        """Keep the patch tokens at `keep_idx` (b, k token indices, ascending) and all prefix tokens.
+
+        Applies alike to the hidden states, sizes, carried values and provenance; returns the new x.
+        """
+        p = self.num_prefix
+        batch, n_tokens = x.shape[0], x.shape[1] - p
+        gather = keep_idx.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+        x = torch.cat([x[:, :p], x[:, p:].gather(1, gather)], dim=1)
+        if self.sizes is not None:
+            self.sizes = torch.cat([self.sizes[:, :p], self.sizes[:, p:].gather(1, keep_idx)], dim=1)
+        for name, values in self.carried.items():
+            self.carried[name] = values.gather(1, keep_idx)
+        if self.owner is not None:
+            new_index = torch.full((batch, n_tokens), -1, dtype=torch.long, device=x.device)
+            ranks = torch.arange(keep_idx.shape[1], device=x.device).expand(batch, -1)
+            new_index.scatter_(1, keep_idx, ranks)
+            self.relabel(new_index)
+        return x
+
+    def keep_and_fuse(
+        self, x: torch.Tensor, keep_idx: torch.Tensor, drop_idx: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        """Keep `keep_idx` and fuse the `drop_idx` tokens into one appended token (EViT).
+
+        The fused token is the `weights`-weighted average of the dropped tokens; it holds all their
+        patches, its size is the sum of theirs (so mean pooling stays exact), and it is flagged in
+        `carried["fused"]` so selection statistics can tell it from a kept patch.
+        """
+        p = self.num_prefix
+        batch, n_tokens, dim = x.shape[0], x.shape[1] - p, x.shape[-1]
+        patches = x[:, p:]
+        dropped = patches.gather(1, drop_idx.unsqueeze(-1).expand(-1, -1, dim))
+        w = weights.gather(1, drop_idx).unsqueeze(-1)
+        fused = (dropped * w).sum(dim=1, keepdim=True) / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        sizes = self.sizes if self.sizes is not None else x.new_ones(batch, p + n_tokens)
+        patch_sizes = sizes[:, p:]
+        dropped_sizes = patch_sizes.gather(1, drop_idx)
+        self.carried.setdefault("fused", x.new_zeros(batch, n_tokens))
+        fused_values = {}
+        for name, values in self.carried.items():
+            v = values.gather(1, drop_idx)
+            fused_values[name] = (v * dropped_sizes).sum(1, keepdim=True) / dropped_sizes.sum(1, keepdim=True)
+        fused_values["fused"] = x.new_ones(batch, 1)
+        fused_size = dropped_sizes.sum(dim=1, keepdim=True)
+        if self.owner is not None:
+            new_index = torch.full((batch, n_tokens), keep_idx.shape[1], dtype=torch.long, device=x.device)
+            ranks = torch.arange(keep_idx.shape[1], device=x.device).expand(batch, -1)
+            new_index.scatter_(1, keep_idx, ranks)
+            self.relabel(new_index)
+        owner, self.owner = self.owner, None  # relabelled above; keep() must not relabel again
+        self.sizes = sizes
+        x = self.keep(x, keep_idx)
+        self.owner = owner
+        self.sizes = torch.cat([self.sizes, fused_size], dim=1)
+        for name in self.carried:
+            self.carried[name] = torch.cat([self.carried[name], fused_values[name]], dim=1)
+        return torch.cat([x, fused], dim=1)
+
+    def relabel(self, new_index: torch.Tensor) -> None:
+        """Move provenance to new token indices: new_index[b, t] is old token t's new index or -1."""
+        if self.owner is None:
+            return
+        alive = self.owner >= 0
+        moved = new_index.gather(1, self.owner.clamp(min=0))
+        self.owner = torch.where(alive, moved, torch.full_like(moved, -1))
+
+    def kept_patch_mask(self) -> Optional[torch.Tensor]:
+        """(b, num_patches) bool: original patches that still live in a token, a fused
+        (EViT inattentive) token excepted."""
+        if self.owner is None:
+            return None
+        alive = self.owner >= 0
+        fused = self.carried.get("fused")
+        if fused is None:
+            return alive
+        in_fused = fused.gather(1, self.owner.clamp(min=0)) > 0
+        return alive & ~in_fused
+
+    def attention_bias(self) -> Optional[torch.Tensor]:
+        """Proportional attention: log token size added to the attention logits, (b, 1, 1, n)."""
+        if self.sizes is None or not self.proportional_attention:
+            return None
+        return self.sizes.log()[:, None, None, :]

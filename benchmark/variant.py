@@ -1,0 +1,42 @@
+"""Task variants: a task with at most one corruption and one length bucket.
+
+`esc50/fold5`, `esc50/fold5+white@0dB`, `esc50/fold5+len2s`. Variants are built from
+parameters, never written out by hand.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+from benchmark.tasks.base import Task
+from benchmark.tasks.buckets import LengthBucket
+from benchmark.tasks.corruption import Corruption
+
+
+@dataclass(frozen=True)
+class TaskVariant:
+    task: Task
+    corruption: Optional[Corruption] = None
+    bucket: Optional[LengthBucket] = None
+
+    @property
+    def id(self) -> str:
+        parts = [self.task.id]
+        if self.corruption is not None:
+            parts.append(self.corruption.id)
+        if self.bucket is not None:
+            parts.append(self.bucket.id)
+        return "+".join(parts)
+
+    @property
+    def clean(self) -> "TaskVariant":
+        """The same variant without its corruption (what robustness is measured against)."""
+        return TaskVariant(self.task, None, self.bucket)
+
+    def describe(self) -> Dict[str, Any]:
+        return {
+            **self.task.describe(),
+            "variant": self.id,
+            "corruption": None if self.corruption is None else self.corruption.describe(),
+            "bucket": None if self.bucket is None else self.bucket.describe(),
+        }

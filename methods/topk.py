@@ -1,0 +1,57 @@
+"""TopK / EViT: keep the patches the CLS token attends to most.
+
+Score: the CLS row of the attention, averaged over heads (AST, DeiT); for mean-pooled models with
+no CLS token to speak for the output, the mean attention a patch receives. With `fuse`, the dropped
+tokens are fused into one token, weighted by their scores (EViT's inattentive-token fusion).
+"""
+from __future__ import annotations
+
+from typing import FrozenSet
+
+import torch
+
+from benchmark.errors import ConfigError
+from benchmark.method import AttentionInfo, ModelDims, ScorePruning, kept_count
+from benchmark.registry import register_method
+from benchmark.tokens import TokenState
+
+
+@register_method("topk")
+class TopK(ScorePruning):
+    """TopK/EViT: keep ceil(k*N) patches with the highest CLS attention at each reduction layer."""
+
+    name = "topk"
+    defaults = {**ScorePruning.defaults, "fuse": False}
+
+    def attention_requests(self, dims: ModelDims) -> FrozenSet[str]:
+        # Mean-pooled models have no CLS token speaking for the output.
+        return frozenset({"received" if dims.pooling == "mean" else "cls_scores"})
+
+    def score(self, x: torch.Tensor, state: TokenState, info: AttentionInfo) -> torch.Tensor:
+        return info.cls_scores if info.cls_scores is not None else info.received
+
+    def reduce(self, x, state, info, layer, dims):
+        if not self.params["fuse"]:
+            return super().reduce(x, state, info, layer, dims)
+        scores = self.score(x, state, info)
+        n_patch = x.shape[1] - state.num_prefix
+        keep = kept_count(self.params["keep_rate"], n_patch)
+        if keep >= n_patch:
+            return x
+        order = scores.argsort(dim=1, descending=True)
+        keep_idx = order[:, :keep].sort(dim=1).values
+        return state.keep_and_fuse(x, keep_idx, order[:, keep:], scores)
+
+    def overhead_macs(self, tokens: int, dims: ModelDims) -> int:
+        if dims.pooling == "mean":
+            macs = tokens * tokens * dims.embed_dim  # every query against every key, once more
+        else:
+            macs = tokens * dims.embed_dim  # the CLS query against every key, all heads
+        if self.params["fuse"]:
+            macs += (tokens - dims.num_prefix) * dims.embed_dim  # weighted sum of dropped tokens
+        return macs
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.params["fuse"], bool):
+            raise ConfigError(f"method 'topk': fuse must be true or false, got {self.params['fuse']!r}")

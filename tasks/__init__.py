@@ -1,0 +1,1 @@
+"""Built-in tasks, corruptions and length buckets (imported by the registry on first use)."""

@@ -1,0 +1,115 @@
+"""The whole pipeline end to end on a tiny model and a small generated dataset."""
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from benchmark.cli import main
+from benchmark.results import load_records
+
+from conftest import TINY
+
+
+def write_config(path, root, methods=None, **extra):
+    config = {
+        "seed": 0,
+        "models": [{"name": "ast-tiny", "overrides": TINY}],
+        "tasks": [{"name": "synth-esc", "root": str(root), "clips_per_fold": 2,
+                   "corruptions": [{"name": "white", "snr_db": [10]}]}],
+        "methods": methods or [{"name": "none"}, {"name": "topk", "keep_rate": [1.0, 0.5]}],
+        "measure": {"batch_size": 8, "warmup": 1, "repeats": 1},
+        "train": {"epochs": 2, "batch_size": 8, "crop_frames": 0, "full_length_epochs": 0},
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    config = write_config(tmp / "run.yaml", tmp / "synth")
+    assert main(["run", "--config", str(config), "--out", str(tmp / "results"), "--no-progress"]) == 0
+    return tmp, config
+
+
+def test_run_writes_one_valid_record_per_pair(finished_run):
+    tmp, _ = finished_run
+    records = load_records(tmp / "results")
+    assert len(records) == 6  # 3 methods x (clean + white@10dB)
+    paths = sorted(r["_path"].split("results/")[1] for r in records)
+    assert "ast-tiny/topk-keep_rate=0.5/synth-esc/fold5+white@10dB.json" in paths
+    by_id = {(r["method"]["id"], r["task"]["variant"]): r for r in records}
+    none = by_id[("none", "synth-esc/fold5")]
+    full = by_id[("topk-keep_rate=1.0", "synth-esc/fold5")]
+    half = by_id[("topk-keep_rate=0.5", "synth-esc/fold5")]
+    assert none["per_clip"]["pred"] == full["per_clip"]["pred"]
+    assert len(none["per_clip"]["ids"]) == 20 and none["data"]["clips"] == 20  # 10 classes x 2
+    assert half["macs"]["per_sample"] < none["macs"]["per_sample"]
+    assert half["tokens"]["per_layer"][-1]["mlp"] == 10
+    assert 0 <= none["metrics"]["accuracy"]["ci95"][0] <= none["metrics"]["accuracy"]["value"] <= none["metrics"]["accuracy"]["ci95"][1]
+    assert none["throughput"]["speedup_vs_none"] == 1.0 and half["throughput"]["samples_per_s"] > 0
+    assert none["provenance"]["config_hash"] and none["model"]["checkpoint_sha256"]
+    assert (tmp / "results" / "leaderboard.html").is_file()
+
+
+def test_rerun_skips_finished_records(finished_run, capsys):
+    tmp, config = finished_run
+    before = {p: p.stat().st_mtime_ns for p in (tmp / "results").rglob("*.json")}
+    assert main(["run", "--config", str(config), "--out", str(tmp / "results"), "--no-progress"]) == 0
+    assert "0 records written, 6 already present" in capsys.readouterr().out
+    assert before == {p: p.stat().st_mtime_ns for p in (tmp / "results").rglob("*.json")}
+
+
+def test_leaderboard_escapes_strings_from_results(finished_run, tmp_path):
+    tmp, _ = finished_run
+    record_path = next((tmp / "results").rglob("none/synth-esc/fold5.json"))
+    record = json.loads(record_path.read_text())
+    record["method"]["id"] = "<script>alert(1)</script>"
+    evil = tmp_path / "evil" / "m" / "x" / "t.json"
+    evil.parent.mkdir(parents=True)
+    evil.write_text(json.dumps(record))
+    assert main(["leaderboard", str(tmp_path / "evil"), "-o", str(tmp_path / "lb.html")]) == 0
+    html = (tmp_path / "lb.html").read_text()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+@pytest.mark.parametrize("config_text, message", [
+    ("seed: 0\nmodels: [ast-tiny\n", "malformed YAML"),
+    ("seed: 0\nmodels: [ast-tiny]\ntasks: [{name: esc50, root: /no/such/esc50}]\nmethods: [none]\n", "dataset root not found: /no/such/esc50"),
+    ("seed: 0\nmodels: [ast-tiny]\ntasks: [synth-esc]\nmethods: [{name: topk, keep_rat: 0.5}]\n", "keep_rat"),
+])
+def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, config_text, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(config_text)
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", "--config", str(config), "--out", str(tmp_path / "r"), "--no-progress"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_corrupt_clip_in_dataset_names_the_file(tmp_path):
+    from conftest import write_esc_layout
+
+    root = write_esc_layout(tmp_path / "esc")
+    victim = sorted((root / "audio").glob("5-*.wav"))[0]
+    victim.write_bytes(b"not audio at all")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "models": [{"name": "ast-tiny", "overrides": TINY}], "tasks": [{"name": "esc50", "root": str(root)}],
+        "methods": ["none"], "measure": {"throughput": False}, "train": {"epochs": 1, "crop_frames": 0, "full_length_epochs": 0}}))
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", "--config", str(config), "--out", str(tmp_path / "r"), "--no-progress"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and victim.name in out.stderr and "Traceback" not in out.stderr
+
+
+def test_profile_json_rows(tmp_path):
+    out = tmp_path / "p.json"
+    assert main(["profile", "--model", "ast-tiny", "--method", "topk:keep_rate=0.5", "--batch-size", "2", "--repeats", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["method_id"] for r in rows] == ["none", "topk-keep_rate=0.5"]
+    assert set(rows[0]) >= {"method_id", "macs_per_sample", "mac_ratio", "samples_per_s", "speedup", "efficiency", "peak_memory_bytes"}
+    assert rows[1]["mac_ratio"] > 2.0
