@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="recompute records that already exist")
     p.add_argument("--plugins", action="append", metavar="FILE", help="load a plugin file (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="where the pairs run: this process (default) or a Ray cluster")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join: auto, HOST:PORT or ray://HOST:10001 (default: start a local Ray instance)")
+    p.add_argument("--methods-per-task", type=int, default=0, metavar="N",
+                   help="Ray: at most N methods per Ray task (default: all pending methods of a task variant)")
+    p.add_argument("--max-retries", type=int, default=3, metavar="N",
+                   help="Ray: retries of a task whose worker or node was lost (default: 3)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("train", help="train a model on a task's training folds and save a checkpoint")
@@ -95,19 +103,31 @@ def cmd_run(args) -> int:
     from .summary import summary_table
     from .leaderboard import render_leaderboard
 
+    from .executors import make_executor
+    from .summary import failure_lines
+
     config = load_config(args.config)
-    runner = Runner(config, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    progress = not args.no_progress
+    options = {}
+    if args.executor == "ray":
+        options = {"address": args.address, "methods_per_task": args.methods_per_task, "max_retries": args.max_retries}
+    executor = make_executor(args.executor, progress=progress, **options)
+    runner = Runner(config, args.out, overwrite=args.overwrite, progress=progress, executor=executor)
     summary = runner.run()
     if summary.records:
         print(summary_table(summary.records))
-    print(f"{len(summary.written)} records written, {len(summary.skipped)} already present, "
+    print(f"{len(summary.written) - len(summary.failed)} records written, {len(summary.skipped)} already present, "
           f"{len(summary.failed)} failed, in {summary.seconds:.0f} s; results in {args.out}/")
-    if summary.records:
+    if summary.records or summary.failed_records:
         page = render_leaderboard(args.out, Path(args.out) / "leaderboard.html")
         print(f"leaderboard: {page}")
-    for pair, error in summary.failed:
-        print(f"FAILED {pair}: {error}", file=sys.stderr)
-    return 1 if summary.failed else 0
+    if summary.failed:
+        for line in failure_lines(summary.failed):
+            print(f"FAILED {line}", file=sys.stderr)
+        print(f"{len(summary.failed)} pairs failed: their records in {args.out}/ hold the error and traceback; "
+              f"rerun the same command to retry them", file=sys.stderr)
+        return 2 if summary.only_input_errors else 1
+    return 0
 
 
 def cmd_train(args) -> int:

@@ -135,6 +135,14 @@ def _model(entry: Any, where: str) -> ModelEntry:
     overrides = entry.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise ConfigError(f"{where}: overrides must be a mapping")
+    from dataclasses import fields
+
+    from .models.audio_vit import AudioViTConfig
+
+    allowed = [f.name for f in fields(AudioViTConfig) if f.name != "name"]
+    for key in overrides:
+        if key not in allowed:
+            raise ConfigError(f"{where}: overrides has no key {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
     return ModelEntry(entry["name"], entry.get("checkpoint"), overrides)
 
 

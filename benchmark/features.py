@@ -23,7 +23,7 @@ from .frontend import FrontEnd
 from .variant import TaskVariant
 
 log = logging.getLogger(__name__)
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 
 @dataclass
@@ -33,6 +33,7 @@ class FeatureSet:
     valid_frames: torch.Tensor  # (n,) frames that are real audio, not padding
     labels: torch.Tensor  # (n,) class index, or (n, classes) multi-hot
     skipped: List[Tuple[str, str]] = field(default_factory=list)  # (clip id, reason)
+    cropped: List[str] = field(default_factory=list)  # clips longer than the model input: their end is cut
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -104,10 +105,10 @@ class FeatureStore:
 
     def _compute(self, variant: TaskVariant, frontend: FrontEnd, clips) -> FeatureSet:
         task = variant.task
-        ids, fbanks, valid, labels, skipped = [], [], [], [], []
+        ids, fbanks, valid, labels, skipped, cropped = [], [], [], [], [], []
         for clip in clips:
             try:
-                fbank, n_valid = clip_features(variant, frontend, clip, self.run_seed)
+                fbank, n_valid, was_cropped = clip_features(variant, frontend, clip, self.run_seed)
             except DataError as exc:
                 if self.on_bad_clip != "skip":
                     raise
@@ -118,20 +119,31 @@ class FeatureStore:
             fbanks.append(fbank)
             valid.append(n_valid)
             labels.append(clip.labels)
+            if was_cropped:
+                cropped.append(clip.id)
         if not ids:
             raise DataError(f"{variant.id}: no usable clips ({len(skipped)} skipped)")
-        return FeatureSet(ids, fbanks, torch.tensor(valid), encode_labels(labels, task.metric, task.num_classes), skipped)
+        if cropped:
+            log.info("%s: %d clips longer than the model input were cropped", variant.id, len(cropped))
+        return FeatureSet(ids, fbanks, torch.tensor(valid), encode_labels(labels, task.metric, task.num_classes), skipped,
+                          cropped)
 
 
-def clip_features(variant: TaskVariant, frontend: FrontEnd, clip, run_seed: int) -> Tuple[torch.Tensor, int]:
-    """The normalised fbank of one clip under a variant, and its number of real frames."""
+def clip_features(variant: TaskVariant, frontend: FrontEnd, clip, run_seed: int) -> Tuple[torch.Tensor, int, bool]:
+    """The normalised fbank of one clip under a variant, its number of real frames, and whether
+    the clip was longer than the model input (its end cut off: counted in every record)."""
     task = variant.task
     wave = task.load(clip)
     if variant.corruption is not None:
         wave = variant.corruption(wave, task.sample_rate, task.id, clip.id, run_seed)
     if variant.bucket is not None:
         wave = variant.bucket.crop(wave, task.sample_rate)
-    return frontend(wave, source=str(clip.path))
+    source = str(clip.path)
+    fbank, n_valid = frontend(wave, source=source)
+    if not torch.isfinite(fbank).all():
+        raise DataError(f"audio file {source}: its features are not finite (samples of extreme magnitude?)")
+    native = 1 + (wave.numel() - round(0.025 * frontend.sample_rate)) // round(0.010 * frontend.sample_rate)
+    return fbank, n_valid, frontend.target_frames is not None and native > frontend.target_frames
 
 
 def encode_labels(labels: List[Tuple[int, ...]], metric: str, num_classes: int) -> torch.Tensor:
@@ -149,7 +161,7 @@ def _read(path: Path) -> Optional[FeatureSet]:
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
         return FeatureSet(payload["ids"], list(payload["fbanks"]), payload["valid_frames"], payload["labels"],
-                          [tuple(s) for s in payload["skipped"]])
+                          [tuple(s) for s in payload["skipped"]], list(payload["cropped"]))
     except Exception as exc:  # a damaged cache file is rebuilt, never trusted
         log.warning("feature cache %s unreadable (%s); recomputing", path, exc)
         return None
@@ -163,6 +175,7 @@ def _write(path: Path, features: FeatureSet) -> None:
         "valid_frames": features.valid_frames,
         "labels": features.labels,
         "skipped": [list(s) for s in features.skipped],
+        "cropped": features.cropped,
     }
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     torch.save(payload, str(tmp))

@@ -11,13 +11,14 @@ import logging
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "prunebench.plugins"
 _loaded_entry_points = False
 _failures: List[str] = []
+_sources: Dict[str, str] = {}  # plugin files loaded in this process: path -> source text
 
 
 def load_entry_point_plugins() -> List[str]:
@@ -40,10 +41,13 @@ def load_entry_point_plugins() -> List[str]:
     return failures
 
 
-def load_plugin_file(path: str | Path) -> Optional[str]:
-    """Import one plugin file; returns a failure message or None."""
+def load_plugin_file(path: str | Path, source: Optional[str] = None) -> Optional[str]:
+    """Import one plugin file; returns a failure message or None.
+
+    `source`: the file's text, read elsewhere (a Ray worker gets the driver's plugin files this
+    way, under the same module name, so objects pickled in the driver resolve)."""
     path = Path(path)
-    if not path.is_file():
+    if source is None and not path.is_file():
         message = f"plugin file {str(path)!r} does not exist"
         _report([message])
         return message
@@ -51,17 +55,23 @@ def load_plugin_file(path: str | Path) -> Optional[str]:
     if module_name in sys.modules:
         return None
     try:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
+        text = path.read_text(encoding="utf-8") if source is None else source
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(module_name, loader=None, origin=str(path)))
+        module.__file__ = str(path)
         sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        exec(compile(text, str(path), "exec"), module.__dict__)
     except Exception as exc:
         sys.modules.pop(module_name, None)
         message = f"plugin file {str(path)!r} failed to load: {exc!r}"
         _report([message])
         return message
+    _sources[str(path.resolve())] = text
     return None
+
+
+def loaded_plugin_sources() -> List[Tuple[str, str]]:
+    """(path, source text) of every plugin file loaded in this process, in load order."""
+    return list(_sources.items())
 
 
 def load_plugins(files: Sequence[str | Path] = ()) -> List[str]:

@@ -1,36 +1,29 @@
-"""The runner: every (model, task variant, method) pair of a config, resumable.
+"""The runner: every (model, task variant, method) pair of a config, resumable, fault isolated.
 
-For each model and task: resolve the checkpoint (given, cached, or trained now), compute each
-variant's features once, time every pending method against `none` interleaved (once per input
-shape: noise does not change the shape), evaluate, and write one record per pair atomically.
-Finished records are skipped unless `overwrite`.
+plan (which pairs are pending: finished records are skipped unless `overwrite`, failed ones are
+retried) -> execute (an executor runs the units: in this process by default, or on Ray) ->
+write (here, in the driver: throughput attached, each record checked and written atomically).
+A kill at any moment loses at most the pairs in flight; rerunning finishes the missing ones.
+A pair that raises is written as a failed record (error, traceback) and the grid goes on.
 """
 from __future__ import annotations
 
 import logging
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from tqdm import tqdm
 
-from .config import ModelEntry, RunConfig, TaskEntry
-from .errors import DataError, PrunebenchError
-from .evaluate import evaluate
-from .features import COUNTER, FeatureStore
-from .frontend import FrontEnd
-from .macs import model_macs
-from .method import Method
-from .models import file_sha256, load_model
-from .models.audio_vit import AudioViT
-from .registry import METHODS
-from .results import SCHEMA, provenance, read_record, result_path, write_record
-from .tasks.base import Task
-from .throughput import Throughput, measure_interleaved, resolve_device
-from .train import default_checkpoint_path, frontend_for, train_model
-from .variant import TaskVariant
+from .config import RunConfig
+from .errors import DataError
+from .executors import Executor, make_executor
+from .features import COUNTER
+from .plan import Group, Plan, plan_run
+from .plugins import loaded_plugin_sources
+from .results import InvalidRecord, failure_info, is_ok, pair_key, remove_stale_temporaries, result_path, write_record
+from .work import EvalUnit
 
 log = logging.getLogger(__name__)
 
@@ -39,155 +32,179 @@ log = logging.getLogger(__name__)
 class RunSummary:
     written: List[Path] = field(default_factory=list)
     skipped: List[Path] = field(default_factory=list)
-    failed: List[Tuple[str, str]] = field(default_factory=list)  # (pair, error)
-    records: List[Dict[str, Any]] = field(default_factory=list)
+    failed: List[Tuple[str, str]] = field(default_factory=list)  # (pair, one-line error)
+    records: List[Dict[str, Any]] = field(default_factory=list)  # ok records, new and skipped
+    failed_records: List[Dict[str, Any]] = field(default_factory=list)
+    retried: List[Path] = field(default_factory=list)  # failed records of an earlier run, run again
     seconds: float = 0.0
+
+    @property
+    def only_input_errors(self) -> bool:
+        """Every failure was bad input (config, data): the CLI exits 2 rather than 1."""
+        return bool(self.failed_records) and all(r["error"].get("input_error") for r in self.failed_records)
 
 
 class Runner:
     def __init__(self, config: RunConfig, out: str | Path, overwrite: bool = False, progress: bool = True,
-                 echo: Callable[[str], None] = print):
+                 echo: Callable[[str], None] = print, executor: Optional[Executor] = None):
         self.config = config
         self.out = Path(out)
         self.overwrite = overwrite
         self.progress = progress
         self.echo = echo
-        self.store = FeatureStore(on_bad_clip=config.on_bad_clip, run_seed=config.seed)
-        self.device = str(resolve_device(config.measure["device"]))
+        self.executor = executor or make_executor("local", echo=echo, progress=progress)
 
     def run(self) -> RunSummary:
         started = time.perf_counter()
         summary = RunSummary()
-        for model_entry in self.config.models:
-            for task_entry in self.config.tasks:
-                self._run_model_task(model_entry, task_entry, summary)
+        for tmp in remove_stale_temporaries(self.out):
+            log.info("removed %s, left by a killed run", tmp)
+        plan = plan_run(self.config, self.out, self.overwrite)
+        summary.skipped = [path for path, _ in plan.done]
+        summary.records = [record for _, record in plan.done]
+        summary.retried = list(plan.retried)
+        if not plan.pending:
+            self.echo(f"all {plan.total} records present, skipped")
+        else:
+            preflight(self.config, plan)
+            if plan.done or plan.retried:
+                self.echo(f"{len(plan.done)} of {plan.total} records present; {plan.pending} to do"
+                          + (f" ({len(plan.retried)} failed before, retried)" if plan.retried else ""))
+            sink = RecordSink(self.config, self.out, plan, summary, self.progress)
+            try:
+                self.executor.execute(self.config, plan, sink, loaded_plugin_sources())
+                sink.finish()
+            finally:
+                sink.close()
+            if self.executor.name == "local":
+                self.echo(str(COUNTER))
         summary.seconds = time.perf_counter() - started
-        self.echo(str(COUNTER))
         return summary
 
-    # -- one model on one task ------------------------------------------------------------------
-    def _run_model_task(self, entry: ModelEntry, task_entry: TaskEntry, summary: RunSummary) -> None:
-        task = task_entry.task
-        pending = self._pending_pairs(entry, task_entry, summary)
-        if not pending:
-            self.echo(f"{entry.name} on {task.id}: all {len(task_entry.variants) * len(self.config.methods)} records present, skipped")
-            return
-        checkpoint, sha = self._checkpoint(entry, task)
-        model = load_model(entry.name, checkpoint, num_classes=task.num_classes)
-        self._check_same_checkpoint(summary.skipped, sha, entry.name)
-        base_frontend = frontend_for(model.config, task)
-        bar = tqdm(total=sum(len(m) for m in pending.values()), desc=f"{entry.name} on {task.id}",
-                   disable=not self.progress, leave=False)
-        throughput_cache: Dict[int, Dict[str, Throughput]] = {}
-        for variant in task_entry.variants:
-            methods = pending.get(variant.id)
-            if not methods:
-                continue
-            frontend = variant_frontend(base_frontend, variant)
-            features = self.store.get(variant, frontend)
-            frames = features.fbanks[0].shape[0]
-            speeds = self._throughput(model, methods, frames, throughput_cache)
-            for method in methods:
-                pair = f"{entry.name} / {method.id} / {variant.id}"
-                bar.set_postfix_str(f"{method.id} on {variant.id}")
-                try:
-                    record = self._evaluate_pair(model, entry, checkpoint, sha, method, variant, features, speeds.get(method.id))
-                except PrunebenchError:
-                    raise
-                except Exception as exc:  # a broken method must not stop the grid
-                    log.error("pair %s failed: %s", pair, exc)
-                    summary.failed.append((pair, "".join(traceback.format_exception_only(type(exc), exc)).strip()))
-                    bar.update(1)
-                    continue
-                path = result_path(self.out, entry.name, method.id, variant.id)
-                write_record(path, record)
-                summary.written.append(path)
-                summary.records.append(record)
-                bar.update(1)
-        bar.close()
 
-    def _pending_pairs(self, entry: ModelEntry, task_entry: TaskEntry, summary: RunSummary) -> Dict[str, List[Method]]:
-        pending: Dict[str, List[Method]] = {}
-        for variant in task_entry.variants:
-            for method in self.config.methods:
-                path = result_path(self.out, entry.name, method.id, variant.id)
-                if path.exists() and not self.overwrite:
-                    summary.records.append(read_record(path))
-                    summary.skipped.append(path)
-                    continue
-                pending.setdefault(variant.id, []).append(method)
-        return pending
-
-    def _check_same_checkpoint(self, skipped: List[Path], sha: str, model_name: str) -> None:
-        for path in skipped:
-            record = read_record(path)
-            if record["model"]["name"] == model_name and record["model"]["checkpoint_sha256"] != sha:
-                raise DataError(
-                    f"{path} was made with checkpoint {record['model']['checkpoint_sha256'][:12]}, this run uses "
-                    f"{sha[:12]}: rerun with --overwrite or write to another --out"
-                )
-
-    def _checkpoint(self, entry: ModelEntry, task: Task) -> Tuple[Path, str]:
-        if entry.checkpoint:
-            path = Path(entry.checkpoint).expanduser()
-            if not path.is_file():
-                raise DataError(f"checkpoint not found: {path}")
-            return path, file_sha256(path)
-        path = default_checkpoint_path(entry.name, entry.overrides, task, self.config.train, self.store)
-        if path.is_file():
-            self.echo(f"reusing cached checkpoint {path}")
-            return path, file_sha256(path)
-        self.echo(f"training {entry.name} on {task.id} (no checkpoint given; cached at {path})")
-        path, meta = train_model(entry.name, task, self.config.train, entry.overrides, out=path, store=self.store,
-                                 progress=self.progress)
-        accuracy = meta["test_accuracy"]
-        self.echo(f"trained in {meta['train_seconds']:.0f} s"
-                  + (f", held-out accuracy {accuracy:.1%}" if accuracy is not None else ""))
-        return path, meta["sha256"]
-
-    def _throughput(self, model: AudioViT, methods: List[Method], frames: int,
-                    cache: Dict[int, Dict[str, Throughput]]) -> Dict[str, Throughput]:
-        measure = self.config.measure
-        if not measure["throughput"]:
-            return {}
-        known = cache.setdefault(frames, {})
-        missing = [m for m in methods if m.id not in known]
-        if missing:
-            baseline = [METHODS.get("none")()]
-            timed = baseline + [m for m in missing if m.id != "none"]
-            self.echo(f"timing {len(timed)} methods at {frames} frames, batch {measure['batch_size']} on {self.device}")
-            known.update(measure_interleaved(
-                model, timed, frames, batch_size=measure["batch_size"], device=measure["device"], dtype=measure["dtype"],
-                warmup=measure["warmup"], repeats=measure["repeats"], seed=self.config.seed,
-            ))
-        return known
-
-    def _evaluate_pair(self, model: AudioViT, entry: ModelEntry, checkpoint: Path, sha: str, method: Method,
-                       variant: TaskVariant, features, speed: Optional[Throughput]) -> Dict[str, Any]:
-        task = variant.task
-        measure = self.config.measure
-        ev = evaluate(model, method, features, task.metric, batch_size=measure["batch_size"],
-                      device=measure["device"], dtype=measure["dtype"], seed=self.config.seed)
-        metric_key = "accuracy" if task.metric == "accuracy" else "map"
-        return {
-            "schema": SCHEMA,
-            "model": {"name": entry.name, "checkpoint": str(checkpoint), "checkpoint_sha256": sha,
-                      "config": model.config.to_dict()},
-            "method": {"name": method.name, "params": method.params, "id": method.id},
-            "task": variant.describe(),
-            "metrics": {metric_key: ev.score},
-            "data": {"clips": len(features), "skipped": [{"id": i, "reason": r} for i, r in features.skipped]},
-            "per_clip": ev.per_clip,
-            "macs": {"per_sample": sum(ev.macs_by_part.values()), "units": "MAC", "flops_per_mac": 2,
-                     "by_part": ev.macs_by_part, "grid": list(model.grid_for_frames(features.fbanks[0].shape[0]))},
-            "tokens": {"per_layer": ev.tokens_per_layer, "reduction_layers": list(method.reduction_layers(model.config.depth))},
-            "throughput": None if speed is None else speed.to_dict(),
-            "provenance": provenance(self.config.seed, self.config.raw, self.config.hash, self.device),
-        }
+def preflight(config: RunConfig, plan: Plan) -> None:
+    """Fail fast, before any work, on input that would fail every pair: a missing checkpoint, a
+    dataset root or metadata file that is absent or malformed, a listed audio file that is not
+    there. (Generated datasets are generated here, once, not by concurrent workers.)"""
+    for mi in sorted({g.model_index for g in plan.groups}):
+        checkpoint = config.models[mi].checkpoint
+        if checkpoint and not Path(checkpoint).expanduser().is_file():
+            raise DataError(f"checkpoint not found: {Path(checkpoint).expanduser()}")
+    for ti in sorted({g.task_index for g in plan.groups}):
+        task = config.tasks[ti].task
+        if not task.test_clips():
+            raise DataError(f"task {task.id}: no clips in the evaluated split")
 
 
-def variant_frontend(base: FrontEnd, variant: TaskVariant) -> FrontEnd:
-    """Native-length buckets keep the clip's own frame count; everything else is padded."""
-    if variant.bucket is not None and variant.bucket.native:
-        return FrontEnd(base.sample_rate, base.num_mel_bins, None, base.norm_mean, base.norm_std)
-    return base
+class RecordSink:
+    """Receives executors' outcomes in the driver; attaches throughput and writes every record."""
+
+    def __init__(self, config: RunConfig, out: Path, plan: Plan, summary: RunSummary, progress: bool):
+        self.config = config
+        self.out = out
+        self.plan = plan
+        self.summary = summary
+        self.timing = bool(config.measure["throughput"])
+        self.speeds: Dict[Tuple[int, int], Dict[int, Dict[str, Any]]] = {}
+        self.timing_errors: Dict[Tuple[int, int], Dict[str, Any]] = {}
+        self.waiting: Dict[Tuple[int, int], List[Tuple[Optional[int], Dict[str, Any]]]] = {}
+        self.expected: Set[Tuple[str, str, str]] = set()
+        for group in plan.groups:
+            for unit in group.units:
+                self.expected.update(_unit_keys(config, unit))
+        self.bar = tqdm(total=plan.pending, desc="pairs", disable=not progress, leave=False)
+
+    # -- what executors report --------------------------------------------------------------
+    def prepared(self, group: Group, checkpoint_sha256: str) -> None:
+        name = self.config.models[group.model_index].name
+        for path, record in self.plan.done:
+            made_with = record["model"]["checkpoint_sha256"]
+            if record["model"]["name"] == name and made_with != checkpoint_sha256:
+                raise DataError(f"{path} was made with checkpoint {made_with[:12]}, this run uses "
+                                f"{checkpoint_sha256[:12]}: rerun with --overwrite or write to another --out")
+
+    def timed(self, group: Group, speeds: Optional[Dict[int, Dict[str, Any]]], error: Optional[Dict[str, Any]] = None) -> None:
+        if speeds is None:
+            self.timing_errors[group.key] = error or {"type": "RuntimeError", "message": "timing failed", "traceback": "",
+                                                      "stage": "timing", "input_error": False}
+        else:
+            self.speeds[group.key] = speeds
+        for frames, record in self.waiting.pop(group.key, []):
+            self._write(self._with_throughput(group.key, frames, record))
+
+    def evaluated(self, unit: EvalUnit, frames: Optional[int], records: List[Dict[str, Any]]) -> None:
+        for record in records:
+            if not is_ok(record) or not self.timing:
+                self._write(record)
+            elif unit.group in self.speeds or unit.group in self.timing_errors:
+                self._write(self._with_throughput(unit.group, frames, record))
+            else:
+                self.waiting.setdefault(unit.group, []).append((frames, record))
+
+    def status(self, text: str) -> None:
+        self.bar.set_postfix_str(text, refresh=False)
+
+    # -- end of the run ---------------------------------------------------------------------
+    def finish(self) -> None:
+        """Pairs that never got an outcome (an executor lost them) become failed records."""
+        for key, waiting in list(self.waiting.items()):
+            error = {"type": "RuntimeError", "message": "the timing of this group never arrived", "traceback": "",
+                     "stage": "timing", "input_error": False}
+            self.timing_errors[key] = error
+            self.timed(_group(key), None, error)
+        if self.expected:
+            missing = sorted(self.expected)
+            raise RuntimeError(f"executor finished without reporting {len(missing)} pairs, e.g. {' / '.join(missing[0])}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+    # -- writing ----------------------------------------------------------------------------
+    def _with_throughput(self, key: Tuple[int, int], frames: Optional[int], record: Dict[str, Any]) -> Dict[str, Any]:
+        error = self.timing_errors.get(key)
+        speed = None
+        if error is None:
+            speed = self.speeds.get(key, {}).get(frames, {}).get(record["method"]["id"])
+            if speed is None:
+                error = {"type": "RuntimeError", "message": f"no throughput measured for {record['method']['id']} at {frames} frames",
+                         "traceback": "", "stage": "timing", "input_error": False}
+            elif "error" in speed:
+                error = speed["error"]
+        if error is not None:
+            return _as_failed(record, error)
+        return {**record, "throughput": speed}
+
+    def _write(self, record: Dict[str, Any]) -> None:
+        key = pair_key(record)
+        path = result_path(self.out, *key)
+        try:
+            write_record(path, record)
+        except InvalidRecord as exc:  # a record that does not fit the schema is a failure, not a row
+            if not is_ok(record):
+                raise
+            record = _as_failed(record, failure_info(exc, "validate", trace=""))
+            write_record(path, record)
+        self.expected.discard(key)
+        self.summary.written.append(path)
+        if is_ok(record):
+            self.summary.records.append(record)
+        else:
+            self.summary.failed_records.append(record)
+            self.summary.failed.append((" / ".join(key), record["error"]["message"].splitlines()[0]))
+        self.bar.update(1)
+
+
+def _as_failed(record: Dict[str, Any], error: Dict[str, Any]) -> Dict[str, Any]:
+    from .results import failed_record
+
+    return failed_record(record["model"], record["method"], record["task"], error, record["provenance"])
+
+
+def _unit_keys(config: RunConfig, unit: EvalUnit) -> List[Tuple[str, str, str]]:
+    variant = config.tasks[unit.task_index].variants[unit.variant_index]
+    name = config.models[unit.model_index].name
+    return [(name, config.methods[i].id, variant.id) for i in unit.method_indices]
+
+
+def _group(key: Tuple[int, int]) -> Group:
+    return Group(key[0], key[1])

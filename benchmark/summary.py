@@ -13,7 +13,9 @@ def score_of(record: Dict[str, Any]) -> Tuple[str, float]:
 
 
 def pivot(records: List[Dict[str, Any]]) -> Tuple[List[str], List[List[Any]]]:
-    """One row per (model, task, method), one column per task variant, plus GMACs and speed."""
+    """One row per (model, task, method), one column per task variant, plus GMACs and speed.
+    Failed records are no row (see `failure_lines`)."""
+    records = [r for r in records if r.get("status", "ok") == "ok"]
     rows: "OrderedDict[Tuple[str, str, str], Dict[str, Any]]" = OrderedDict()
     variants: List[str] = []
     for r in sorted(records, key=lambda r: (r["model"]["name"], r["task"]["name"], _method_order(r), r["task"]["variant"])):
@@ -55,3 +57,15 @@ def _pct(value: Any) -> str:
 
 def _num(value: Any, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
+
+
+def failure_lines(failed: List[Tuple[str, str]]) -> List[str]:
+    """One line per distinct error: the pairs it hit (the first few named) and the error."""
+    by_error: "OrderedDict[str, List[str]]" = OrderedDict()
+    for pair, error in failed:
+        by_error.setdefault(error, []).append(pair)
+    lines = []
+    for error, pairs in by_error.items():
+        named = ", ".join(pairs[:3]) + (f" and {len(pairs) - 3} more" if len(pairs) > 3 else "")
+        lines.append(f"{named}: {error}" if len(pairs) == 1 else f"{len(pairs)} pairs ({named}): {error}")
+    return lines

@@ -25,8 +25,11 @@ def render_html(records: List[Dict[str, Any]]) -> str:
     env = Environment(loader=PackageLoader("benchmark.leaderboard", "templates"), autoescape=select_autoescape(default=True))
     headers, table = pivot(records)
     provenance = _provenance(records)
+    failures = [{"model": r["model"]["name"], "method": r["method"]["id"], "variant": r["task"]["variant"],
+                 "stage": r["error"]["stage"], "error": r["error"]["message"].splitlines()[0]}
+                for r in records if r.get("status") == "failed"]
     return env.get_template("leaderboard.html.j2").render(
-        headers=headers, rows=table, count=len(records), provenance=provenance,
+        headers=headers, rows=table, count=len(records) - len(failures), provenance=provenance, failures=failures,
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
 
