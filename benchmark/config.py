@@ -83,13 +83,27 @@ def load_config(path: Optional[str | Path] = None) -> RunConfig:
             raise ConfigError(f"config file not found: {p}")
         text, source = p.read_text(encoding="utf-8"), str(p)
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{source}{where}: malformed YAML: {problem}") from None
     return parse_config(raw, source)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error, not a silent
+    overwrite (a second `methods:` would drop the first without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
@@ -111,6 +125,7 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     if duplicates:
         raise ConfigError(f"{source}: methods: {', '.join(duplicates)} listed more than once")
     measure = _section(raw, "measure", MEASURE_DEFAULTS, source)
+    _check_measure(measure, f"{source}: measure")
     train = _section(raw, "train", TRAIN_DEFAULTS, source)
     on_bad_clip = raw.get("on_bad_clip", "error")
     if on_bad_clip not in ("error", "skip"):
@@ -201,6 +216,25 @@ def _section(raw: Dict[str, Any], key: str, defaults: Dict[str, Any], source: st
         raise ConfigError(f"{source}: {key} must be a mapping")
     _check_keys(value, tuple(defaults), f"{source}: {key}")
     return {**defaults, **value}
+
+
+def _check_measure(measure: Dict[str, Any], where: str) -> None:
+    if not isinstance(measure["throughput"], bool):
+        raise ConfigError(f"{where}: throughput must be true or false, got {measure['throughput']!r}")
+    for key, lo in (("batch_size", 1), ("warmup", 0), ("repeats", 1)):
+        value = measure[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+            raise ConfigError(f"{where}: {key} must be an integer >= {lo}, got {value!r}")
+    if measure["dtype"] not in ("float32", "float16", "bfloat16"):
+        raise ConfigError(f"{where}: dtype must be float32, float16 or bfloat16, got {measure['dtype']!r}")
+    device = measure["device"]
+    if device != "auto":
+        import torch
+
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"{where}: device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
 
 
 def _check_keys(mapping: Dict[str, Any], allowed, where: str) -> None:

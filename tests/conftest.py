@@ -48,3 +48,30 @@ def write_esc_layout(root: Path, clips_per_fold: int = 2, classes: int = 3, seco
                 rows.append(f"{name},{fold},{target},class{target},False,{target}{take},A")
     (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """(synth-esc root with 2 clips per fold, checkpoint of a seeded random-init tiny model):
+    runs that need a model but not a trained one skip training."""
+    from benchmark.models import build_model, save_checkpoint
+
+    base = tmp_path_factory.mktemp("tiny-checkpoint")
+    torch.manual_seed(0)
+    model = build_model("ast-tiny", num_classes=10, **TINY)
+    path = base / "ast-tiny-random.pt"
+    save_checkpoint(model.eval(), path, {"note": "seeded random init, for tests"})
+    return base / "synth", path
+
+
+def run_config(root, checkpoint, methods=None, snr_db=(10,), throughput=False, **extra):
+    """A small run config (synth-esc, 2 clips per fold, the tiny checkpoint) as a dict."""
+    return {
+        "seed": 0,
+        "models": [{"name": "ast-tiny", "checkpoint": str(checkpoint)}],
+        "tasks": [{"name": "synth-esc", "root": str(root), "clips_per_fold": 2,
+                   "corruptions": [{"name": "white", "snr_db": list(snr_db)}]}],
+        "methods": methods or [{"name": "none"}, {"name": "topk", "keep_rate": [1.0, 0.5]}],
+        "measure": {"throughput": throughput, "batch_size": 8, "warmup": 1, "repeats": 1},
+        **extra,
+    }
