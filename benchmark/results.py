@@ -18,7 +18,7 @@ import platform
 import subprocess
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .errors import DataError
 
@@ -199,12 +199,14 @@ def iter_result_files(out: str | Path) -> Iterator[Path]:
             yield path
 
 
-def load_records(out: str | Path, config_hash: Optional[str] = None) -> List[Dict[str, Any]]:
-    """Every record of a results folder (ok and failed), each validated.
+def load_records(out: str | Path, include_failed: bool = False, config_hash: Optional[str] = None) -> List[Dict[str, Any]]:
+    """The ok records of a results folder (and the failed ones with `include_failed`).
 
-    A bad file is an error naming it. One folder holds one run configuration: records of two
-    config hashes (or of another hash than `config_hash`) are an error, as are two files that
-    claim the same (model, method, task variant).
+    Every file is read and validated either way: a bad file is an error naming it. One folder
+    holds one run configuration: records of two config hashes (or of another hash than
+    `config_hash`) are an error, as are two files that claim the same (model, method, variant).
+    A failed record has `status: failed` and `error: {type, message, traceback, stage,
+    input_error}` instead of metrics.
     """
     records = []
     first_of_hash: Dict[str, str] = {}
@@ -225,7 +227,8 @@ def load_records(out: str | Path, config_hash: Optional[str] = None) -> List[Dic
         if key in seen:
             raise DataError(f"results {seen[key]} and {path} are both {' / '.join(key)}")
         seen[key] = str(path)
-        records.append(record)
+        if include_failed or is_ok(record):
+            records.append(record)
     return records
 
 
@@ -324,8 +327,3 @@ def git_commit() -> Optional[str]:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def strip_for_comparison(record: Dict[str, Any], drop: Sequence[str] = ("provenance", "_path")) -> Dict[str, Any]:
-    """A copy without the given top-level keys (what differs between equal runs)."""
-    return {k: v for k, v in record.items() if k not in drop}

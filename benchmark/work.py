@@ -7,7 +7,7 @@ A run is a plan of units, one per (model, task variant, method batch); around th
 - evaluate: every method of a unit on the variant's features, one record per pair.
 Whatever raises inside a unit becomes a failed record (error, traceback, stage) for the pairs it
 concerns; the rest of the grid goes on. A method that changes the model's weights is caught by a
-checksum before and after each pair, fails that pair, and the model is rebuilt from its pristine
+comparison with the pristine weights after each pair, fails that pair, and the model is rebuilt from its pristine
 weights.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .errors import DataError
 from .evaluate import evaluate
 from .features import FeatureSet, FeatureStore
 from .frontend import FrontEnd
-from .integrity import WeightsGuard, changed_tensor
+from .integrity import WeightsGuard
 from .method import Method
 from .models import build_model, file_sha256, load_model
 from .models.audio_vit import AudioViT, AudioViTConfig
@@ -175,7 +175,7 @@ class Work:
         measure = self.config.measure
         baseline = next((m for m in methods if m.id == "none"), None) or METHODS.get("none")()
         result: Dict[str, Any] = {}
-        guard = WeightsGuard(model)
+        guard = WeightsGuard(prepared.state_dict)
         timed = [baseline]
         # One probe forward per method first: a method that raises or changes the weights is
         # excluded (and fails), so it cannot spoil the timing of the others.
@@ -192,7 +192,7 @@ class Work:
                 continue
             changed = guard.check(model)
             if changed:
-                result[method.id] = {"error": self._integrity_error(method, prepared, model, changed, "timing")}
+                result[method.id] = {"error": integrity_error(method, changed, "timing")}
                 model = prepared.build()
                 continue
             timed.append(method)
@@ -218,7 +218,7 @@ class Work:
         """One record per method of the unit (ok or failed) and the model for the next unit."""
         variant = self.variant(unit)
         records = []
-        guard = WeightsGuard(model)
+        guard = WeightsGuard(prepared.state_dict)
         for method in self.methods(unit):
             try:
                 record = self.pair_record(prepared, model, method, variant, features)
@@ -227,11 +227,10 @@ class Work:
                 record = self.failed(unit, method, failure_info(exc, "evaluate"), prepared)
             changed = guard.check(model)
             if changed:
-                error = self._integrity_error(method, prepared, model, changed, "evaluate")
+                error = integrity_error(method, changed, "evaluate")
                 log.error("%s / %s / %s: %s", prepared.name, method.id, variant.id, error["message"])
                 record = self.failed(unit, method, error, prepared)
                 model = prepared.build()
-                guard = WeightsGuard(model)
             records.append(record)
         return records, model
 
@@ -268,13 +267,6 @@ class Work:
     def failed_unit(self, unit: EvalUnit, error: Dict[str, Any], prepared: Optional[PreparedModel] = None) -> List[Dict[str, Any]]:
         return failed_unit_records(self.config, unit, error, prepared, self.provenance())
 
-    def _integrity_error(self, method: Method, prepared: PreparedModel, model: AudioViT, changed: str,
-                         stage: str) -> Dict[str, Any]:
-        tensor = changed_tensor(model, prepared.state_dict) if prepared.state_dict is not None else None
-        message = (f"method {method.id!r} changed the model's weights ({changed}; first changed tensor: {tensor}): "
-                   f"its result is void, and the model was reloaded for the next pair")
-        return {"type": "IntegrityError", "message": message, "traceback": "", "stage": stage, "input_error": False}
-
     def provenance(self) -> Dict[str, Any]:
         return provenance(self.config.seed, self.config.raw, self.config.hash, self.device, self.executor_info)
 
@@ -289,6 +281,12 @@ def failed_unit_records(config: RunConfig, unit: EvalUnit, error: Dict[str, Any]
     methods = methods if methods is not None else [config.methods[i] for i in unit.method_indices]
     return [failed_record(model, {"name": m.name, "params": m.params, "id": m.id}, variant.describe(), error, provenance_)
             for m in methods]
+
+
+def integrity_error(method: Method, changed: str, stage: str) -> Dict[str, Any]:
+    message = (f"method {method.id!r} changed the model's weights ({changed}): its result is void, and the model "
+               f"was reloaded for the next pair")
+    return {"type": "IntegrityError", "message": message, "traceback": "", "stage": stage, "input_error": False}
 
 
 def variant_frontend(base: FrontEnd, variant: TaskVariant) -> FrontEnd:

@@ -12,7 +12,7 @@ from benchmark.summary import pivot
 
 
 def render_leaderboard(results_dir: str | Path, out_file: str | Path) -> Path:
-    records = load_records(results_dir)
+    records = load_records(results_dir, include_failed=True)
     html = render_html(records)
     out = Path(out_file)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ def run_config(root, checkpoint, methods=None, snr_db=(10,), throughput=False, *
         "seed": 0,
         "models": [{"name": "ast-tiny", "checkpoint": str(checkpoint)}],
         "tasks": [{"name": "synth-esc", "root": str(root), "clips_per_fold": 2,
-                   "corruptions": [{"name": "white", "snr_db": list(snr_db)}]}],
+                   "corruptions": [{"name": "white", "snr_db": list(snr_db)}] if snr_db else []}],
         "methods": methods or [{"name": "none"}, {"name": "topk", "keep_rate": [1.0, 0.5]}],
         "measure": {"throughput": throughput, "batch_size": 8, "warmup": 1, "repeats": 1},
         **extra,

@@ -57,8 +57,8 @@ def test_failing_method_is_a_failed_record_and_the_grid_goes_on(tmp_path, tiny_c
     assert run(tmp_path, run_config(root, checkpoint, methods=methods, throughput=True)) == 1
     err = capsys.readouterr().err
     assert "FAILED 2 pairs" in err and "explode: a method with a bug" in err and "Traceback" not in err
-    records = by_pair(load_records(tmp_path / "results"))
-    assert len(records) == 6
+    records = by_pair(load_records(tmp_path / "results", include_failed=True))
+    assert len(records) == 6 and len(load_records(tmp_path / "results")) == 4  # failed ones only on request
     for variant in ("synth-esc/fold5", "synth-esc/fold5+white@10dB"):
         failed = records[("explode-keep_rate=0.5", variant)]
         assert failed["status"] == "failed" and failed["error"]["type"] == "RuntimeError"
@@ -78,7 +78,7 @@ def test_method_that_changes_the_weights_is_caught_and_the_model_reloaded(tmp_pa
     root, checkpoint = tiny_checkpoint
     methods = [{"name": "none"}, {"name": "mutate"}, {"name": "topk", "keep_rate": 0.5}]
     assert run(tmp_path, run_config(root, checkpoint, methods=methods, throughput=True)) == 1
-    records = by_pair(load_records(tmp_path / "results"))
+    records = by_pair(load_records(tmp_path / "results", include_failed=True))
     clean = by_pair(load_records(finished[0] / "results"))
     for variant in ("synth-esc/fold5", "synth-esc/fold5+white@10dB"):
         caught = records[("mutate", variant)]
@@ -102,7 +102,7 @@ def test_task_whose_data_breaks_fails_alone(tmp_path, tiny_checkpoint):
     config = run_config(copy, checkpoint, methods=["none", {"name": "topk", "keep_rate": 0.5}])
     config["tasks"].append({**config["tasks"][0], "split": "fold4"})
     assert run(tmp_path, config) == 2  # every failure is bad input
-    records = by_pair(load_records(tmp_path / "results"))
+    records = by_pair(load_records(tmp_path / "results", include_failed=True))
     assert len(records) == 8
     for (method, variant), record in records.items():
         if "fold4" in variant:
@@ -112,7 +112,7 @@ def test_task_whose_data_breaks_fails_alone(tmp_path, tiny_checkpoint):
             assert record["status"] == "ok"
     # With on_bad_clip: skip, the clip is skipped, counted and named in every record of fold 4.
     assert run(tmp_path, {**config, "on_bad_clip": "skip"}, "skipping") == 0
-    for record in load_records(tmp_path / "skipping"):
+    for record in load_records(tmp_path / "skipping", include_failed=True):
         if "fold4" in record["task"]["variant"]:
             assert [s["id"] for s in record["data"]["skipped"]] == [victim.stem] and record["data"]["clips"] == 19
 

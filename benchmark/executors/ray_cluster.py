@@ -170,10 +170,15 @@ class RayExecutor:
         started_here = not ray.is_initialized()
         if started_here:
             options = dict(include_dashboard=False, logging_level=logging.WARNING)
-            if self.address:
-                ray.init(address=self.address, **options)
-            else:
-                ray.init(num_cpus=self.num_cpus, **options)
+            try:
+                if self.address:
+                    ray.init(address=self.address, **options)
+                else:
+                    ray.init(num_cpus=self.num_cpus, **options)
+            except Exception as exc:  # no cluster there, a version mismatch...
+                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
+                text = str(exc).strip().splitlines()
+                raise ConfigError(f"cannot start or join {where}: {text[0] if text else type(exc).__name__}") from None
         try:
             self._execute(ray, config, plan, sink, plugin_files)
         finally:
