@@ -100,11 +100,9 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     from .config import load_config
     from .runner import Runner
-    from .summary import summary_table
-    from .leaderboard import render_leaderboard
-
     from .executors import make_executor
-    from .summary import failure_lines
+    from .leaderboard import render_leaderboard
+    from .summary import failure_lines, summary_table
 
     config = load_config(args.config)
     progress = not args.no_progress

@@ -160,7 +160,10 @@ def _read(path: Path) -> Optional[FeatureSet]:
         return None
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
-        return FeatureSet(payload["ids"], list(payload["fbanks"]), payload["valid_frames"], payload["labels"],
+        # Own storage per clip: a view into the stacked tensor would carry (and pickle, when
+        # features travel to another process) the whole variant with every clip.
+        fbanks = [f.clone() for f in payload["fbanks"]]
+        return FeatureSet(payload["ids"], fbanks, payload["valid_frames"], payload["labels"],
                           [tuple(s) for s in payload["skipped"]], list(payload["cropped"]))
     except Exception as exc:  # a damaged cache file is rebuilt, never trusted
         log.warning("feature cache %s unreadable (%s); recomputing", path, exc)

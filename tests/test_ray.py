@@ -50,10 +50,10 @@ def records(out):
 def test_ray_and_local_executors_write_the_same_records(cluster, tmp_path, tiny_checkpoint):
     root, checkpoint = tiny_checkpoint
     config = run_config(root, checkpoint, methods=[{"name": "none"}, {"name": "topk", "keep_rate": [1.0, 0.7, 0.5]}],
-                        snr_db=(20, 0), throughput=True)
+                        snr_db=(0,), throughput=True)
     local = run(config, tmp_path / "local")
     remote = run(config, tmp_path / "ray", "ray", methods_per_task=3)
-    assert len(local.written) == len(remote.written) == 12 and not local.failed and not remote.failed
+    assert len(local.written) == len(remote.written) == 8 and not local.failed and not remote.failed
     a, b = records(tmp_path / "local"), records(tmp_path / "ray")
     assert a.keys() == b.keys()
     for key in a:
@@ -64,7 +64,7 @@ def test_ray_and_local_executors_write_the_same_records(cluster, tmp_path, tiny_
     for key in [("none", "synth-esc/fold5"), ("topk-keep_rate=0.5", "synth-esc/fold5+white@0dB")]:
         os.remove(b[key]["_path"])
     again = run(config, tmp_path / "ray", "ray")
-    assert len(again.written) == 2 and len(again.skipped) == 10
+    assert len(again.written) == 2 and len(again.skipped) == 6
     assert {k: comparable(r) for k, r in records(tmp_path / "ray").items()} == {k: comparable(r) for k, r in a.items()}
 
 

@@ -15,8 +15,8 @@ from benchmark.results import load_records
 
 from conftest import run_config
 
-GRID = 6 * 4  # (clean + 5 SNRs) x 4 methods
-METHODS = [{"name": "none"}, {"name": "topk", "keep_rate": [0.9, 0.7, 0.5]}]
+GRID = 4 * 3  # (clean + 3 SNRs) x 3 methods
+METHODS = [{"name": "none"}, {"name": "topk", "keep_rate": [0.7, 0.5]}]
 
 
 def outcomes(out):
@@ -34,7 +34,7 @@ def setup(tmp_path_factory, tiny_checkpoint):
     tmp = tmp_path_factory.mktemp("kill")
     root, checkpoint = tiny_checkpoint
     config = tmp / "run.yaml"
-    config.write_text(yaml.safe_dump(run_config(root, checkpoint, methods=METHODS, snr_db=(40, 30, 20, 10, 0))))
+    config.write_text(yaml.safe_dump(run_config(root, checkpoint, methods=METHODS, snr_db=(20, 10, 0))))
     assert main(["run", "--config", str(config), "--out", str(tmp / "reference"), "--no-progress"]) == 0
     return tmp, config
 
@@ -51,12 +51,12 @@ def test_sigkill_mid_run_then_resume_loses_nothing(setup, tmp_path):
     # A fresh cache: the killed run computes features too, so the kill lands in the middle of work.
     proc = start(["-m", "benchmark.cli", "run", "--config", str(config), "--out", str(out), "--no-progress"], tmp_path / "cache")
     deadline = time.monotonic() + 300
-    while len(record_files(out)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+    while len(record_files(out)) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     written = record_files(out)
-    assert 3 <= len(written) < GRID, "the kill should land mid-run"
+    assert 2 <= len(written) < GRID, "the kill should land mid-run"
     for path in written:  # every file there is a whole, valid record
         json.loads(path.read_text())
     assert len(load_records(out, include_failed=True)) == len(written)
