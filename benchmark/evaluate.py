@@ -63,6 +63,7 @@ def evaluate(
     else:
         scores = logits.sigmoid()
         per_clip["scores"] = [[round(v, 5) for v in row] for row in scores.tolist()]
+        per_clip["labels"] = [row.nonzero().flatten().tolist() for row in features.labels]
         score = score_with_interval("map", seed, scores=scores, targets=features.labels)
     per_clip["kept_patches"] = kept if any(k is not None for k in kept) else None
     macs = {part: value / n for part, value in macs_total.items()}
