@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugins", action="append", metavar="FILE")
     p.set_defaults(func=cmd_profile)
 
+    p = sub.add_parser("report", help="the research question answered in plain text for a results folder")
+    p.add_argument("results")
+    p.add_argument("-o", "--output", default=None, help="also write the report to this text file")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default 0)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("leaderboard", help="render a results folder into one self-contained HTML file")
     p.add_argument("results")
     p.add_argument("-o", "--output", default=None, help="HTML file (default: RESULTS/leaderboard.html)")
@@ -151,6 +157,16 @@ def cmd_profile(args) -> int:
         import json
 
         Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import report_folder
+
+    text = report_folder(args.results, seed=args.seed)
+    print(text, end="")
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
     return 0
 
 

@@ -20,10 +20,11 @@ import torch
 from .cache import cache_dir
 from .errors import DataError
 from .frontend import FrontEnd
+from .tasks.corruption import ClipContext
 from .variant import TaskVariant
 
 log = logging.getLogger(__name__)
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 
 @dataclass
@@ -70,41 +71,72 @@ class FeatureStore:
         self.run_seed = run_seed
         self.keep_in_memory = keep_in_memory  # variants held at once (a clean one beside noisy ones)
         self._memory: "OrderedDict[str, FeatureSet]" = OrderedDict()
+        self.last = ""  # how the last get() was served, one line for the run log
 
-    def get(self, variant: TaskVariant, frontend: FrontEnd, split: str = "test") -> FeatureSet:
+    def get(self, variant: TaskVariant, frontend: FrontEnd, split: str = "test", min_frames: int = 1) -> FeatureSet:
+        """Features of every clip of a variant's split. `min_frames`: clips with fewer real frames
+        (shorter than one patch) are bad clips: an error naming the file, or a counted skip."""
         task = variant.task
         clips = task.test_clips() if split == "test" else task.train_clips()
         key = self._key(variant, frontend, split, task.fingerprint(clips))
         if key in self._memory:
             self._memory.move_to_end(key)
-            return self._memory[key]
+            self.last = f"features {variant.id} ({split}): {len(self._memory[key])} clips already in memory"
+            return self._require_frames(self._memory[key], clips, min_frames)
         path = cache_dir("features") / f"{key}.pt" if self.disk_cache else None
         features = _read(path) if path is not None else None
         if features is not None:
             COUNTER.loaded += len(features)
+            self.last = f"features {variant.id} ({split}): {len(features)} clips reused from cache"
         else:
-            features = self._compute(variant, frontend, clips)
-            COUNTER.computed += len(features) + len(features.skipped)
+            features = self._compute(variant, frontend, clips, split)
+            COUNTER.computed += len(clips)  # every listed clip went through the front end (or failed)
+            self.last = f"features {variant.id} ({split}): {len(features)} clips computed"
             if path is not None:
                 _write(path, features)
+        if features.skipped:
+            self.last += f", {len(features.skipped)} skipped"
         self._memory[key] = features
         while len(self._memory) > self.keep_in_memory:
             self._memory.popitem(last=False)
-        return features
+        return self._require_frames(features, clips, min_frames)
+
+    def _require_frames(self, features: FeatureSet, clips, min_frames: int) -> FeatureSet:
+        """Clips with fewer real frames than `min_frames` (shorter than one patch): an error naming
+        the file, or (on_bad_clip: skip) left out, counted and listed with the other skips."""
+        short = [i for i, n in enumerate(features.valid_frames.tolist()) if n < min_frames]
+        if not short:
+            return features
+        paths = {c.id: c.path for c in clips}
+        reasons = {i: f"{paths.get(features.ids[i], features.ids[i])}: {int(features.valid_frames[i])} frames of audio, "
+                      f"shorter than one patch ({min_frames} frames)" for i in short}
+        if self.on_bad_clip != "skip":
+            raise DataError(reasons[short[0]])
+        keep = [i for i in range(len(features)) if i not in reasons]
+        if not keep:
+            raise DataError(f"no usable clips: all {len(features)} are shorter than one patch ({min_frames} frames)")
+        self.last += f", {len(short)} shorter than one patch skipped"
+        for i in short:
+            log.warning("skipped clip %s", reasons[i])
+        return FeatureSet([features.ids[i] for i in keep], [features.fbanks[i] for i in keep], features.valid_frames[keep],
+                          features.labels[keep], features.skipped + [(features.ids[i], reasons[i]) for i in short])
 
     def _key(self, variant: TaskVariant, frontend: FrontEnd, split: str, fingerprint: str) -> str:
+        corruption = variant.corruption
         spec = {
             "version": FEATURE_VERSION, "variant": variant.id, "split": split, "data": fingerprint,
             "frontend": frontend.config(), "seed": self.run_seed,
-            "corruption": None if variant.corruption is None else variant.corruption.params,
+            "corruption": None if corruption is None else corruption.params,
+            "corruption_data": None if corruption is None else corruption.fingerprint(),
             "bucket": None if variant.bucket is None else variant.bucket.params,
             "on_bad_clip": self.on_bad_clip,
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
-    def _compute(self, variant: TaskVariant, frontend: FrontEnd, clips) -> FeatureSet:
+    def _compute(self, variant: TaskVariant, frontend: FrontEnd, clips, split: str = "test") -> FeatureSet:
         task = variant.task
-        ids, fbanks, valid, labels, skipped = [], [], [], [], []
+        ids, fbanks, valid, labels = [], [], [], []
+        skipped = list(task.skipped_entries(split))  # left out while listing (unknown label, missing file)
         for clip in clips:
             try:
                 fbank, n_valid = clip_features(variant, frontend, clip, self.run_seed)
@@ -128,7 +160,7 @@ def clip_features(variant: TaskVariant, frontend: FrontEnd, clip, run_seed: int)
     task = variant.task
     wave = task.load(clip)
     if variant.corruption is not None:
-        wave = variant.corruption(wave, task.sample_rate, task.id, clip.id, run_seed)
+        wave = variant.corruption(wave, task.sample_rate, task.id, clip.id, run_seed, context=ClipContext(task, clip))
     if variant.bucket is not None:
         wave = variant.bucket.crop(wave, task.sample_rate)
     return frontend(wave, source=str(clip.path))

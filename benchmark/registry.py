@@ -105,8 +105,9 @@ METHODS = Registry(
         "benchmark.methods.topk",
     ),
 )
-TASKS = Registry("task", ("benchmark.tasks.esc50", "benchmark.tasks.synth_esc"))
-CORRUPTIONS = Registry("corruption", ("benchmark.tasks.noise",))
+TASKS = Registry("task", ("benchmark.tasks.esc50", "benchmark.tasks.synth_esc", "benchmark.tasks.audio_folder",
+                         "benchmark.tasks.as20k"))
+CORRUPTIONS = Registry("corruption", ("benchmark.tasks.noise", "benchmark.tasks.noise_files", "benchmark.tasks.mix_clips"))
 MODELS = Registry("model", ("benchmark.models.ast",))
 
 register_method = METHODS.register

@@ -232,3 +232,67 @@ def selection_jaccard(clean: Dict[str, Any], noisy: Dict[str, Any], ids: Sequenc
         total += bin(x & y).count("1") / union if union else 1.0
         counted += 1
     return total / counted if counted else None
+
+
+# -- robustness in each record ------------------------------------------------------------------
+def record_robustness(records: Sequence[Dict[str, Any]], seed: int = 0) -> List[Tuple[Dict[str, Any], Dict[str, Any]]]:
+    """(noisy record, its `robustness` block) for every noisy record whose clean counterpart (same
+    model, task, bucket and method) is among `records`: clean and noisy score, drop, retention,
+    consistency, selection Jaccard, and for pruned methods the comparison with `none`
+    (`vs_none`: pruning effect with its paired bootstrap interval, McNemar p, floor flag, verdict)."""
+    index: Dict[Tuple, Dict[str, Any]] = {}
+    for r in records:
+        if r.get("status", "ok") == "ok":
+            index[group_key(r) + (r["method"]["id"], corruption_id(r))] = r
+    comparisons = {(c.model, c.task, c.bucket, c.method, c.corruption): c for c in compare(list(index.values()), seed)}
+    out = []
+    for key, noisy in index.items():
+        *group, method_id, corruption = key
+        clean = index.get(tuple(group) + (method_id, None))
+        if corruption is None or clean is None:
+            continue
+        block = _drop_stats(clean, noisy)
+        c = comparisons.get(tuple(group) + (method_id, corruption))
+        block["vs_none"] = None if c is None else {
+            "none_drop": c.none_drop, "effect": c.effect, "effect_ci95": list(c.effect_ci95),
+            "mcnemar_p": c.mcnemar_p, "near_chance": c.near_chance, "verdict": c.verdict,
+        }
+        out.append((noisy, block))
+    return out
+
+
+def _drop_stats(clean: Dict[str, Any], noisy: Dict[str, Any]) -> Dict[str, Any]:
+    ids = _common_ids([clean, noisy])
+    metric = next(iter(clean["metrics"]))
+    if metric == "accuracy":
+        a, b = float(_outcomes(clean, ids).float().mean()), float(_outcomes(noisy, ids).float().mean())
+    else:
+        targets = _targets(clean, ids)
+        a, b = mean_average_precision(_scores(clean, ids), targets), mean_average_precision(_scores(noisy, ids), targets)
+    return {
+        "clean_variant": clean["task"].get("variant"), "metric": metric, "clips": len(ids),
+        "clean": a, "noisy": b, "drop": a - b, "retention": b / a if a > 0 else None,
+        "consistency": _consistency(clean, noisy, ids), "jaccard": selection_jaccard(clean, noisy, ids),
+    }
+
+
+def annotate_files(out, model_name: str, task_entry, methods, seed: int = 0) -> int:
+    """Write the `robustness` block into every noisy record of one model on one task (all its
+    variants and methods present under `out`); returns how many records changed."""
+    from .results import read_record, result_path, write_record
+
+    paths = {}
+    for variant in task_entry.variants:
+        for method in methods:
+            path = result_path(out, model_name, method.id, variant.id)
+            if path.is_file():
+                paths[(method.id, variant.id)] = path
+    records = {key: read_record(path) for key, path in paths.items()}
+    changed = 0
+    for noisy, block in record_robustness(list(records.values()), seed):
+        key = (noisy["method"]["id"], noisy["task"]["variant"])
+        if key in paths and noisy.get("robustness") != block:
+            noisy["robustness"] = block
+            write_record(paths[key], noisy)
+            changed += 1
+    return changed

@@ -26,6 +26,7 @@ from .method import Method
 from .models import file_sha256, load_model
 from .models.audio_vit import AudioViT
 from .registry import METHODS
+from .robustness import annotate_files
 from .results import SCHEMA, provenance, read_record, result_path, write_record
 from .tasks.base import Task
 from .throughput import Throughput, measure_interleaved, resolve_device
@@ -84,7 +85,8 @@ class Runner:
             if not methods:
                 continue
             frontend = variant_frontend(base_frontend, variant)
-            features = self.store.get(variant, frontend)
+            features = self.store.get(variant, frontend, min_frames=model.config.patch_size)
+            self.echo(self.store.last)  # features are computed once per clip and variant: counted here
             frames = features.fbanks[0].shape[0]
             speeds = self._throughput(model, methods, frames, throughput_cache)
             for method in methods:
@@ -105,6 +107,7 @@ class Runner:
                 summary.records.append(record)
                 bar.update(1)
         bar.close()
+        annotate_files(self.out, entry.name, task_entry, self.config.methods, self.config.seed)
 
     def _pending_pairs(self, entry: ModelEntry, task_entry: TaskEntry, summary: RunSummary) -> Dict[str, List[Method]]:
         pending: Dict[str, List[Method]] = {}
@@ -128,8 +131,9 @@ class Runner:
                 )
 
     def _checkpoint(self, entry: ModelEntry, task: Task) -> Tuple[Path, str]:
-        if entry.checkpoint:
-            path = Path(entry.checkpoint).expanduser()
+        given = entry.checkpoint_for(task)  # one per held-out split (fold)
+        if given:
+            path = Path(given).expanduser()
             if not path.is_file():
                 raise DataError(f"checkpoint not found: {path}")
             return path, file_sha256(path)
@@ -181,6 +185,7 @@ class Runner:
             "macs": {"per_sample": sum(ev.macs_by_part.values()), "units": "MAC", "flops_per_mac": 2,
                      "by_part": ev.macs_by_part, "grid": list(model.grid_for_frames(features.fbanks[0].shape[0]))},
             "tokens": {"per_layer": ev.tokens_per_layer, "reduction_layers": list(method.reduction_layers(model.config.depth))},
+            "selection": ev.selection,
             "throughput": None if speed is None else speed.to_dict(),
             "provenance": provenance(self.config.seed, self.config.raw, self.config.hash, self.device),
         }
