@@ -81,7 +81,8 @@ def test_holm():
     # thresholds 0.05/3, 0.05/2, 0.05/1 against the sorted p-values, stopping at the first miss
     assert holm_significant([0.04, 0.001, 0.01]) == 3
     assert holm_significant([0.001, 0.03, 0.04]) == 1
-    assert holm_significant([0.02, 0.03]) == 0
+    assert holm_significant([0.03, 0.04]) == 0
+    assert holm_significant([0.02, 0.03]) == 2
 
 
 def test_report_of_an_empty_or_missing_folder(tmp_path, capsys):
