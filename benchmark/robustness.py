@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .metrics import bootstrap_interval, mean_average_precision
+from .metrics import bootstrap_interval, mean_average_precision, resampled_map
 
 BOOTSTRAP_SAMPLES = 2000
 MAP_BOOTSTRAP_SAMPLES = 200  # mAP is recomputed per resample: costlier
@@ -190,10 +190,8 @@ def _paired_bootstrap_accuracy(c: Dict[str, torch.Tensor], seed: int) -> Tuple[f
 def _paired_bootstrap_map(s: Dict[str, torch.Tensor], targets: torch.Tensor, seed: int) -> Tuple[float, float]:
     n = len(targets)
     draws = torch.randint(0, n, (MAP_BOOTSTRAP_SAMPLES, n), generator=torch.Generator().manual_seed(seed))
-    effects = []
-    for d in draws:
-        m = {k: mean_average_precision(v[d], targets[d]) for k, v in s.items()}
-        effects.append((m["mc"] - m["mn"]) - (m["nc"] - m["nn"]))
+    m = {k: resampled_map(v, targets, draws) for k, v in s.items()}  # the same draws for all four
+    effects = [(a - b) - (c - d) for a, b, c, d in zip(m["mc"], m["mn"], m["nc"], m["nn"])]
     lo, hi = bootstrap_interval(effects)
     return (lo, hi)
 
