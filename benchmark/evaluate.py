@@ -71,6 +71,8 @@ def evaluate(
         per_clip["labels"] = [row.nonzero().flatten().tolist() for row in features.labels]
         score = score_with_interval("map", seed, scores=scores, targets=features.labels)
     per_clip["kept_patches"] = kept if any(k is not None for k in kept) else None
+    if features.silent_fraction is not None:
+        per_clip["silent_fraction"] = [round(float(v), 3) for v in features.silent_fraction]
     macs = {part: value / n for part, value in macs_total.items()}
     return Evaluation(metric, score, per_clip, macs, tokens, intensity.summary())
 

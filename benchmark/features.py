@@ -34,6 +34,9 @@ class FeatureSet:
     valid_frames: torch.Tensor  # (n,) frames that are real audio, not padding
     labels: torch.Tensor  # (n,) class index, or (n, classes) multi-hot
     skipped: List[Tuple[str, str]] = field(default_factory=list)  # (clip id, reason)
+    # (n,) share of the clean clip's 25 ms frames that are digital silence (below -80 dBFS): noise
+    # changes such frames wholesale, so robustness can be read against it
+    silent_fraction: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -119,7 +122,8 @@ class FeatureStore:
         for i in short:
             log.warning("skipped clip %s", reasons[i])
         return FeatureSet([features.ids[i] for i in keep], [features.fbanks[i] for i in keep], features.valid_frames[keep],
-                          features.labels[keep], features.skipped + [(features.ids[i], reasons[i]) for i in short])
+                          features.labels[keep], features.skipped + [(features.ids[i], reasons[i]) for i in short],
+                          None if features.silent_fraction is None else features.silent_fraction[keep])
 
     def _key(self, variant: TaskVariant, frontend: FrontEnd, split: str, fingerprint: str) -> str:
         corruption = variant.corruption
@@ -135,11 +139,12 @@ class FeatureStore:
 
     def _compute(self, variant: TaskVariant, frontend: FrontEnd, clips, split: str = "test") -> FeatureSet:
         task = variant.task
-        ids, fbanks, valid, labels = [], [], [], []
+        ids, fbanks, valid, labels, silent = [], [], [], [], []
         skipped = list(task.skipped_entries(split))  # left out while listing (unknown label, missing file)
         for clip in clips:
             try:
-                fbank, n_valid = clip_features(variant, frontend, clip, self.run_seed)
+                stats: dict = {}
+                fbank, n_valid = clip_features(variant, frontend, clip, self.run_seed, stats)
             except DataError as exc:
                 if self.on_bad_clip != "skip":
                     raise
@@ -150,20 +155,37 @@ class FeatureStore:
             fbanks.append(fbank)
             valid.append(n_valid)
             labels.append(clip.labels)
+            silent.append(stats["silent_fraction"])
         if not ids:
             raise DataError(f"{variant.id}: no usable clips ({len(skipped)} skipped)")
-        return FeatureSet(ids, fbanks, torch.tensor(valid), encode_labels(labels, task.metric, task.num_classes), skipped)
+        return FeatureSet(ids, fbanks, torch.tensor(valid), encode_labels(labels, task.metric, task.num_classes), skipped,
+                          torch.tensor(silent))
 
 
-def clip_features(variant: TaskVariant, frontend: FrontEnd, clip, run_seed: int) -> Tuple[torch.Tensor, int]:
-    """The normalised fbank of one clip under a variant, and its number of real frames."""
+def clip_features(variant: TaskVariant, frontend: FrontEnd, clip, run_seed: int,
+                  stats: Optional[dict] = None) -> Tuple[torch.Tensor, int]:
+    """The normalised fbank of one clip under a variant, and its number of real frames. `stats`,
+    when given, receives the clean clip's `silent_fraction` (over the bucket's crop)."""
     task = variant.task
     wave = task.load(clip)
+    if stats is not None:
+        clean = variant.bucket.crop(wave, task.sample_rate) if variant.bucket is not None else wave
+        stats["silent_fraction"] = silent_fraction(clean, task.sample_rate)
     if variant.corruption is not None:
         wave = variant.corruption(wave, task.sample_rate, task.id, clip.id, run_seed, context=ClipContext(task, clip))
     if variant.bucket is not None:
         wave = variant.bucket.crop(wave, task.sample_rate)
     return frontend(wave, source=str(clip.path))
+
+
+def silent_fraction(wave: torch.Tensor, sample_rate: int, floor_dbfs: float = -80.0) -> float:
+    """Share of the 25 ms frames whose RMS is below `floor_dbfs` (digital silence)."""
+    frame = max(1, int(0.025 * sample_rate))
+    usable = (wave.numel() // frame) * frame
+    if usable == 0:
+        return float(wave.double().pow(2).mean() < 10 ** (floor_dbfs / 10))
+    power = wave[:usable].double().reshape(-1, frame).pow(2).mean(dim=1)
+    return float((power < 10 ** (floor_dbfs / 10)).double().mean())
 
 
 def encode_labels(labels: List[Tuple[int, ...]], metric: str, num_classes: int) -> torch.Tensor:
@@ -181,7 +203,7 @@ def _read(path: Path) -> Optional[FeatureSet]:
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
         return FeatureSet(payload["ids"], list(payload["fbanks"]), payload["valid_frames"], payload["labels"],
-                          [tuple(s) for s in payload["skipped"]])
+                          [tuple(s) for s in payload["skipped"]], payload.get("silent_fraction"))
     except Exception as exc:  # a damaged cache file is rebuilt, never trusted
         log.warning("feature cache %s unreadable (%s); recomputing", path, exc)
         return None
@@ -195,6 +217,7 @@ def _write(path: Path, features: FeatureSet) -> None:
         "valid_frames": features.valid_frames,
         "labels": features.labels,
         "skipped": [list(s) for s in features.skipped],
+        "silent_fraction": features.silent_fraction,
     }
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     torch.save(payload, str(tmp))

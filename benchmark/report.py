@@ -257,7 +257,7 @@ def pool_folds(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
         rs = sorted(rs, key=lambda r: int(FOLD.match(r["task"]["split"]).group(1)))
         metric = next(iter(rs[0]["metrics"]))
         per_clip: Dict[str, Any] = {}
-        for field in ("ids", "correct", "pred", "scores", "labels", "kept_patches"):
+        for field in ("ids", "correct", "pred", "scores", "labels", "kept_patches", "silent_fraction"):
             values = [r["per_clip"].get(field) for r in rs]
             if all(v is not None for v in values):
                 per_clip[field] = [x for v in values for x in v]

@@ -144,3 +144,21 @@ def test_mix_clips_seeded_per_clip(esc):
 def test_mix_clips_without_a_task_is_a_clear_error():
     with pytest.raises(ConfigError, match="needs the dataset"):
         CORRUPTIONS.get("mix-clips")(snr_db=5)(tone(), 16000, "t", "c", 0)
+
+
+def test_silent_fraction_of_each_clip_is_recorded(tmp_path):
+    """Noise changes digital silence wholesale: each clip's silent share travels to the records."""
+    from benchmark.features import FeatureStore, silent_fraction
+    from benchmark.frontend import FrontEnd
+    from benchmark.variant import TaskVariant
+
+    half = torch.cat([tone(8000), torch.zeros(8000)])
+    assert silent_fraction(half, 16000) == pytest.approx(0.5)
+    assert silent_fraction(tone(), 16000) < 0.05
+    root = write_esc_layout(tmp_path / "esc", clips_per_fold=1, classes=2)
+    sf.write(str(root / "audio" / "5-00-A-0.wav"), half.numpy(), 16000)
+    task = TASKS.get("esc50")(root=str(root))
+    white = CORRUPTIONS.get("white")(snr_db=10)
+    features = FeatureStore(disk_cache=False).get(TaskVariant(task, corruption=white), FrontEnd(target_frames=128))
+    assert features.ids[0] == "5-00-A-0"
+    assert features.silent_fraction.tolist() == pytest.approx([0.5, 0.0], abs=0.05)  # of the clean clip
