@@ -110,6 +110,9 @@ def _group_section(model, task, bucket, group: List[Comparison], index, seed) ->
     lines = [f"== {where}) =="]
     base = _baseline_line(group, unit)
     lines.append(base)
+    silence = _silence_line(group, index)
+    if silence:
+        lines.append(silence)
     holm = holm_significant([c.mcnemar_p for c in group if c.mcnemar_p is not None])
     summaries = _summaries(group, index, seed)
     table = []
@@ -233,6 +236,37 @@ def _baseline_line(group: List[Comparison], unit: str) -> str:
     parts = [f"clean {_pct(c0.none_clean, 100)}{unit}"]
     parts += [f"{c.corruption} {_pct(c.none_noisy, 100)}{unit} (drop {_signed(c.none_drop, 100)})" for c in seen.values()]
     return "none: " + "; ".join(parts)
+
+
+SILENT = 0.25  # clips with at least this share of digitally silent frames
+
+
+def _silence_line(group: List[Comparison], index) -> Optional[str]:
+    """none's drop on clips with much digital silence against the others (accuracy only): noise
+    changes the log-mel of silence wholesale, so such clips can dominate the drop."""
+    c0 = group[0]
+    clean = index.get((c0.model, c0.task, c0.bucket, "none", None))
+    if c0.metric != "accuracy" or not clean or "silent_fraction" not in clean["per_clip"]:
+        return None
+    silent_ids = {i for i, f in zip(clean["per_clip"]["ids"], clean["per_clip"]["silent_fraction"]) if f >= SILENT}
+    if not silent_ids or len(silent_ids) == len(clean["per_clip"]["ids"]):
+        return None
+    drops = {True: [], False: []}
+    for corruption in sorted({c.corruption for c in group}):
+        noisy = index.get((c0.model, c0.task, c0.bucket, "none", corruption))
+        if noisy is None:
+            continue
+        ids = _common_ids([clean, noisy])
+        a, b = _outcomes(clean, ids).float(), _outcomes(noisy, ids).float()
+        is_silent = torch.tensor([i in silent_ids for i in ids])
+        for flag in (True, False):
+            part = is_silent if flag else ~is_silent
+            if bool(part.any()):
+                drops[flag].append(float(a[part].mean() - b[part].mean()))
+    if not drops[True] or not drops[False]:
+        return None
+    return (f"digital silence: {len(silent_ids)} clips have >= {SILENT:.0%} silent frames; none's mean drop on them "
+            f"{_signed(_mean(drops[True]), 100)} points, on the others {_signed(_mean(drops[False]), 100)}")
 
 
 # -- cross-validation ---------------------------------------------------------------------------

@@ -75,7 +75,7 @@ class Runner:
             return
         checkpoint, sha = self._checkpoint(entry, task)
         model = load_model(entry.name, checkpoint, num_classes=task.num_classes)
-        self._check_same_checkpoint(summary.skipped, sha, entry.name)
+        self._check_same_checkpoint(summary.skipped, sha, entry.name, task)
         base_frontend = frontend_for(model.config, task)
         bar = tqdm(total=sum(len(m) for m in pending.values()), desc=f"{entry.name} on {task.id}",
                    disable=not self.progress, leave=False)
@@ -121,10 +121,11 @@ class Runner:
                 pending.setdefault(variant.id, []).append(method)
         return pending
 
-    def _check_same_checkpoint(self, skipped: List[Path], sha: str, model_name: str) -> None:
+    def _check_same_checkpoint(self, skipped: List[Path], sha: str, model_name: str, task: Task) -> None:
         for path in skipped:
             record = read_record(path)
-            if record["model"]["name"] == model_name and record["model"]["checkpoint_sha256"] != sha:
+            same_task = (record["task"]["name"], record["task"]["split"]) == (task.name, task.split)  # one model per fold
+            if record["model"]["name"] == model_name and same_task and record["model"]["checkpoint_sha256"] != sha:
                 raise DataError(
                     f"{path} was made with checkpoint {record['model']['checkpoint_sha256'][:12]}, this run uses "
                     f"{sha[:12]}: rerun with --overwrite or write to another --out"

@@ -56,6 +56,17 @@ def test_report_answers_degrades_with_pooled_interval():
     assert "white@20dB" in text and "McNemar: 2 of 2 comparisons at p < 0.05" in text
 
 
+def test_report_reads_robustness_against_digital_silence():
+    records = grid()
+    for r in records:  # every 4th clip half silent; none's noise losses (every 8th clip) all among them
+        r["per_clip"]["silent_fraction"] = [0.5 if i % 4 == 0 else 0.0 for i in range(200)]
+    clean = records[0]["per_clip"]["correct"]
+    lost = sum(clean[i] for i in range(0, 200, 8)) / 50
+    line = next(l for l in build_report(records).splitlines() if l.startswith("digital silence"))
+    assert line.startswith("digital silence: 50 clips have >= 25% silent frames")
+    assert f"on them {100 * lost:+.1f} points, on the others +0.0" in line
+
+
 def test_report_no_effect_and_floor():
     same = grid(pruned_extra_drop=0)
     text = build_report(same, "synthetic")
@@ -136,3 +147,9 @@ def test_five_fold_run_records_and_report(five_fold_run, capsys):
     table = text.split("Cross-validation over 5 folds")[1]
     assert all(f"fold{f}" in table for f in range(1, 6)) and "pooled [95% CI]" in table
     assert "mix-clips@0dB" in text
+
+    # resuming a cross-validated run: each fold keeps its own model (no checkpoint mix-up error)
+    victim = tmp / "results" / "ast-tiny" / "none" / "esc50" / "fold2+white@0dB.json"
+    victim.unlink()
+    assert main(["run", "--config", str(config), "--out", str(tmp / "results"), "--no-progress"]) == 0
+    assert "1 records written, 29 already present" in capsys.readouterr().out
