@@ -24,7 +24,7 @@ from tabulate import tabulate
 from .metrics import bootstrap_interval
 from .results import load_records
 from .robustness import (BOOTSTRAP_SAMPLES, Comparison, _common_ids, _outcomes, compare, corruption_id,
-                         group_key)
+                         group_key, merges_only)
 
 POOLED_SPLIT = "all-folds"
 ALPHA = 0.05
@@ -167,7 +167,7 @@ def _summaries(group: List[Comparison], index, seed) -> List[MethodSummary]:
         first = cs[0]
         clean_record = index.get((first.model, first.task, first.bucket, method, None))
         selection = (clean_record or {}).get("selection") or {}
-        merges = bool(selection) and selection.get("clips_with_drops") == 0 and _reduces_tokens(clean_record)
+        merges = merges_only(clean_record or {})
         out.append(MethodSummary(
             method=method, name=first.method_name, keep=first.keep_rate, clean=first.clean, none_clean=first.none_clean,
             effects=effects, effect=effect, effect_ci=ci, degrades=degrades, improves=improves,
@@ -382,11 +382,6 @@ def _missing_baselines(records: Sequence[Dict[str, Any]]) -> List[str]:
         if any((model, task, bucket) + n not in index for n in need):
             missing.append(f"{method} on {r['task'].get('variant', task)}")
     return missing
-
-
-def _reduces_tokens(record: Optional[Dict[str, Any]]) -> bool:
-    per_layer = ((record or {}).get("tokens") or {}).get("per_layer") or []
-    return bool(per_layer) and per_layer[-1].get("mlp", 0) < per_layer[0].get("attention", 0)
 
 
 def _num_classes(index, c: Comparison) -> Optional[int]:

@@ -122,7 +122,7 @@ def _compare_one(group, clean, noisy, base_clean, base_noisy, seed: int) -> Comp
         retention=scores["mn"] / scores["mc"] if scores["mc"] > 0 else None,
         consistency=consistency, none_clean=scores["nc"], none_noisy=scores["nn"], none_drop=none_drop,
         effect=effect, effect_ci95=effect_ci, mcnemar_p=mcnemar, near_chance=near_chance,
-        jaccard=selection_jaccard(clean, noisy, ids), verdict=verdict(effect_ci, near_chance),
+        jaccard=None if merges_only(clean) else selection_jaccard(clean, noisy, ids), verdict=verdict(effect_ci, near_chance),
     )
 
 
@@ -216,6 +216,15 @@ def _within_chance(correct: torch.Tensor, chance: float, seed: int) -> bool:
     return lo <= chance <= hi
 
 
+def merges_only(record: Dict[str, Any]) -> bool:
+    """The method reduced tokens yet dropped no patch (merging: every patch lives on in some
+    token), so the overlap of kept patches says nothing and is left out."""
+    selection = record.get("selection") or {}
+    per_layer = (record.get("tokens") or {}).get("per_layer") or []
+    reduced = bool(per_layer) and per_layer[-1].get("mlp", 0) < per_layer[0].get("attention", 0)
+    return selection.get("clips_with_drops") == 0 and reduced
+
+
 def selection_jaccard(clean: Dict[str, Any], noisy: Dict[str, Any], ids: Sequence[str]) -> Optional[float]:
     """Mean Jaccard overlap of kept patches, clean vs noisy, per clip; None without pruning masks."""
     a, b = clean["per_clip"].get("kept_patches"), noisy["per_clip"].get("kept_patches")
@@ -270,7 +279,8 @@ def _drop_stats(clean: Dict[str, Any], noisy: Dict[str, Any]) -> Dict[str, Any]:
     return {
         "clean_variant": clean["task"].get("variant"), "metric": metric, "clips": len(ids),
         "clean": a, "noisy": b, "drop": a - b, "retention": b / a if a > 0 else None,
-        "consistency": _consistency(clean, noisy, ids), "jaccard": selection_jaccard(clean, noisy, ids),
+        "consistency": _consistency(clean, noisy, ids),
+        "jaccard": None if merges_only(clean) else selection_jaccard(clean, noisy, ids),
     }
 
 

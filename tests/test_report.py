@@ -153,3 +153,19 @@ def test_five_fold_run_records_and_report(five_fold_run, capsys):
     victim.unlink()
     assert main(["run", "--config", str(config), "--out", str(tmp / "results"), "--no-progress"]) == 0
     assert "1 records written, 29 already present" in capsys.readouterr().out
+
+
+def test_merging_methods_have_no_selection_overlap():
+    """A merging method keeps every patch in some token: its kept-patch overlap is 1 by
+    construction and says nothing, so it is left out (None) rather than reported as stable."""
+    from benchmark.robustness import compare
+
+    records = grid()
+    for r in records:
+        if r["method"]["id"] != "none":
+            r["method"] = {"id": "tome-keep_rate=0.5", "name": "tome", "params": {"keep_rate": 0.5}}
+            r["per_clip"]["kept_patches"] = ["ff"] * 200
+            r["selection"] = {"clips_with_drops": 0, "kept_minus_dropped": None, "kept_padding_share": 0.0}
+            r["tokens"] = {"per_layer": [{"attention": 10, "mlp": 10}, {"attention": 10, "mlp": 4}]}
+    assert all(c.jaccard is None for c in compare(records))
+    assert "n/a (merges)" in build_report(records)
