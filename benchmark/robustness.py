@@ -218,11 +218,16 @@ def _within_chance(correct: torch.Tensor, chance: float, seed: int) -> bool:
 
 def merges_only(record: Dict[str, Any]) -> bool:
     """The method reduced tokens yet dropped no patch (merging: every patch lives on in some
-    token), so the overlap of kept patches says nothing and is left out."""
-    selection = record.get("selection") or {}
+    token, and the token state gives no kept-patch map), so the overlap of kept patches says
+    nothing and is left out."""
     per_layer = (record.get("tokens") or {}).get("per_layer") or []
     reduced = bool(per_layer) and per_layer[-1].get("mlp", 0) < per_layer[0].get("attention", 0)
-    return selection.get("clips_with_drops") == 0 and reduced
+    if not reduced:
+        return False
+    selection = record.get("selection")
+    if selection:
+        return selection.get("clips_with_drops") == 0
+    return not (record.get("per_clip") or {}).get("kept_patches")
 
 
 def selection_jaccard(clean: Dict[str, Any], noisy: Dict[str, Any], ids: Sequence[str]) -> Optional[float]:
@@ -304,3 +309,10 @@ def annotate_files(out, model_name: str, task_entry, methods, seed: int = 0) -> 
             write_record(paths[key], noisy)
             changed += 1
     return changed
+
+
+def annotate_run(out, config) -> int:
+    """`annotate_files` for every model and task entry of a run config (called once a run ends;
+    records written by earlier, interrupted runs are included)."""
+    return sum(annotate_files(out, model.name, entry, config.methods, config.seed)
+               for model in config.models for entry in config.tasks)

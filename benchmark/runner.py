@@ -26,7 +26,7 @@ from .method import Method
 from .models import file_sha256, load_model
 from .models.audio_vit import AudioViT
 from .registry import METHODS
-from .robustness import annotate_files
+from .robustness import annotate_run
 from .results import SCHEMA, provenance, read_record, result_path, write_record
 from .tasks.base import Task
 from .throughput import Throughput, measure_interleaved, resolve_device
@@ -62,6 +62,7 @@ class Runner:
         for model_entry in self.config.models:
             for task_entry in self.config.tasks:
                 self._run_model_task(model_entry, task_entry, summary)
+        annotate_run(self.out, self.config)  # robustness block of every noisy record
         summary.seconds = time.perf_counter() - started
         self.echo(str(COUNTER))
         return summary
@@ -107,7 +108,6 @@ class Runner:
                 summary.records.append(record)
                 bar.update(1)
         bar.close()
-        annotate_files(self.out, entry.name, task_entry, self.config.methods, self.config.seed)
 
     def _pending_pairs(self, entry: ModelEntry, task_entry: TaskEntry, summary: RunSummary) -> Dict[str, List[Method]]:
         pending: Dict[str, List[Method]] = {}

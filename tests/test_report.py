@@ -169,3 +169,8 @@ def test_merging_methods_have_no_selection_overlap():
             r["tokens"] = {"per_layer": [{"attention": 10, "mlp": 10}, {"attention": 10, "mlp": 4}]}
     assert all(c.jaccard is None for c in compare(records))
     assert "n/a (merges)" in build_report(records)
+    for r in records:  # a token state that gives no kept-patch map after merging: the same reading
+        if r["method"]["name"] == "tome":
+            r["per_clip"]["kept_patches"], r["selection"] = None, None
+    assert all(c.jaccard is None for c in compare(records))
+    assert "n/a (merges)" in build_report(records)
