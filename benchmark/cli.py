@@ -46,17 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("train", help="train a model on a task's training folds and save a checkpoint")
+    p = sub.add_parser("train", help="train or fine-tune a model on a task's training folds; save a checkpoint")
     p.add_argument("--model", required=True)
     p.add_argument("--task", required=True)
     p.add_argument("--root", help="dataset root (esc50: folder with audio/ and meta/)")
     p.add_argument("--split", default=None, help="held-out split, e.g. fold5 (training uses the other folds)")
+    p.add_argument("--folds", help="cross-validation: held-out folds, e.g. 1,2,3,4,5 or all; one checkpoint each")
+    p.add_argument("--init", help="fine-tune from this checkpoint: file, folder, Hub id or zoo name (prunebench list)")
+    p.add_argument("--recipe", help="auto (default: scratch, or with --init ast-esc50 / ast-as20k by task), scratch, ast-esc50, ast-as20k")
+    p.add_argument("--prune", metavar="SPEC", help="pruning-aware training, e.g. topk:keep_rate=0.5 (keep rate annealed from 1)")
+    p.add_argument("--frames", type=int, help="input length to train at (ast-esc50: 512)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any training setting, e.g. --set full_length_epochs=3 (see `train:` in the README)")
-    p.add_argument("--out", help="checkpoint file (default: the cache folder, named by config hash)")
+    p.add_argument("--out", help="checkpoint file (FILE.pt), or a folder: names carry the config and content hashes "
+                                 "(default: the cache folder)")
+    p.add_argument("--overwrite", action="store_true", help="train again even if this very training finished")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--plugins", action="append", metavar="FILE")
     p.set_defaults(func=cmd_train)
 
@@ -88,10 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_list(args) -> int:
     from .registry import ALL_REGISTRIES
 
+    from .models.zoo import ZOO
+
     for kind, registry in ALL_REGISTRIES.items():
         print(f"{kind}s:")
         for entry in registry.entries():
             print(f"  {entry.name:<16} {entry.description}")
+    print("checkpoints (the name works as checkpoint: or --init):")
+    for entry in ZOO.values():
+        source = f"Hub {entry.hub_id}" if entry.hub_id else f"download {entry.original}"
+        print(f"  {entry.name:<25} {entry.model:<14} {entry.about}; {source}; licence {entry.licence}")
     return 0
 
 
@@ -119,32 +134,62 @@ def cmd_run(args) -> int:
 def cmd_train(args) -> int:
     import yaml
 
-    from .config import TRAIN_DEFAULTS
-    from .errors import ConfigError, did_you_mean
+    from .errors import ConfigError
+    from .recipes import TRAIN_DEFAULTS, resolve_train
     from .registry import TASKS
     from .train import train_model
 
-    params = {}
-    if args.root:
-        params["root"] = args.root
-    if args.split:
-        params["split"] = args.split
-    task = TASKS.get(args.task)(**params)
-    cfg = dict(TRAIN_DEFAULTS)
-    for key, value in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size)):
-        if value is not None:
-            cfg[key] = value
+    user = {key: value for key, value in (
+        ("init", args.init), ("recipe", args.recipe), ("prune", args.prune), ("frames", args.frames),
+        ("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size), ("device", args.device),
+    ) if value is not None}
     for item in args.set:
         key, eq, value = item.partition("=")
-        if not eq or key not in TRAIN_DEFAULTS:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(TRAIN_DEFAULTS)}"
-                              f"{did_you_mean(key, TRAIN_DEFAULTS)}")
-        cfg[key] = yaml.safe_load(value)
-    path, meta = train_model(args.model, task, cfg, out=args.out)
-    accuracy = meta["test_accuracy"]
-    print(f"checkpoint {path} (sha256 {meta['sha256'][:12]}), trained {meta['train_seconds']:.0f} s on "
-          f"{meta['train_clips']} clips" + (f"; {task.split} accuracy {accuracy:.1%}" if accuracy is not None else ""))
+        if not eq:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(TRAIN_DEFAULTS)}")
+        user[key] = yaml.safe_load(value)
+    resolve_train(user, "--set")  # unknown keys and bad values fail before any work
+    splits = [args.split] if not args.folds else _folds(args.folds)
+    out = Path(args.out).expanduser() if args.out else None
+    if out is not None and len(splits) > 1 and out.suffix:
+        raise ConfigError(f"--out {out}: several folds need a folder (one checkpoint each, named by hashes)")
+    scores = []
+    for split in splits:
+        params = {k: v for k, v in (("root", args.root), ("split", split)) if v}
+        task = TASKS.get(args.task)(**params)
+        path, meta = train_model(args.model, task, user, out=out, overwrite=args.overwrite, progress=not args.no_progress)
+        scores.append(meta["test_score"])
+        metric = meta["test_metric"]
+        line = f"{task.split}: checkpoint {path} (sha256 {meta['sha256'][:12]}); {metric} {_score(metric, meta['test_score'])}"
+        if meta.get("prune"):
+            line += f", pruned at keep rate {meta['prune']['target_keep_rate']} {_score(metric, meta['prune']['test_score'])}"
+        if meta.get("reused"):
+            line += "; already trained, reused (--overwrite trains again)"
+        else:
+            line += (f"; {meta['train_clips']} clips x {len(meta['epoch_seconds'])} epochs in {meta['train_seconds']:.0f} s "
+                     f"({meta['samples_per_s']} samples/s on {meta['device']})")
+        print(line)
+    if len(scores) > 1:
+        import statistics
+
+        print(f"mean over {len(scores)} folds: {_score(metric, statistics.mean(scores))} "
+              f"(sd {_score(metric, statistics.stdev(scores))})")
     return 0
+
+
+def _folds(text: str) -> List[str]:
+    from .errors import ConfigError
+
+    if text.strip() == "all":
+        return [f"fold{i}" for i in range(1, 6)]
+    try:
+        return [f"fold{int(f)}" for f in text.split(",") if f.strip()]
+    except ValueError:
+        raise ConfigError(f"--folds {text!r}: expected comma-separated fold numbers (1,2,3) or all") from None
+
+
+def _score(metric: str, value: float) -> str:
+    return f"{value:.1%}" if metric == "accuracy" else f"{value:.4f}"
 
 
 def cmd_profile(args) -> int:

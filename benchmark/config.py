@@ -18,6 +18,7 @@ import yaml
 
 from .errors import ConfigError, PluginError, did_you_mean
 from .method import Method
+from .recipes import TRAIN_DEFAULTS, resolve_train  # noqa: F401  TRAIN_DEFAULTS re-exported
 from .registry import CORRUPTIONS, METHODS, MODELS, TASKS
 from .tasks.buckets import LengthBucket
 from .tasks.corruption import Corruption
@@ -26,12 +27,6 @@ from .variant import TaskVariant
 
 TOP_KEYS = ("seed", "models", "tasks", "methods", "measure", "train", "on_bad_clip")
 MEASURE_DEFAULTS = {"throughput": True, "batch_size": 32, "device": "auto", "dtype": "float32", "warmup": 2, "repeats": 5}
-# A from-scratch recipe that fits the 2-core budget: random 256-frame crops (half the cost of a
-# full clip), then full-length epochs, gradients clipped (without clipping, runs of this recipe
-# ended anywhere between 81% and 93%); measured on synth-esc: 100% held-out in about 125 s.
-TRAIN_DEFAULTS = {"epochs": 12, "batch_size": 16, "lr": 1.5e-3, "weight_decay": 0.05, "warmup_epochs": 1,
-                  "freq_mask": 12, "time_mask": 24, "label_smoothing": 0.0, "crop_frames": 256,
-                  "full_length_epochs": 2, "clip_grad": 1.0, "seed": 0}
 MODEL_KEYS = ("name", "checkpoint", "overrides")
 # noisy_buckets: also every corruption at every length bucket (by default buckets are clean only).
 TASK_EXTRA_KEYS = ("corruptions", "buckets", "include_clean", "noisy_buckets")
@@ -132,7 +127,10 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     if duplicates:
         raise ConfigError(f"{source}: methods: {', '.join(duplicates)} listed more than once")
     measure = _section(raw, "measure", MEASURE_DEFAULTS, source)
-    train = _section(raw, "train", TRAIN_DEFAULTS, source)
+    train = raw.get("train") or {}
+    if not isinstance(train, dict):
+        raise ConfigError(f"{source}: train must be a mapping")
+    resolve_train(train, f"{source}: train")  # checked now; completed per task when one is trained
     return RunConfig(seed, models, tasks, methods, measure, train, on_bad_clip, raw)
 
 

@@ -23,7 +23,7 @@ from .features import COUNTER, FeatureStore
 from .frontend import FrontEnd
 from .macs import model_macs
 from .method import Method
-from .models import file_sha256, load_model
+from .models import checkpoint_sha256, file_sha256, load_model, resolve_checkpoint
 from .models.audio_vit import AudioViT
 from .registry import METHODS
 from .robustness import annotate_run
@@ -132,12 +132,10 @@ class Runner:
                 )
 
     def _checkpoint(self, entry: ModelEntry, task: Task) -> Tuple[Path, str]:
-        given = entry.checkpoint_for(task)  # one per held-out split (fold)
+        given = entry.checkpoint_for(task)  # one per held-out split (fold): a file or folder, a Hub id or a zoo name
         if given:
-            path = Path(given).expanduser()
-            if not path.is_file():
-                raise DataError(f"checkpoint not found: {path}")
-            return path, file_sha256(path)
+            path = resolve_checkpoint(given)
+            return path, checkpoint_sha256(path)
         path = default_checkpoint_path(entry.name, entry.overrides, task, self.config.train, self.store)
         if path.is_file():
             self.echo(f"reusing cached checkpoint {path}")

@@ -20,10 +20,16 @@ PICKLE_PATTERNS = ["*.pth", "*.pt", "*.bin"]
 
 
 def resolve_checkpoint(checkpoint: str | Path) -> Path:
-    """The local path of `checkpoint`: itself when it exists, else the Hub snapshot folder."""
+    """The local path of `checkpoint`: itself when it exists, else the Hub snapshot folder of a
+    Hub id or of a zoo name (`prunebench list`)."""
+    from .zoo import zoo_hub_id
+
     path = Path(checkpoint).expanduser()
     if path.exists():
         return path
+    hub_id = zoo_hub_id(str(checkpoint))
+    if hub_id is not None:
+        return hub_snapshot(hub_id, None, f"{checkpoint} ({hub_id})")
     match = HUB_ID.match(str(checkpoint))
     if match is None:
         raise DataError(f"checkpoint not found: {path}")
