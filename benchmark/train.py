@@ -406,7 +406,7 @@ def weights_sha256(model: AudioViT) -> str:
     for key, value in sorted(model.state_dict().items()):
         t = value.detach().cpu().contiguous()
         digest.update(f"{key}|{tuple(t.shape)}|{t.dtype}\n".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
