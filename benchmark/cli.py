@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True)
     p.add_argument("--root", help="dataset root (esc50: folder with audio/ and meta/)")
     p.add_argument("--split", default=None, help="held-out split, e.g. fold5 (training uses the other folds)")
-    p.add_argument("--folds", help="cross-validation: held-out folds, e.g. 1,2,3,4,5 or all; one checkpoint each")
+    p.add_argument("--folds", help="cross-validation: held-out folds, e.g. 1,2,3,4,5 or all (= --split all); one checkpoint each")
     p.add_argument("--init", help="fine-tune from this checkpoint: file, folder, Hub id or zoo name (prunebench list)")
     p.add_argument("--recipe", help="auto (default: scratch, or with --init ast-esc50 / ast-as20k by task), scratch, ast-esc50, ast-as20k")
     p.add_argument("--prune", metavar="SPEC", help="pruning-aware training, e.g. topk:keep_rate=0.5 (keep rate annealed from 1)")
@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any training setting, e.g. --set full_length_epochs=3 (see `train:` in the README)")
-    p.add_argument("--out", help="checkpoint file (FILE.pt), or a folder: names carry the config and content hashes "
-                                 "(default: the cache folder)")
+    p.add_argument("--out", help="checkpoint file (FILE.pt; {split} is replaced by the fold), or a folder: names carry "
+                                 "the config and content hashes (default: the cache folder)")
     p.add_argument("--overwrite", action="store_true", help="train again even if this very training finished")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--plugins", action="append", metavar="FILE")
@@ -95,9 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(args) -> int:
-    from .registry import ALL_REGISTRIES
-
     from .models.zoo import ZOO
+    from .registry import ALL_REGISTRIES
 
     for kind, registry in ALL_REGISTRIES.items():
         print(f"{kind}s:")
@@ -149,14 +148,15 @@ def cmd_train(args) -> int:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(TRAIN_DEFAULTS)}")
         user[key] = yaml.safe_load(value)
     resolve_train(user, "--set")  # unknown keys and bad values fail before any work
-    splits = [args.split] if not args.folds else _folds(args.folds)
-    out = Path(args.out).expanduser() if args.out else None
-    if out is not None and len(splits) > 1 and out.suffix:
-        raise ConfigError(f"--out {out}: several folds need a folder (one checkpoint each, named by hashes)")
+    splits = _folds(args.folds or "all") if args.folds or args.split == "all" else [args.split]
+    pattern = args.out or ""
+    if len(splits) > 1 and Path(pattern).suffix and "{split}" not in pattern:
+        raise ConfigError(f"--out {pattern}: several folds need a folder (names by hashes) or a {{split}} pattern")
     scores = []
     for split in splits:
         params = {k: v for k, v in (("root", args.root), ("split", split)) if v}
         task = TASKS.get(args.task)(**params)
+        out = Path(pattern.replace("{split}", task.split)).expanduser() if pattern else None
         path, meta = train_model(args.model, task, user, out=out, overwrite=args.overwrite, progress=not args.no_progress)
         scores.append(meta["test_score"])
         metric = meta["test_metric"]

@@ -196,3 +196,6 @@ def test_cli_fine_tunes_each_fold(tmp_path, esc_root, ast_init, capsys):
     assert "reused" in capsys.readouterr().out
     assert main(args[:-3] + ["--set", "epochz=2"]) == 2
     assert "epochz" in capsys.readouterr().err
+    pattern = str(tmp_path / "named" / "ft-{split}.pt")
+    assert main(args[:-3] + ["--out", pattern, "--no-progress"]) == 0
+    assert sorted(p.name for p in (tmp_path / "named").glob("*.pt")) == ["ft-fold1.pt", "ft-fold2.pt"]
