@@ -114,8 +114,9 @@ class AudioViT(nn.Module):
         return self.vit.blocks
 
     def dims(self, grid: Optional[Tuple[int, int]] = None) -> ModelDims:
-        c = self.config
-        return ModelDims(c.depth, c.embed_dim, c.num_heads, self.num_prefix_tokens, grid or self.grid, c.pooling)
+        c, pe = self.config, self.vit.patch_embed
+        return ModelDims(c.depth, c.embed_dim, c.num_heads, self.num_prefix_tokens, grid or self.grid, c.pooling,
+                         patch_size=tuple(pe.patch_size), stride=tuple(pe.stride))
 
     def grid_for_frames(self, frames: int) -> Tuple[int, int]:
         pe = self.vit.patch_embed
