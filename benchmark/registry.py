@@ -103,6 +103,9 @@ METHODS = Registry(
     (
         "benchmark.methods.none",
         "benchmark.methods.topk",
+        "benchmark.methods.tome",
+        "benchmark.methods.random",
+        "benchmark.methods.intensity",
     ),
 )
 TASKS = Registry("task", ("benchmark.tasks.esc50", "benchmark.tasks.synth_esc", "benchmark.tasks.audio_folder",
