@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default 0)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("validate-method", help="check a method on a tiny random model: identity, schedule, MACs, determinism")
+    p.add_argument("method", metavar="NAME", help="method name, or a SPEC name:key=value,... to check that configuration only")
+    p.add_argument("--plugins", action="append", metavar="FILE", help="also load this plugin file")
+    p.set_defaults(func=cmd_validate_method)
+
     p = sub.add_parser("leaderboard", help="render a results folder into one self-contained HTML file")
     p.add_argument("results")
     p.add_argument("-o", "--output", default=None, help="HTML file (default: RESULTS/leaderboard.html)")
@@ -213,6 +218,18 @@ def cmd_report(args) -> int:
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     return 0
+
+
+def cmd_validate_method(args) -> int:
+    from .method import parse_method_spec
+    from .validate import format_checks, validate_method
+
+    name, params = parse_method_spec(args.method)
+    checks = validate_method(name, params if ":" in args.method else None)
+    print(format_checks(checks))
+    failed = [c for c in checks if not c.passed]
+    print(f"{name}: {len(checks) - len(failed)} of {len(checks)} checks passed")
+    return 1 if failed else 0
 
 
 def cmd_leaderboard(args) -> int:
