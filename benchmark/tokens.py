@@ -56,6 +56,8 @@ class TokenState:
     sizes: Optional[torch.Tensor] = None
     # Add log(sizes) to the attention logits of later blocks (ToMe's proportional attention).
     proportional_attention: bool = False
+    # Tokens were merged (ToMe): every patch lives on in some token, so there is no kept set.
+    merged: bool = False
     # Per-patch-token values that travel with the tokens (for example input intensity), (b, n_patch).
     carried: Dict[str, torch.Tensor] = field(default_factory=dict)
     trace: List[BlockTrace] = field(default_factory=list)
@@ -146,6 +148,7 @@ class TokenState:
             self.carried[name] = (plan.sum(values.unsqueeze(-1) * weight) / new_sizes).squeeze(-1)
         self.sizes = torch.cat([sizes[:, :p], new_sizes.squeeze(-1)], dim=1)
         self.relabel(plan.new_index)
+        self.merged = True
         return torch.cat([x[:, :p], merged], dim=1)
 
     @staticmethod
@@ -163,8 +166,10 @@ class TokenState:
 
     def kept_patch_mask(self) -> Optional[torch.Tensor]:
         """(b, num_patches) bool: original patches that still live in a token, a fused
-        (EViT inattentive) token excepted."""
-        if self.owner is None:
+        (EViT inattentive) token excepted. None without provenance, and after a merge: merging
+        drops no patch, so a kept-patch map (and its clean-vs-noisy overlap) would read "all kept"
+        and mean nothing; use `owner` for the partition instead."""
+        if self.owner is None or self.merged:
             return None
         alive = self.owner >= 0
         fused = self.carried.get("fused")

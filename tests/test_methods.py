@@ -138,6 +138,7 @@ def test_tome_iso_schedule_matches_topk_token_counts(tiny_model, keep_rate):
     assert [(t.attention_tokens, t.mlp_tokens) for t in tome.trace] == [(t.attention_tokens, t.mlp_tokens) for t in topk.trace]
     assert torch.equal(tome.sizes.sum(dim=1), torch.full((2,), 66.0))
     assert tome.proportional_attention and (tome.owner >= 0).all()
+    assert tome.kept_patch_mask() is None  # merging keeps every patch: no kept set to compare
 
 
 def test_tome_constant_schedule_merges_r_in_every_block(tiny_model):
