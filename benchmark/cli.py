@@ -69,14 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugins", action="append", metavar="FILE")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("profile", help="MACs and measured throughput of methods, without accuracy")
+    p = sub.add_parser("profile", help="MACs, measured throughput and peak memory of methods, without accuracy")
     p.add_argument("--model", default="ast-tiny")
-    p.add_argument("--method", action="append", default=[], metavar="SPEC", help="name or name:key=value,... (repeatable)")
-    p.add_argument("--seconds", type=float, help="input length (default: the model's nominal length)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--method", action="append", default=[], metavar="SPEC", help="name or name:key=value,... (repeatable; none is always the baseline)")
+    p.add_argument("--bucket", action="append", default=[], metavar="SECONDS[:pad|native]",
+                   help="length bucket to measure (repeatable; default mode pad); default: the nominal length")
+    p.add_argument("--seconds", type=float, help="shorthand for --bucket SECONDS:native")
+    p.add_argument("--batch-size", type=int, default=32, help="fixed batch; halved for all methods on out of memory")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="float32, or autocast to bf16/fp16")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per method (median and spread)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per method first")
+    p.add_argument("--min-time", type=float, default=0.2, metavar="SECONDS", help="shortest timed repeat (steps are added)")
+    p.add_argument("--attention", default="auto", choices=["auto", "flash", "efficient", "cudnn", "math"],
+                   help="SDPA backend for all methods (auto: the fastest every method runs on)")
+    p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND", help="torch.compile each method (default backend inductor)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--no-memory", action="store_true", help="skip peak memory (on CPU one fresh process per method)")
+    p.add_argument("--runs", type=int, default=1, help="repeat the whole measurement and report agreement (repeatability)")
+    p.add_argument("--check-macs", action="store_true", help="instead of timing: analytic MACs against FlopCounterMode and ptflops (aten), math attention")
     p.add_argument("--json", help="also write the rows as JSON")
     p.add_argument("--plugins", action="append", metavar="FILE")
     p.set_defaults(func=cmd_profile)
@@ -198,16 +209,47 @@ def _score(metric: str, value: float) -> str:
 
 
 def cmd_profile(args) -> int:
-    from .profile import profile, print_profile
+    import json
 
-    rows = profile(args.model, args.method or ["none"], seconds=args.seconds, batch_size=args.batch_size,
-                   device=args.device, dtype=args.dtype, repeats=args.repeats)
-    print_profile(rows)
+    if args.check_macs:
+        return _check_macs(args)
+    from .profile import format_profile, format_repeatability, machine_description, profile, repeatable
+
+    rows = profile(args.model, args.method, seconds=args.seconds, batch_size=args.batch_size, device=args.device,
+                   dtype=args.dtype, repeats=args.repeats, warmup=args.warmup, buckets=args.bucket,
+                   min_repeat_s=args.min_time, attention=args.attention, compile_backend=args.compile,
+                   memory=not args.no_memory, threads=args.threads, runs=args.runs, plugin_files=args.plugins or [])
+    print(f"machine: {machine_description(rows[0]['device'])}")
+    print(format_profile(rows))
+    if args.runs > 1:
+        print()
+        print(format_repeatability(rows))
     if args.json:
-        import json
-
         Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
-    return 0
+    return 0 if repeatable(rows) else 1
+
+
+def _check_macs(args) -> int:
+    import json
+
+    import torch
+
+    from .counters import check_macs, format_mac_check
+    from .models import build_model
+    from .profile import build_methods, input_shapes
+
+    torch.manual_seed(0)
+    model = build_model(args.model).eval()
+    methods = build_methods(args.method)
+    results = []
+    for shape in input_shapes(model.config.target_frames, args.bucket, args.seconds):
+        checks = check_macs(model, methods, shape)
+        print(f"{args.model}, {shape.label}: {shape.frames} frames ({shape.valid_frames} real), MACs per sample")
+        print(format_mac_check(checks))
+        results += [{**c.to_dict(), **shape.describe()} for c in checks]
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return 0 if all(r["ok"] for r in results) else 1
 
 
 def cmd_report(args) -> int:
