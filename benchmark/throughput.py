@@ -2,9 +2,9 @@
 
 - eval mode and `torch.inference_mode`, optional autocast (bfloat16, float16) and `torch.compile`;
 - one attention kernel for every method, pinned and recorded (benchmark/kernels.py);
-- warm-up steps (compilation, allocator and kernel caches), then a calibration step per method:
-  each timed repeat runs enough steps to last `min_repeat_s`, so a fast step is not dominated by
-  timer resolution and scheduler noise;
+- warm-up steps (compilation, allocator and kernel caches), the last one timed to calibrate: each
+  timed repeat runs enough steps to last `min_repeat_s`, so a fast step is not dominated by timer
+  resolution and scheduler noise;
 - synchronised timing (CUDA events on a GPU, benchmark/timing.py), the median over repeats and the
   spread (max - min) / median;
 - methods interleaved: round r times every method once, in an order rotated by r, so drift of the
@@ -189,16 +189,16 @@ def _measure(model, methods, frames, valid_frames, batch_size, requested, dev, d
         backend = choose_backend(attention, runs_on)
         with attention_backend(backend):
             steps = {m.id: bound_forward(model, m, fbank, valid, compile_backend) for m in methods}
-            for m in methods:
-                for _ in range(warmup):
-                    steps[m.id]()
             n_steps = {}
             for m in methods:
-                if steps_per_repeat is not None:
-                    n_steps[m.id] = steps_per_repeat
-                else:
-                    one = max(timer.seconds(steps[m.id], 1), 1e-9)
-                    n_steps[m.id] = max(1, min(MAX_STEPS_PER_REPEAT, math.ceil(min_repeat_s / one)))
+                # The last of 2+ warm-up steps is timed to calibrate the steps per repeat, so a
+                # big model pays no extra step; the first step is cold (lazy initialisation), so
+                # with fewer warm-up steps one more step is timed after them.
+                calibrate = steps_per_repeat is None or warmup >= 2
+                for _ in range(warmup - 1 if warmup >= 2 else warmup):
+                    steps[m.id]()
+                one = timer.seconds(steps[m.id], 1) if calibrate else 0.0
+                n_steps[m.id] = steps_per_repeat if steps_per_repeat is not None else steps_to_fill(min_repeat_s, one)
             seconds: Dict[str, List[float]] = {i: [] for i in ids}
             rates: Dict[str, List[float]] = {i: [] for i in ids}
             for r in range(repeats):
@@ -233,6 +233,11 @@ def _measure(model, methods, frames, valid_frames, batch_size, requested, dev, d
             result.speedup_vs_none = statistics.median(ratios)
             result.speedup_spread = (max(ratios) - min(ratios)) / result.speedup_vs_none
     return results
+
+
+def steps_to_fill(min_repeat_s: float, step_s: float) -> int:
+    """Steps of `step_s` seconds that make a timed repeat last at least `min_repeat_s`."""
+    return max(1, min(MAX_STEPS_PER_REPEAT, math.ceil(min_repeat_s / max(step_s, 1e-9))))
 
 
 def _memory(model, methods, steps, shape: InputShape, batch_size, dev, dtype, backend, compile_backend,
