@@ -22,7 +22,7 @@ from .method import Method, parse_method_spec
 from .models import build_model
 from .registry import METHODS
 from .shapes import InputShape, bucket_shape, make_batch, nominal_shape, parse_bucket
-from .throughput import measure_interleaved
+from .throughput import measure_interleaved, resolve_device, resolve_dtype
 
 REPEATABILITY_TOLERANCE = 0.05  # medians of repeated runs of one configuration agree within 5%
 
@@ -87,6 +87,7 @@ def profile(model_name: str, specs: Sequence[str], seconds: Optional[float] = No
             runs: int = 1, plugin_files: Sequence[str] = (), model_overrides: Optional[Dict[str, Any]] = None,
             seed: int = 0) -> List[Dict[str, Any]]:
     """One row per (input shape, method); `none` first in each shape. See the module docstring."""
+    resolve_device(device), resolve_dtype(dtype)  # fail before building anything
     torch.manual_seed(seed)
     model = build_model(model_name, **(model_overrides or {})).eval()
     methods = build_methods(specs)

@@ -51,10 +51,14 @@ def test_check_macs_option_prints_both_counters(capsys):
     assert "flop_counter" in printed and "ptflops_aten" in printed and "MISMATCH" not in printed
 
 
-def test_bad_bucket_is_one_line_error(capsys):
+def test_bad_input_is_one_line_error(capsys):
     code = main(["profile", "--bucket", "0.1:native", *FAST])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "0.1" in err
+    if not __import__("torch").cuda.is_available():
+        code = main(["profile", "--device", "cuda", *FAST])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "no CUDA device" in err
 
 
 def test_repeatability_flags_runs_that_disagree():
