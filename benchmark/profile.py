@@ -151,7 +151,7 @@ def format_profile(rows: List[Dict[str, Any]]) -> str:
                 f"{first['device']}, {first['dtype']}, {first['threads']} threads, attention {first['attention_backend']}"
                 f"{', compiled (' + first['compiled'] + ')' if first['compiled'] else ''}, {first['timer']}, "
                 f"median of {first['repeats']} repeats x {first['steps_per_repeat']}+ steps")
-        table = [[r["method_id"], f"{r['macs_per_sample'] / 1e9:.4g}", f"{r['mac_ratio']:.2f}", f"{r['samples_per_s']:.1f}",
+        table = [[r["method_id"], f"{r['macs_per_sample'] / 1e9:.4g}", f"{r['mac_ratio']:.2f}", f"{r['samples_per_s']:.4g}",
                   f"{r['spread']:.1%}", f"{r['speedup']:.2f}", f"{r['efficiency']:.2f}", _mib(r["peak_memory_bytes"])]
                  for r in group]
         headers = ["method", "GMACs/sample", "MAC ratio", "samples/s", "spread", "speedup", "efficiency", "peak MiB"]
@@ -168,7 +168,7 @@ def format_repeatability(rows: List[Dict[str, Any]]) -> str:
         if r["run_agreement"] is None:
             continue
         ok = r["run_agreement"] <= REPEATABILITY_TOLERANCE
-        table.append([r["bucket"], r["method_id"], " ".join(f"{v:.1f}" for v in r["samples_per_s_runs"]),
+        table.append([r["bucket"], r["method_id"], " ".join(f"{v:.4g}" for v in r["samples_per_s_runs"]),
                       f"{r['run_agreement']:.1%}", " ".join(f"{v:.3f}" for v in r["speedup_runs"]),
                       "ok" if ok else f"OVER {REPEATABILITY_TOLERANCE:.0%}"])
     if not table:
