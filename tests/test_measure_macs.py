@@ -40,9 +40,9 @@ IDS = [name + "".join(f"-{k}={v}" for k, v in params.items()) for name, params i
 
 
 def tiny(pooling="prefix"):
+    """AST-style (CLS + distillation, prefix pooling) or AudioMAE-style (CLS, mean pooling)."""
     torch.manual_seed(0)
-    extra = {} if pooling == "prefix" else {"pooling": "mean", "distillation_token": False}
-    return build_model("ast-tiny", num_classes=5, **TINY, **extra).eval()
+    return build_model("ast-tiny" if pooling == "prefix" else "audiomae-tiny", num_classes=5, **TINY).eval()
 
 
 def test_the_registry_variants_cover_the_builtin_methods():
