@@ -5,6 +5,7 @@ Layout: `<out>/<model>/<method-id>/<task>/<split+variant>.json`, e.g.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
@@ -100,6 +101,7 @@ def provenance(seed: int, config: Dict[str, Any], config_hash: str, device: str)
         "host": {"machine": platform.machine(), "processor": platform.processor() or None, "cpus": os.cpu_count(),
                  "threads": torch.get_num_threads()},
         "seed": seed,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "config_hash": config_hash,
         "config": config,
     }

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .config import ModelEntry, RunConfig, TaskEntry
 from .errors import DataError, PrunebenchError
 from .evaluate import evaluate
+from .examples import example_spectrograms
 from .features import COUNTER, FeatureStore
 from .frontend import FrontEnd
 from .macs import model_macs
@@ -186,6 +187,9 @@ class Runner:
             "tokens": {"per_layer": ev.tokens_per_layer, "reduction_layers": list(method.reduction_layers(model.config.depth))},
             "selection": ev.selection,
             "throughput": None if speed is None else speed.to_dict(),
+            # a few small input spectrograms, so the leaderboard can show the kept patches
+            "examples": example_spectrograms(features.ids, features.fbanks, features.valid_frames,
+                                             model.config.target_frames),
             "provenance": provenance(self.config.seed, self.config.raw, self.config.hash, self.device),
         }
 
