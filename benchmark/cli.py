@@ -278,7 +278,8 @@ def cmd_leaderboard(args) -> int:
     from .leaderboard import render_leaderboard
 
     out = args.output or str(Path(args.results) / "leaderboard.html")
-    print(f"leaderboard: {render_leaderboard(args.results, out)}")
+    page = render_leaderboard(args.results, out, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    print(f"leaderboard: {page}")
     return 0
 
 

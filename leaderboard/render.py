@@ -7,6 +7,7 @@ with <, > and & written as \\u escapes, and shown with textContent only.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +45,16 @@ def render_leaderboard(results_dir: str | Path, out_file: str | Path,
 def render_html(result: ResultSet | List[Dict[str, Any]]) -> str:
     if not isinstance(result, ResultSet):
         result = merge(list(result))
+    return _template().render(**page_context(result))
+
+
+@functools.lru_cache(maxsize=1)
+def _template():
+    # Autoescape on for every template and string: everything from results is escaped.
     env = Environment(loader=PackageLoader("benchmark.leaderboard", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("leaderboard.html.j2").render(**page_context(result))
+    return env.get_template("leaderboard.html.j2")
 
 
 def page_context(result: ResultSet) -> Dict[str, Any]:

@@ -8,6 +8,7 @@ as a silent gap. The run summary (`benchmark.summary`) prints this same table as
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -121,6 +122,12 @@ def keep_rate_of(record: Dict[str, Any]) -> Optional[float]:
 
 
 def params_text(record: Dict[str, Any]) -> str:
+    """The parameters that differ from the method's defaults, as its id names them."""
+    name, ident = str(record["method"]["name"]), str(record["method"]["id"])
+    if ident == name:
+        return ""
+    if ident.startswith(name + "-"):
+        return ", ".join(re.split(r"-(?=[A-Za-z_]\w*=)", ident[len(name) + 1:]))
     params = record["method"].get("params") or {}
     return ", ".join(f"{k}={_param(v)}" for k, v in sorted(params.items()))
 
