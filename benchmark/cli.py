@@ -139,7 +139,8 @@ def cmd_run(args) -> int:
     print(f"{len(summary.written)} records written, {len(summary.skipped)} already present, "
           f"{len(summary.failed)} failed, in {summary.seconds:.0f} s; results in {args.out}/")
     if summary.records:
-        page = render_leaderboard(args.out, Path(args.out) / "leaderboard.html")
+        page = render_leaderboard(args.out, Path(args.out) / "leaderboard.html",
+                                  warn=lambda message: print(f"warning: {message}", file=sys.stderr))
         print(f"leaderboard: {page}")
     for pair, error in summary.failed:
         print(f"FAILED {pair}: {error}", file=sys.stderr)
