@@ -16,6 +16,7 @@ LEFT, RIGHT, TOP, BOTTOM = 58, 18, 30, 46
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#bab0ac"]
 BASELINE_COLOR = "#30343c"
+LABEL_ALL_UP_TO = 8  # label every point of a plot this small; larger ones label the frontier only
 
 
 @dataclass
@@ -143,7 +144,8 @@ def _padded(values: Sequence[float]) -> Tuple[float, float]:
 
 
 def pareto_plot(points: List[Point], x_title: str, y_title: str, title: str, x_higher_better: bool) -> Markup:
-    """Scatter of (cost, score) points; the frontier's points are filled, joined and labelled."""
+    """Scatter of (cost, score) points; the frontier's points are filled, joined and labelled
+    (every point is labelled in small plots)."""
     frame = _Frame([p.x for p in points], [p.y for p in points], x_title, y_title, title)
     front = pareto_front([(p.x, p.y) for p in points], x_higher_better)
     ordered = sorted((points[i] for i in front), key=lambda p: p.x)
@@ -158,7 +160,7 @@ def pareto_plot(points: List[Point], x_title: str, y_title: str, title: str, x_h
             f'<circle class="{cls}" cx="{frame.sx(p.x):.1f}" cy="{frame.sy(p.y):.1f}" r="{5 if on_front else 4.2}" '
             f'fill="{fill}" stroke="{p.color}"><title>{escape(p.tooltip)}{" (on the Pareto frontier)" if on_front else ""}'
             f'</title></circle>')
-        if on_front:
+        if on_front or len(points) <= LABEL_ALL_UP_TO:
             anchor = "end" if frame.sx(p.x) > LEFT + frame.w * 0.75 else "start"
             dx = -8 if anchor == "end" else 8
             frame.parts.append(f'<text class="point-label" x="{frame.sx(p.x) + dx:.1f}" y="{frame.sy(p.y) - 6:.1f}" '

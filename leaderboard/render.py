@@ -66,13 +66,15 @@ def page_context(result: ResultSet) -> Dict[str, Any]:
     kept = kept_patch_groups(records, colors)
     buckets = bucket_table(records)
     has_buckets = any(c.key.split(":")[0] != FULL for c in buckets.columns if ":" in c.key)
+    pareto = pareto_figures(table, colors)
+    shown = {f.option for g in pareto for f in g.figures}
     return {
         "result": result,
         "table": table,
         "verdicts": verdict_table(comps),
         "details": detail_table(comps),
-        "pareto": pareto_figures(table, colors),
-        "y_options": Y_OPTIONS,
+        "pareto": pareto,
+        "y_options": [o for o in Y_OPTIONS if o[0] in shown],
         "snr": snr_figures(table, records, colors),
         "buckets": buckets,
         "has_buckets": has_buckets,

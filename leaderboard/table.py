@@ -305,5 +305,7 @@ def _mark_best(table: Table) -> None:
             if len(cells) < 2:
                 continue
             best = max(c.value for c in cells) if measure.higher_is_better else min(c.value for c in cells)
+            if all(c.value == best for c in cells):
+                continue  # a tie of all: nothing stands out
             for c in cells:
                 c.best = c.value == best

@@ -193,3 +193,9 @@ def test_p_value_format(value, expected):
     from benchmark.leaderboard.schema import ROBUSTNESS
 
     assert ROBUSTNESS["mcnemar_p"].format(value) == expected
+
+
+def test_a_tie_of_all_is_not_bold():
+    table, _ = build([make_record("none", correct=[1, 1, 0, 0]), make_record("topk", 0.5, correct=[0, 1, 1, 0], macs=1e9)])
+    assert not any(row.cells["clean"].best for row in table.rows)
+    assert [row.cells["gmacs"].best for row in table.rows] == [False, True]
