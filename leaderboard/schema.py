@@ -61,7 +61,7 @@ COLUMNS: Dict[str, Measure] = {
                      description="multiply-accumulates per sample, clean input (1 MAC = 2 FLOPs)"),
     "samples_per_s": Measure("samples_per_s", "throughput", "samples/s", 1.0, 1, True,
                              description="median over repeats, batch of the run, on the record's device"),
-    "speedup": Measure("speedup", "speedup", "×", 1.0, 2, True,
+    "speedup": Measure("speedup", "speedup", "x", 1.0, 2, True,
                        description="throughput / throughput of none, timed interleaved in the same process"),
 }
 

@@ -11,7 +11,7 @@ from benchmark.summary import pivot, summary_table
 from leaderboard_records import make_record
 
 HEADERS = ["model", "task", "method", "params", "clean (%)", "white@20dB (%)", "white@10dB (%)", "mean noisy (%)",
-           "GMACs", "throughput (samples/s)", "speedup (×)", "device"]
+           "GMACs", "throughput (samples/s)", "speedup (x)", "device"]
 
 
 def two_methods():
@@ -120,15 +120,15 @@ def test_buckets_and_mixed_metrics():
     ]
     table, _ = build(records)
     assert table.headers() == ["model", "task", "bucket", "method", "params", "metric", "clean", "GMACs",
-                               "throughput (samples/s)", "speedup (×)", "device"]
+                               "throughput (samples/s)", "speedup (x)", "device"]
     assert table.text_rows() == [
         ["ast-tiny", "as20k/eval", "full", "none", "", "mAP", "75.0", "2.000", "100.0", "1.00", "cpu"],
         ["ast-tiny", "synth-esc/fold5", "full", "none", "", "accuracy", "50.0", "2.000", "100.0", "1.00", "cpu"],
         ["ast-tiny", "synth-esc/fold5", "len2s-native", "none", "", "accuracy", "25.0", "0.500", "300.0", "1.00", "cpu"],
     ]
     buckets = bucket_table(records)
-    assert buckets.headers()[4:] == ["full throughput (samples/s)", "full speedup (×)", "full GMACs",
-                                     "len2s-native throughput (samples/s)", "len2s-native speedup (×)", "len2s-native GMACs"]
+    assert buckets.headers()[4:] == ["full throughput (samples/s)", "full speedup (x)", "full GMACs",
+                                     "len2s-native throughput (samples/s)", "len2s-native speedup (x)", "len2s-native GMACs"]
     assert buckets.text_rows() == [
         ["ast-tiny", "as20k/eval", "none", "", "100.0", "1.00", "2.000", "", "", ""],
         ["ast-tiny", "synth-esc/fold5", "none", "", "100.0", "1.00", "2.000", "300.0", "1.00", "0.500"],
