@@ -152,6 +152,7 @@ def pareto_plot(points: List[Point], x_title: str, y_title: str, title: str, x_h
     if len(ordered) > 1:
         path = " ".join(f"{'M' if k == 0 else 'L'}{frame.sx(p.x):.1f},{frame.sy(p.y):.1f}" for k, p in enumerate(ordered))
         frame.parts.append(f'<path class="frontier" d="{path}"/>')
+    placed: List[Tuple[float, float, float, float]] = []  # label boxes already drawn
     for i, p in enumerate(points):
         on_front = i in front
         cls = "point front" if on_front else "point"
@@ -163,9 +164,22 @@ def pareto_plot(points: List[Point], x_title: str, y_title: str, title: str, x_h
         if on_front or len(points) <= LABEL_ALL_UP_TO:
             anchor = "end" if frame.sx(p.x) > LEFT + frame.w * 0.75 else "start"
             dx = -8 if anchor == "end" else 8
-            frame.parts.append(f'<text class="point-label" x="{frame.sx(p.x) + dx:.1f}" y="{frame.sy(p.y) - 6:.1f}" '
+            x, y = frame.sx(p.x) + dx, _free_line(frame.sx(p.x) + dx, frame.sy(p.y), p.label, anchor, placed)
+            frame.parts.append(f'<text class="point-label" x="{x:.1f}" y="{y:.1f}" '
                                f'text-anchor="{anchor}">{escape(p.label)}</text>')
     return frame.svg("pareto", title)
+
+
+def _free_line(x: float, y: float, label: str, anchor: str, placed: List[Tuple[float, float, float, float]]) -> float:
+    """A baseline for a label near (x, y) that overlaps no label placed before (greedy, 12 px steps)."""
+    width = 6.0 * len(label)
+    x0 = x - width if anchor == "end" else x
+    for dy in (-6, 14, -18, 26, -30, 38, -42):
+        box = (x0, y + dy - 10, x0 + width, y + dy + 2)
+        if all(box[2] <= b[0] or box[0] >= b[2] or box[3] <= b[1] or box[1] >= b[3] for b in placed):
+            placed.append(box)
+            return y + dy
+    return y - 6
 
 
 def line_plot(series: List[Series], x_title: str, y_title: str, title: str,
