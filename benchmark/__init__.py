@@ -5,7 +5,11 @@ __version__ = "0.1.0"
 
 
 def load_model(name, checkpoint=None, num_classes=None):
-    """A model whose forward takes a normalised fbank (batch, frames, mel_bins) and returns logits."""
+    """A model whose forward takes a normalised fbank (batch, frames, mel_bins) and returns logits.
+
+    `checkpoint`: None (random weights), a local file or folder (prunebench, official AST .pth,
+    Transformers AST folder or safetensors, AudioMAE), a Hugging Face Hub id or a zoo name
+    (`prunebench list`); the format is read from the contents."""
     from .models import load_model as _load
 
     return _load(name, checkpoint=checkpoint, num_classes=num_classes)

@@ -54,31 +54,62 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray: retries of a task whose worker or node was lost (default: 3)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("train", help="train a model on a task's training folds and save a checkpoint")
+    p = sub.add_parser("train", help="train or fine-tune a model on a task's training folds; save a checkpoint")
     p.add_argument("--model", required=True)
     p.add_argument("--task", required=True)
     p.add_argument("--root", help="dataset root (esc50: folder with audio/ and meta/)")
     p.add_argument("--split", default=None, help="held-out split, e.g. fold5 (training uses the other folds)")
+    p.add_argument("--folds", help="cross-validation: held-out folds, e.g. 1,2,3,4,5 or all (= --split all); one checkpoint each")
+    p.add_argument("--init", help="fine-tune from this checkpoint: file, folder, Hub id or zoo name (prunebench list)")
+    p.add_argument("--recipe", help="auto (default: scratch, or with --init ast-esc50 / ast-as20k by task), scratch, ast-esc50, ast-as20k")
+    p.add_argument("--prune", metavar="SPEC", help="pruning-aware training, e.g. topk:keep_rate=0.5 (keep rate annealed from 1)")
+    p.add_argument("--frames", type=int, help="input length to train at (ast-esc50: 512)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any training setting, e.g. --set full_length_epochs=3 (see `train:` in the README)")
-    p.add_argument("--out", help="checkpoint file (default: the cache folder, named by config hash)")
+    p.add_argument("--out", help="checkpoint file (FILE.pt; {split} is replaced by the fold), or a folder: names carry "
+                                 "the config and content hashes (default: the cache folder)")
+    p.add_argument("--overwrite", action="store_true", help="train again even if this very training finished")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--plugins", action="append", metavar="FILE")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("profile", help="MACs and measured throughput of methods, without accuracy")
+    p = sub.add_parser("profile", help="MACs, measured throughput and peak memory of methods, without accuracy")
     p.add_argument("--model", default="ast-tiny")
-    p.add_argument("--method", action="append", default=[], metavar="SPEC", help="name or name:key=value,... (repeatable)")
-    p.add_argument("--seconds", type=float, help="input length (default: the model's nominal length)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--method", action="append", default=[], metavar="SPEC", help="name or name:key=value,... (repeatable; none is always the baseline)")
+    p.add_argument("--bucket", action="append", default=[], metavar="SECONDS[:pad|native]",
+                   help="length bucket to measure (repeatable; default mode pad); default: the nominal length")
+    p.add_argument("--seconds", type=float, help="shorthand for --bucket SECONDS:native")
+    p.add_argument("--batch-size", type=int, default=32, help="fixed batch; halved for all methods on out of memory")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="float32, or autocast to bf16/fp16")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per method (median and spread)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per method first")
+    p.add_argument("--min-time", type=float, default=0.2, metavar="SECONDS", help="shortest timed repeat (steps are added)")
+    p.add_argument("--attention", default="auto", choices=["auto", "flash", "efficient", "cudnn", "math"],
+                   help="SDPA backend for all methods (auto: the fastest every method runs on)")
+    p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND", help="torch.compile each method (default backend inductor)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--no-memory", action="store_true", help="skip peak memory (on CPU one fresh process per method)")
+    p.add_argument("--runs", type=int, default=1, help="repeat the whole measurement and report agreement (repeatability)")
+    p.add_argument("--check-macs", action="store_true", help="instead of timing: analytic MACs against FlopCounterMode and ptflops (aten), math attention")
     p.add_argument("--json", help="also write the rows as JSON")
     p.add_argument("--plugins", action="append", metavar="FILE")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("report", help="the research question answered in plain text for a results folder")
+    p.add_argument("results")
+    p.add_argument("-o", "--output", default=None, help="also write the report to this text file")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default 0)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("validate-method", help="check a method on a tiny random model: identity, schedule, MACs, determinism")
+    p.add_argument("method", metavar="NAME", help="method name, or a SPEC name:key=value,... to check that configuration only")
+    p.add_argument("--plugins", action="append", metavar="FILE", help="also load this plugin file")
+    p.set_defaults(func=cmd_validate_method)
 
     p = sub.add_parser("leaderboard", help="render a results folder into one self-contained HTML file")
     p.add_argument("results")
@@ -88,12 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(args) -> int:
+    from .models.zoo import ZOO
     from .registry import ALL_REGISTRIES
 
     for kind, registry in ALL_REGISTRIES.items():
         print(f"{kind}s:")
         for entry in registry.entries():
             print(f"  {entry.name:<16} {entry.description}")
+    print("checkpoints (the name works as checkpoint: or --init):")
+    for entry in ZOO.values():
+        source = f"Hub {entry.hub_id}" if entry.hub_id else f"download {entry.original}"
+        print(f"  {entry.name:<25} {entry.model:<14} {entry.about}; {source}; licence {entry.licence}")
     return 0
 
 
@@ -117,7 +153,8 @@ def cmd_run(args) -> int:
     print(f"{len(summary.written) - len(summary.failed)} records written, {len(summary.skipped)} already present, "
           f"{len(summary.failed)} failed, in {summary.seconds:.0f} s; results in {args.out}/")
     if summary.records or summary.failed_records:
-        page = render_leaderboard(args.out, Path(args.out) / "leaderboard.html")
+        page = render_leaderboard(args.out, Path(args.out) / "leaderboard.html",
+                                  warn=lambda message: print(f"warning: {message}", file=sys.stderr))
         print(f"leaderboard: {page}")
     if summary.failed:
         for line in failure_lines(summary.failed):
@@ -131,52 +168,137 @@ def cmd_run(args) -> int:
 def cmd_train(args) -> int:
     import yaml
 
-    from .config import TRAIN_DEFAULTS
-    from .errors import ConfigError, did_you_mean
+    from .errors import ConfigError
+    from .recipes import TRAIN_DEFAULTS, resolve_train
     from .registry import TASKS
     from .train import train_model
 
-    params = {}
-    if args.root:
-        params["root"] = args.root
-    if args.split:
-        params["split"] = args.split
-    task = TASKS.get(args.task)(**params)
-    cfg = dict(TRAIN_DEFAULTS)
-    for key, value in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size)):
-        if value is not None:
-            cfg[key] = value
+    user = {key: value for key, value in (
+        ("init", args.init), ("recipe", args.recipe), ("prune", args.prune), ("frames", args.frames),
+        ("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size), ("device", args.device),
+    ) if value is not None}
     for item in args.set:
         key, eq, value = item.partition("=")
-        if not eq or key not in TRAIN_DEFAULTS:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(TRAIN_DEFAULTS)}"
-                              f"{did_you_mean(key, TRAIN_DEFAULTS)}")
-        cfg[key] = yaml.safe_load(value)
-    path, meta = train_model(args.model, task, cfg, out=args.out)
-    accuracy = meta["test_accuracy"]
-    print(f"checkpoint {path} (sha256 {meta['sha256'][:12]}), trained {meta['train_seconds']:.0f} s on "
-          f"{meta['train_clips']} clips" + (f"; {task.split} accuracy {accuracy:.1%}" if accuracy is not None else ""))
+        if not eq:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(TRAIN_DEFAULTS)}")
+        user[key] = yaml.safe_load(value)
+    resolve_train(user, "--set")  # unknown keys and bad values fail before any work
+    splits = _folds(args.folds or "all") if args.folds or args.split == "all" else [args.split]
+    pattern = args.out or ""
+    if len(splits) > 1 and Path(pattern).suffix and "{split}" not in pattern:
+        raise ConfigError(f"--out {pattern}: several folds need a folder (names by hashes) or a {{split}} pattern")
+    scores = []
+    for split in splits:
+        params = {k: v for k, v in (("root", args.root), ("split", split)) if v}
+        task = TASKS.get(args.task)(**params)
+        out = Path(pattern.replace("{split}", task.split)).expanduser() if pattern else None
+        path, meta = train_model(args.model, task, user, out=out, overwrite=args.overwrite, progress=not args.no_progress)
+        scores.append(meta["test_score"])
+        metric = meta["test_metric"]
+        line = f"{task.split}: checkpoint {path} (sha256 {meta['sha256'][:12]}); {metric} {_score(metric, meta['test_score'])}"
+        if meta.get("prune"):
+            line += f", pruned at keep rate {meta['prune']['target_keep_rate']} {_score(metric, meta['prune']['test_score'])}"
+        if meta.get("reused"):
+            line += "; already trained, reused (--overwrite trains again)"
+        else:
+            line += (f"; {meta['train_clips']} clips x {len(meta['epoch_seconds'])} epochs in {meta['train_seconds']:.0f} s "
+                     f"({meta['samples_per_s']} samples/s on {meta['device']})")
+        print(line)
+    if len(scores) > 1:
+        import statistics
+
+        print(f"mean over {len(scores)} folds: {_score(metric, statistics.mean(scores))} "
+              f"(sd {_score(metric, statistics.stdev(scores))})")
     return 0
+
+
+def _folds(text: str) -> List[str]:
+    from .errors import ConfigError
+
+    if text.strip() == "all":
+        return [f"fold{i}" for i in range(1, 6)]
+    try:
+        return [f"fold{int(f)}" for f in text.split(",") if f.strip()]
+    except ValueError:
+        raise ConfigError(f"--folds {text!r}: expected comma-separated fold numbers (1,2,3) or all") from None
+
+
+def _score(metric: str, value: float) -> str:
+    return f"{value:.1%}" if metric == "accuracy" else f"{value:.4f}"
 
 
 def cmd_profile(args) -> int:
-    from .profile import profile, print_profile
+    import json
 
-    rows = profile(args.model, args.method or ["none"], seconds=args.seconds, batch_size=args.batch_size,
-                   device=args.device, dtype=args.dtype, repeats=args.repeats)
-    print_profile(rows)
+    if args.check_macs:
+        return _check_macs(args)
+    from .profile import format_profile, format_repeatability, machine_description, profile, repeatable
+
+    rows = profile(args.model, args.method, seconds=args.seconds, batch_size=args.batch_size, device=args.device,
+                   dtype=args.dtype, repeats=args.repeats, warmup=args.warmup, buckets=args.bucket,
+                   min_repeat_s=args.min_time, attention=args.attention, compile_backend=args.compile,
+                   memory=not args.no_memory, threads=args.threads, runs=args.runs, plugin_files=args.plugins or [])
+    print(f"machine: {machine_description(rows[0]['device'])}")
+    print(format_profile(rows))
+    if args.runs > 1:
+        print()
+        print(format_repeatability(rows))
     if args.json:
-        import json
-
         Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    return 0 if repeatable(rows) else 1
+
+
+def _check_macs(args) -> int:
+    import json
+
+    import torch
+
+    from .counters import check_macs, format_mac_check
+    from .models import build_model
+    from .profile import build_methods, input_shapes
+
+    torch.manual_seed(0)
+    model = build_model(args.model).eval()
+    methods = build_methods(args.method)
+    results = []
+    for shape in input_shapes(model.config.target_frames, args.bucket, args.seconds):
+        checks = check_macs(model, methods, shape)
+        print(f"{args.model}, {shape.label}: {shape.frames} frames ({shape.valid_frames} real), MACs per sample")
+        print(format_mac_check(checks))
+        results += [{**c.to_dict(), **shape.describe()} for c in checks]
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def cmd_report(args) -> int:
+    from .report import report_folder
+
+    text = report_folder(args.results, seed=args.seed)
+    print(text, end="")
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
     return 0
+
+
+def cmd_validate_method(args) -> int:
+    from .method import parse_method_spec
+    from .validate import format_checks, validate_method
+
+    name, params = parse_method_spec(args.method)
+    checks = validate_method(name, params if ":" in args.method else None)
+    print(format_checks(checks))
+    failed = [c for c in checks if not c.passed]
+    print(f"{name}: {len(checks) - len(failed)} of {len(checks)} checks passed")
+    return 1 if failed else 0
 
 
 def cmd_leaderboard(args) -> int:
     from .leaderboard import render_leaderboard
 
     out = args.output or str(Path(args.results) / "leaderboard.html")
-    print(f"leaderboard: {render_leaderboard(args.results, out)}")
+    page = render_leaderboard(args.results, out, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    print(f"leaderboard: {page}")
     return 0
 
 

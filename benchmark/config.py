@@ -18,6 +18,7 @@ import yaml
 
 from .errors import ConfigError, PluginError, did_you_mean
 from .method import Method
+from .recipes import TRAIN_DEFAULTS, resolve_train  # noqa: F401  TRAIN_DEFAULTS re-exported
 from .registry import CORRUPTIONS, METHODS, MODELS, TASKS
 from .tasks.buckets import LengthBucket
 from .tasks.corruption import Corruption
@@ -26,21 +27,31 @@ from .variant import TaskVariant
 
 TOP_KEYS = ("seed", "models", "tasks", "methods", "measure", "train", "on_bad_clip")
 MEASURE_DEFAULTS = {"throughput": True, "batch_size": 32, "device": "auto", "dtype": "float32", "warmup": 2, "repeats": 5}
-# A from-scratch recipe that fits the 2-core budget: random 256-frame crops (half the cost of a
-# full clip), then full-length epochs, gradients clipped (without clipping, runs of this recipe
-# ended anywhere between 81% and 93%); measured on synth-esc: 100% held-out in about 125 s.
-TRAIN_DEFAULTS = {"epochs": 12, "batch_size": 16, "lr": 1.5e-3, "weight_decay": 0.05, "warmup_epochs": 1,
-                  "freq_mask": 12, "time_mask": 24, "label_smoothing": 0.0, "crop_frames": 256,
-                  "full_length_epochs": 2, "clip_grad": 1.0, "seed": 0}
 MODEL_KEYS = ("name", "checkpoint", "overrides")
-TASK_EXTRA_KEYS = ("corruptions", "buckets", "include_clean")
+# noisy_buckets: also every corruption at every length bucket (by default buckets are clean only).
+TASK_EXTRA_KEYS = ("corruptions", "buckets", "include_clean", "noisy_buckets")
 
 
 @dataclass
 class ModelEntry:
     name: str
-    checkpoint: Optional[str] = None  # None: train on the task, or reuse the cached default
+    # None: train on the task, or reuse the cached default (one per split). A file; a pattern with
+    # {split} (and {task}); or a mapping from split (or task/split) to file: one model per fold.
+    checkpoint: Optional[Any] = None
     overrides: Dict[str, Any] = field(default_factory=dict)
+
+    def checkpoint_for(self, task: Task) -> Optional[str]:
+        """The checkpoint evaluated on `task` (None: the runner trains or reuses the default)."""
+        ckpt = self.checkpoint
+        if ckpt is None or ckpt == "":
+            return None
+        if isinstance(ckpt, dict):
+            for key in (task.id, task.split):
+                if key in ckpt:
+                    return str(ckpt[key])
+            raise ConfigError(f"model {self.name!r}: checkpoint mapping has no entry for {task.split!r} "
+                              f"(of {task.name}); it has: {', '.join(map(str, ckpt))}")
+        return str(ckpt).replace("{split}", task.split).replace("{task}", task.name)
 
 
 @dataclass
@@ -114,7 +125,12 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"{source}: seed must be an integer, got {seed!r}")
     models = [_model(e, f"{source}: models[{i}]") for i, e in enumerate(_list(raw, "models", source))]
-    tasks = [_task(e, f"{source}: tasks[{i}]") for i, e in enumerate(_list(raw, "tasks", source))]
+    on_bad_clip = raw.get("on_bad_clip", "error")
+    if on_bad_clip not in ("error", "skip"):
+        raise ConfigError(f"{source}: on_bad_clip must be 'error' or 'skip', got {on_bad_clip!r}")
+    tasks = [t for i, e in enumerate(_list(raw, "tasks", source)) for t in _tasks(e, f"{source}: tasks[{i}]", on_bad_clip)]
+    for i, model in enumerate(models):
+        _check_checkpoints(model, tasks, f"{source}: models[{i}]")
     methods = []
     for i, entry in enumerate(_list(raw, "methods", source)):
         for params in expand(_entry(entry, f"{source}: methods[{i}]")):
@@ -126,10 +142,10 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
         raise ConfigError(f"{source}: methods: {', '.join(duplicates)} listed more than once")
     measure = _section(raw, "measure", MEASURE_DEFAULTS, source)
     _check_measure(measure, f"{source}: measure")
-    train = _section(raw, "train", TRAIN_DEFAULTS, source)
-    on_bad_clip = raw.get("on_bad_clip", "error")
-    if on_bad_clip not in ("error", "skip"):
-        raise ConfigError(f"{source}: on_bad_clip must be 'error' or 'skip', got {on_bad_clip!r}")
+    train = raw.get("train") or {}
+    if not isinstance(train, dict):
+        raise ConfigError(f"{source}: train must be a mapping")
+    resolve_train(train, f"{source}: train")  # checked now; completed per task when one is trained
     return RunConfig(seed, models, tasks, methods, measure, train, on_bad_clip, raw)
 
 
@@ -158,11 +174,46 @@ def _model(entry: Any, where: str) -> ModelEntry:
     for key in overrides:
         if key not in allowed:
             raise ConfigError(f"{where}: overrides has no key {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
-    return ModelEntry(entry["name"], entry.get("checkpoint"), overrides)
+    checkpoint = entry.get("checkpoint")
+    if checkpoint is not None and not isinstance(checkpoint, (str, dict)):
+        raise ConfigError(f"{where}: checkpoint must be a file, a pattern with {{split}}, or a mapping split -> file")
+    return ModelEntry(entry["name"], checkpoint, overrides)
 
 
-def _task(entry: Any, where: str) -> TaskEntry:
+def _check_checkpoints(model: ModelEntry, tasks: List[TaskEntry], where: str) -> None:
+    """One checkpoint per held-out split: the same file on several folds of a task would evaluate
+    each fold with a model trained on it (except one)."""
+    for entry in tasks:
+        model.checkpoint_for(entry.task)  # a mapping without this split is an error here
+    if isinstance(model.checkpoint, str) and "{split}" not in model.checkpoint:
+        splits: Dict[str, List[str]] = {}
+        for entry in tasks:
+            splits.setdefault(entry.task.name, []).append(entry.task.split)
+        for name, names in splits.items():
+            if len(set(names)) > 1:
+                raise ConfigError(f"{where}: one checkpoint for {len(set(names))} splits of {name} ({', '.join(names)}) "
+                                  f"would test each fold on a model trained on it: give checkpoint a {{split}} pattern "
+                                  f"or a mapping split -> file, or leave it null to train one per fold")
+
+
+def _tasks(entry: Any, where: str, on_bad_clip: str = "error") -> List[TaskEntry]:
+    """One task entry, or one per split for `split: all` (the folds) or a list of splits."""
     entry = _entry(entry, where)
+    split = entry.get("split")
+    if split == "all" or isinstance(split, list):
+        if split == "all":
+            probe = _make_task({k: v for k, v in entry.items() if k != "split"}, where, on_bad_clip)
+            try:
+                split = probe.cross_validation_splits()
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        if not split:
+            raise ConfigError(f"{where}: split: empty list")
+        return [_task({**entry, "split": s}, where, on_bad_clip) for s in split]
+    return [_task(entry, where, on_bad_clip)]
+
+
+def _make_task(entry: Dict[str, Any], where: str, on_bad_clip: str) -> Task:
     params = {k: v for k, v in entry.items() if k not in TASK_EXTRA_KEYS and k != "name"}
     task_cls = _lookup(TASKS, entry["name"], where)
     unknown = [k for k in params if k not in task_cls.defaults]
@@ -170,6 +221,13 @@ def _task(entry: Any, where: str) -> TaskEntry:
         allowed = list(task_cls.defaults) + list(TASK_EXTRA_KEYS)
         raise ConfigError(f"{where}: task {entry['name']!r} has no key {unknown[0]!r}{did_you_mean(unknown[0], allowed)}")
     task = task_cls(**params)
+    task.on_bad_clip = on_bad_clip
+    return task
+
+
+def _task(entry: Any, where: str, on_bad_clip: str = "error") -> TaskEntry:
+    entry = _entry(entry, where)
+    task = _make_task(entry, where, on_bad_clip)
     corruptions: List[Corruption] = []
     for j, c in enumerate(entry.get("corruptions") or []):
         for p in expand(_entry(c, f"{where}.corruptions[{j}]")):
@@ -178,13 +236,23 @@ def _task(entry: Any, where: str) -> TaskEntry:
     for j, b in enumerate(entry.get("buckets") or []):
         if not isinstance(b, dict):
             raise ConfigError(f"{where}.buckets[{j}]: expected a mapping like {{seconds: [1, 2], mode: pad}}")
-        for p in expand(dict(b)):
+        b = dict(b)
+        if b.get("seconds") is None:  # the task's defaults: 1, 2, 5 s (ESC-50); 2.5, 5, 10 s (AudioSet)
+            b["seconds"] = list(task.default_bucket_seconds)
+        for p in expand(b):
             buckets.append(LengthBucket(**p))
     variants = []
     if entry.get("include_clean", True):
         variants.append(TaskVariant(task))
     variants += [TaskVariant(task, corruption=c) for c in corruptions]
-    variants += [TaskVariant(task, bucket=b) for b in buckets]
+    for b in buckets:
+        variants.append(TaskVariant(task, bucket=b))
+        if entry.get("noisy_buckets", False):
+            variants += [TaskVariant(task, corruption=c, bucket=b) for c in corruptions]
+    ids = [v.id for v in variants]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ConfigError(f"{where}: variant {duplicates[0]} listed more than once")
     return TaskEntry(task, variants)
 
 

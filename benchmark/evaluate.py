@@ -11,6 +11,7 @@ from .macs import model_macs
 from .method import Method
 from .metrics import score_with_interval
 from .models.audio_vit import AudioViT
+from .patches import patch_statistic
 from .throughput import autocast_for, resolve_device
 
 
@@ -21,6 +22,7 @@ class Evaluation:
     per_clip: Dict[str, Any]
     macs_by_part: Dict[str, float]  # per sample, averaged over clips
     tokens_per_layer: List[Dict[str, int]]  # tokens at attention and MLP of each block, per sample
+    selection: Optional[Dict[str, Any]] = None  # input intensity of kept vs dropped patches
 
 
 def evaluate(
@@ -40,6 +42,7 @@ def evaluate(
     kept: List[Optional[str]] = [None] * n
     macs_total: Dict[str, float] = {}
     tokens: List[Dict[str, int]] = []
+    intensity = SelectionIntensity(model)
     with torch.inference_mode(), autocast_for(dev, getattr(torch, dtype)):
         for idx, fbank, valid in features.batches(batch_size):
             logits, state = model.forward_with_state(fbank.to(dev), method, valid.to(dev), track_provenance=True)
@@ -49,6 +52,8 @@ def evaluate(
                 logits_all[i] = logits[row]
                 if mask is not None:
                     kept[i] = pack_mask(mask[row].cpu())
+            if mask is not None:
+                intensity.add(fbank, valid, mask.cpu())
             for part, value in model_macs(model, state.grid, state.trace).items():
                 macs_total[part] = macs_total.get(part, 0.0) + value * len(idx)
             if not tokens:
@@ -63,10 +68,56 @@ def evaluate(
     else:
         scores = logits.sigmoid()
         per_clip["scores"] = [[round(v, 5) for v in row] for row in scores.tolist()]
+        per_clip["labels"] = [row.nonzero().flatten().tolist() for row in features.labels]
         score = score_with_interval("map", seed, scores=scores, targets=features.labels)
     per_clip["kept_patches"] = kept if any(k is not None for k in kept) else None
+    if features.silent_fraction is not None:
+        per_clip["silent_fraction"] = [round(float(v), 3) for v in features.silent_fraction]
     macs = {part: value / n for part, value in macs_total.items()}
-    return Evaluation(metric, score, per_clip, macs, tokens)
+    return Evaluation(metric, score, per_clip, macs, tokens, intensity.summary())
+
+
+class SelectionIntensity:
+    """Mean input intensity (patch mean of the normalised log-mel, benchmark.patches) of the patches
+    a method kept against those it dropped, averaged over clips; and the share of kept patches that
+    are only padding (the padding trap: zero padding normalises to a loud-looking constant)."""
+
+    def __init__(self, model: AudioViT):
+        embed = model.vit.patch_embed
+        self.patch, self.stride = tuple(embed.patch_size), tuple(embed.stride)
+        self.kept: List[float] = []
+        self.dropped: List[float] = []
+        self.padding_kept: List[float] = []
+        self.clips_with_drops = 0
+
+    def add(self, fbank: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor) -> None:
+        stat = patch_statistic(fbank.float().cpu(), self.patch, self.stride, valid.cpu(), "mean")
+        real = torch.isfinite(stat)
+        for row in range(stat.shape[0]):
+            keep, values = mask[row], stat[row]
+            kept_real, dropped_real = keep & real[row], ~keep & real[row]
+            if bool(kept_real.any()):
+                self.kept.append(float(values[kept_real].mean()))
+            if bool(dropped_real.any()):
+                self.dropped.append(float(values[dropped_real].mean()))
+            if bool((~keep).any()):
+                self.clips_with_drops += 1
+            if bool(keep.any()):
+                self.padding_kept.append(float((keep & ~real[row]).sum()) / float(keep.sum()))
+
+    def summary(self) -> Optional[Dict[str, Any]]:
+        if not self.kept:
+            return None
+        mean = lambda v: sum(v) / len(v) if v else None  # noqa: E731
+        kept, dropped = mean(self.kept), mean(self.dropped)
+        return {
+            "statistic": "patch mean of the normalised log-mel",
+            "kept_intensity": kept,
+            "dropped_intensity": dropped,
+            "kept_minus_dropped": None if dropped is None else kept - dropped,
+            "kept_padding_share": mean(self.padding_kept),
+            "clips_with_drops": self.clips_with_drops,
+        }
 
 
 def pack_mask(mask: torch.Tensor) -> str:

@@ -2,11 +2,14 @@
 
 Counted: every matrix product of the model (patch embedding, qkv, attention QK^T and AV, output
 projection, MLP, head) and the method's own work (scoring, matching), per sample. Not counted:
-element-wise work (norms, softmax, GELU, residual adds, gathers). FLOPs = 2 x MACs.
+element-wise work (norms, softmax, GELU, residual adds, bias adds, gathers). FLOPs = 2 x MACs:
+every figure here is in MACs, labelled so; `benchmark/counters.py` checks them against counters.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
+
+import torch
 
 from .tokens import BlockTrace
 
@@ -38,3 +41,13 @@ def model_macs(model, grid: Tuple[int, int], trace: List[BlockTrace]) -> Dict[st
     """`macs_by_part` for an AudioViT and a forward's trace."""
     c = model.config
     return macs_by_part(c.embed_dim, c.mlp_ratio, c.patch_size, 1, c.num_classes, grid[0] * grid[1], trace)
+
+
+FLOPS_PER_MAC = 2  # one multiply-accumulate = one multiply + one add
+
+
+def forward_macs(model, method, fbank: torch.Tensor, valid_frames: Optional[torch.Tensor] = None) -> Dict[str, int]:
+    """MACs per sample by part of the forward the model runs with `method` on this input."""
+    with torch.inference_mode():
+        _, state = model.forward_with_state(fbank, method, valid_frames, track_provenance=False)
+    return model_macs(model, state.grid, state.trace)

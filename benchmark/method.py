@@ -46,6 +46,12 @@ class ModelDims:
     num_prefix: int
     grid: Tuple[int, int]
     pooling: str  # "prefix" (CLS + dist average) or "mean" (over patch tokens)
+    patch_size: Optional[Tuple[int, int]] = None  # patch embedding kernel (freq, time)
+    stride: Optional[Tuple[int, int]] = None  # patch embedding stride (freq, time)
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
 
 
 @dataclass
@@ -63,6 +69,11 @@ class Method(Configurable):
     name: ClassVar[str] = "none"
     kind: ClassVar[str] = "method"
     defaults: ClassVar[Dict[str, Any]] = {}
+    # Parameter sets that must reproduce the unpruned model exactly (keep rate 1, r = 0), checked
+    # by `prunebench validate-method`; None: the method declares none.
+    identity_params: ClassVar[Optional[Tuple[Dict[str, Any], ...]]] = ({},)
+    # Parameter sets `prunebench validate-method` checks (beside the defaults, the first entry).
+    validation_params: ClassVar[Tuple[Dict[str, Any], ...]] = ({},)
 
     # -- schedule ---------------------------------------------------------------------------
     def reduction_layers(self, depth: int) -> Tuple[int, ...]:
@@ -74,6 +85,11 @@ class Method(Configurable):
         if bad:
             raise ConfigError(f"method {self.name!r}: layers {bad} outside 0..{depth - 1}")
         return layers
+
+    def patch_tokens_after(self, n_patch: int, layer: int, dims: ModelDims) -> int:
+        """Patch tokens leaving reduction block `layer` when `n_patch` enter it: the schedule,
+        stated independently of `reduce`, which `prunebench validate-method` holds it to."""
+        return n_patch
 
     def attention_requests(self, dims: ModelDims) -> FrozenSet[str]:
         """What the attention of a reduction block must hand over: any of "cls_scores",
@@ -100,6 +116,8 @@ class ScorePruning(Method):
 
     defaults: ClassVar[Dict[str, Any]] = {"keep_rate": 0.7, "layers": None}
     id_params: ClassVar[tuple] = ("keep_rate",)
+    identity_params = ({"keep_rate": 1.0},)
+    validation_params = ({}, {"keep_rate": 0.5}, {"keep_rate": 0.25, "layers": [0, 2]})
 
     def validate(self) -> None:
         require_number(f"method {self.name!r}", "keep_rate", self.params["keep_rate"], 0, 1, lo_open=True)
@@ -112,6 +130,9 @@ class ScorePruning(Method):
     def score(self, x: torch.Tensor, state: TokenState, info: AttentionInfo) -> torch.Tensor:
         """(b, n_patch) scores of the current patch tokens; higher survives."""
         raise NotImplementedError
+
+    def patch_tokens_after(self, n_patch: int, layer: int, dims: ModelDims) -> int:
+        return kept_count(self.params["keep_rate"], n_patch)
 
     def reduce(self, x, state, info, layer, dims):
         scores = self.score(x, state, info)

@@ -103,11 +103,15 @@ METHODS = Registry(
     (
         "benchmark.methods.none",
         "benchmark.methods.topk",
+        "benchmark.methods.tome",
+        "benchmark.methods.random",
+        "benchmark.methods.intensity",
     ),
 )
-TASKS = Registry("task", ("benchmark.tasks.esc50", "benchmark.tasks.synth_esc"))
-CORRUPTIONS = Registry("corruption", ("benchmark.tasks.noise",))
-MODELS = Registry("model", ("benchmark.models.ast",))
+TASKS = Registry("task", ("benchmark.tasks.esc50", "benchmark.tasks.synth_esc", "benchmark.tasks.audio_folder",
+                         "benchmark.tasks.as20k"))
+CORRUPTIONS = Registry("corruption", ("benchmark.tasks.noise", "benchmark.tasks.noise_files", "benchmark.tasks.mix_clips"))
+MODELS = Registry("model", ("benchmark.models.ast", "benchmark.models.audiomae"))
 
 register_method = METHODS.register
 register_task = TASKS.register

@@ -11,6 +11,7 @@ A failed record is not a finished one: a rerun retries the pair.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -199,6 +200,18 @@ def iter_result_files(out: str | Path) -> Iterator[Path]:
             yield path
 
 
+def read_records(out: str | Path) -> List[Dict[str, Any]]:
+    """Every record under a folder, ok and failed, each validated (a bad file is an error naming
+    it), with its path in `_path`; no checks across files: the leaderboard reads several runs side
+    by side this way and reports their conflicts itself."""
+    records = []
+    for path in iter_result_files(out):
+        record = read_record(path)
+        record["_path"] = str(path)
+        records.append(record)
+    return records
+
+
 def load_records(out: str | Path, include_failed: bool = False, config_hash: Optional[str] = None) -> List[Dict[str, Any]]:
     """The ok records of a results folder (and the failed ones with `include_failed`).
 
@@ -211,9 +224,8 @@ def load_records(out: str | Path, include_failed: bool = False, config_hash: Opt
     records = []
     first_of_hash: Dict[str, str] = {}
     seen: Dict[Tuple[str, str, str], str] = {}
-    for path in iter_result_files(out):
-        record = read_record(path)
-        record["_path"] = str(path)
+    for record in read_records(out):
+        path = record["_path"]
         found = record["provenance"]["config_hash"]
         if config_hash is not None and found != config_hash:
             raise DataError(f"result {path} belongs to run configuration {found}, not {config_hash}: "
@@ -299,6 +311,7 @@ def provenance(seed: int, config: Dict[str, Any], config_hash: str, device: str,
                  "cpus": os.cpu_count(), "threads": torch.get_num_threads()},
         "executor": executor or {"name": "local"},
         "seed": seed,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "config_hash": config_hash,
         "config": config,
     }

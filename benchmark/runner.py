@@ -20,9 +20,11 @@ from .config import RunConfig
 from .errors import DataError
 from .executors import Executor, make_executor
 from .features import COUNTER
+from .models import resolve_checkpoint
 from .plan import Group, Plan, plan_run
 from .plugins import loaded_plugin_sources
 from .results import InvalidRecord, failure_info, is_ok, pair_key, remove_stale_temporaries, result_path, write_record
+from .robustness import annotate_run
 from .work import EvalUnit
 
 log = logging.getLogger(__name__)
@@ -78,18 +80,20 @@ class Runner:
                 sink.close()
             if self.executor.name == "local":
                 self.echo(str(COUNTER))
+        annotate_run(self.out, self.config)  # the robustness block of every noisy record, once all are written
         summary.seconds = time.perf_counter() - started
         return summary
+
 
 
 def preflight(config: RunConfig, plan: Plan) -> None:
     """Fail fast, before any work, on input that would fail every pair: a missing checkpoint, a
     dataset root or metadata file that is absent or malformed, a listed audio file that is not
     there. (Generated datasets are generated here, once, not by concurrent workers.)"""
-    for mi in sorted({g.model_index for g in plan.groups}):
-        checkpoint = config.models[mi].checkpoint
-        if checkpoint and not Path(checkpoint).expanduser().is_file():
-            raise DataError(f"checkpoint not found: {Path(checkpoint).expanduser()}")
+    for mi, ti in sorted({(g.model_index, g.task_index) for g in plan.groups}):
+        given = config.models[mi].checkpoint_for(config.tasks[ti].task)  # one per held-out split
+        if given:
+            resolve_checkpoint(given)  # a file or folder, a Hub id or a zoo name; else "checkpoint not found"
     for ti in sorted({g.task_index for g in plan.groups}):
         task = config.tasks[ti].task
         if not task.test_clips():
@@ -117,9 +121,11 @@ class RecordSink:
     # -- what executors report --------------------------------------------------------------
     def prepared(self, group: Group, checkpoint_sha256: str) -> None:
         name = self.config.models[group.model_index].name
+        task = self.config.tasks[group.task_index].task
         for path, record in self.plan.done:
             made_with = record["model"]["checkpoint_sha256"]
-            if record["model"]["name"] == name and made_with != checkpoint_sha256:
+            same_task = (record["task"]["name"], record["task"]["split"]) == (task.name, task.split)  # one model per fold
+            if record["model"]["name"] == name and same_task and made_with != checkpoint_sha256:
                 raise DataError(f"{path} was made with checkpoint {made_with[:12]}, this run uses "
                                 f"{checkpoint_sha256[:12]}: rerun with --overwrite or write to another --out")
 

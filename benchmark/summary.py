@@ -1,4 +1,8 @@
-"""The plain-text summary table printed at the end of a run (and by `prunebench report`)."""
+"""The plain-text summary table printed at the end of a run: the leaderboard's main table as text.
+
+The table is built by `benchmark.leaderboard.table.main_table` (one builder for the page and the
+terminal); this module only lays it out with tabulate.
+"""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -7,56 +11,24 @@ from typing import Any, Dict, List, Tuple
 from tabulate import tabulate
 
 
-def score_of(record: Dict[str, Any]) -> Tuple[str, float]:
-    name, value = next(iter(record["metrics"].items()))
-    return name, value["value"]
+def build_table(records: List[Dict[str, Any]]):
+    from .leaderboard.collect import merge
+    from .leaderboard.table import main_table
+
+    merged = merge(records)
+    return main_table(merged.records, merged.failed, merged.conflicts)
 
 
-def pivot(records: List[Dict[str, Any]]) -> Tuple[List[str], List[List[Any]]]:
-    """One row per (model, task, method), one column per task variant, plus GMACs and speed.
-    Failed records are no row (see `failure_lines`)."""
-    records = [r for r in records if r.get("status", "ok") == "ok"]
-    rows: "OrderedDict[Tuple[str, str, str], Dict[str, Any]]" = OrderedDict()
-    variants: List[str] = []
-    for r in sorted(records, key=lambda r: (r["model"]["name"], r["task"]["name"], _method_order(r), r["task"]["variant"])):
-        key = (r["model"]["name"], r["task"]["name"] + "/" + r["task"]["split"], r["method"]["id"])
-        suffix = r["task"]["variant"].split("/", 1)[1]
-        column = suffix.partition("+")[2] or "clean"
-        if column not in variants:
-            variants.append(column)
-        row = rows.setdefault(key, {})
-        metric, value = score_of(r)
-        row[column] = value
-        if column == "clean":
-            row["gmacs"] = r["macs"]["per_sample"] / 1e9
-            speed = r.get("throughput") or {}
-            row["speed"] = speed.get("samples_per_s")
-            row["speedup"] = speed.get("speedup_vs_none")
-    variants.sort(key=lambda v: (v != "clean", v))
-    headers = ["model", "task", "method"] + variants + ["GMACs", "samples/s", "speedup"]
-    table = []
-    for (model, task, method), row in rows.items():
-        table.append([model, task, method] + [_pct(row.get(v)) for v in variants]
-                     + [_num(row.get("gmacs"), 3), _num(row.get("speed"), 1), _num(row.get("speedup"), 2)])
-    return headers, table
+def pivot(records: List[Dict[str, Any]]) -> Tuple[List[str], List[List[str]]]:
+    """Headers and formatted rows of the main table: one row per (model, task, bucket, method)."""
+    table = build_table(records)
+    return table.headers(), table.text_rows()
 
 
 def summary_table(records: List[Dict[str, Any]]) -> str:
-    headers, table = pivot(records)
-    return tabulate(table, headers=headers, tablefmt="github")
-
-
-def _method_order(record: Dict[str, Any]) -> Tuple[int, str, float]:
-    keep = record["method"]["params"].get("keep_rate")
-    return (record["method"]["name"] != "none", record["method"]["name"], -(keep or 0))
-
-
-def _pct(value: Any) -> str:
-    return "" if value is None else f"{100 * value:.1f}"
-
-
-def _num(value: Any, digits: int) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
+    table = build_table(records)
+    align = ["right" if c.numeric else "left" for c in table.columns]
+    return tabulate(table.text_rows(), headers=table.headers(), tablefmt="github", disable_numparse=True, colalign=align)
 
 
 def failure_lines(failed: List[Tuple[str, str]]) -> List[str]:

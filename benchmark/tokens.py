@@ -14,6 +14,27 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 
+class MergePlan:
+    """How the current patch tokens combine into fewer ones, decided once and applied alike to the
+    hidden states, sizes, carried values and provenance (see `TokenState.merge`).
+
+    `new_index[b, t]` is the new token index (0 .. num_out - 1) that token t joins, or -1 when it is
+    dropped. `sum` adds up the rows that share a destination; subclasses may do it faster for a
+    structure they know (ToMe's bipartite plan does), as long as the result is the same.
+    """
+
+    def __init__(self, new_index: torch.Tensor, num_out: int):
+        self.new_index = new_index
+        self.num_out = num_out
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """(b, n, c) -> (b, num_out, c): each new token's sum over the old tokens it holds."""
+        b, _, c = values.shape
+        dropped = (self.new_index < 0).unsqueeze(-1)
+        index = self.new_index.clamp(min=0).unsqueeze(-1).expand(-1, -1, c)
+        return values.new_zeros(b, self.num_out, c).scatter_add_(1, index, values.masked_fill(dropped, 0))
+
+
 @dataclass
 class BlockTrace:
     """Tokens (prefix included) seen by one block's attention and by its MLP, per sample."""
@@ -35,6 +56,8 @@ class TokenState:
     sizes: Optional[torch.Tensor] = None
     # Add log(sizes) to the attention logits of later blocks (ToMe's proportional attention).
     proportional_attention: bool = False
+    # Tokens were merged (ToMe): every patch lives on in some token, so there is no kept set.
+    merged: bool = False
     # Per-patch-token values that travel with the tokens (for example input intensity), (b, n_patch).
     carried: Dict[str, torch.Tensor] = field(default_factory=dict)
     trace: List[BlockTrace] = field(default_factory=list)
@@ -82,17 +105,18 @@ class TokenState:
         batch, n_tokens, dim = x.shape[0], x.shape[1] - p, x.shape[-1]
         patches = x[:, p:]
         dropped = patches.gather(1, drop_idx.unsqueeze(-1).expand(-1, -1, dim))
-        w = weights.gather(1, drop_idx).unsqueeze(-1)
-        fused = (dropped * w).sum(dim=1, keepdim=True) / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        sizes = self.sizes if self.sizes is not None else x.new_ones(batch, p + n_tokens)
+        w = weights.gather(1, drop_idx).to(x.dtype)
+        w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        fused = w.unsqueeze(1) @ dropped  # (b, 1, dim): a matrix product, as the MAC count has it
+        sizes = self.sizes if self.sizes is not None else self._unit_sizes(x)
         patch_sizes = sizes[:, p:]
         dropped_sizes = patch_sizes.gather(1, drop_idx)
-        self.carried.setdefault("fused", x.new_zeros(batch, n_tokens))
+        self.carried.setdefault("fused", torch.zeros(batch, n_tokens, device=x.device))
         fused_values = {}
         for name, values in self.carried.items():
             v = values.gather(1, drop_idx)
             fused_values[name] = (v * dropped_sizes).sum(1, keepdim=True) / dropped_sizes.sum(1, keepdim=True)
-        fused_values["fused"] = x.new_ones(batch, 1)
+        fused_values["fused"] = self.carried["fused"].new_ones(batch, 1)
         fused_size = dropped_sizes.sum(dim=1, keepdim=True)
         if self.owner is not None:
             new_index = torch.full((batch, n_tokens), keep_idx.shape[1], dtype=torch.long, device=x.device)
@@ -108,6 +132,30 @@ class TokenState:
             self.carried[name] = torch.cat([self.carried[name], fused_values[name]], dim=1)
         return torch.cat([x, fused], dim=1)
 
+    def merge(self, x: torch.Tensor, plan: MergePlan) -> torch.Tensor:
+        """Combine the patch tokens as `plan` says; prefix tokens are never touched.
+
+        A new token is the size-weighted average of the tokens it holds (so it stands for its
+        patches as their mean), its size is the sum of theirs, carried values are averaged with the
+        same weights, and every original patch follows its token to the new index.
+        """
+        p = self.num_prefix
+        sizes = self.sizes if self.sizes is not None else self._unit_sizes(x)
+        weight = sizes[:, p:].unsqueeze(-1)  # (b, n, 1), float32
+        new_sizes = plan.sum(weight)
+        merged = (plan.sum(x[:, p:] * weight) / new_sizes).to(x.dtype)  # summed in float32 at least
+        for name, values in self.carried.items():
+            self.carried[name] = (plan.sum(values.unsqueeze(-1) * weight) / new_sizes).squeeze(-1)
+        self.sizes = torch.cat([sizes[:, :p], new_sizes.squeeze(-1)], dim=1)
+        self.relabel(plan.new_index)
+        self.merged = True
+        return torch.cat([x[:, :p], merged], dim=1)
+
+    @staticmethod
+    def _unit_sizes(x: torch.Tensor) -> torch.Tensor:
+        """All-ones sizes, float32 whatever x is (bf16 cannot count past 256 exactly)."""
+        return torch.ones(x.shape[0], x.shape[1], dtype=torch.float32, device=x.device)
+
     def relabel(self, new_index: torch.Tensor) -> None:
         """Move provenance to new token indices: new_index[b, t] is old token t's new index or -1."""
         if self.owner is None:
@@ -118,8 +166,10 @@ class TokenState:
 
     def kept_patch_mask(self) -> Optional[torch.Tensor]:
         """(b, num_patches) bool: original patches that still live in a token, a fused
-        (EViT inattentive) token excepted."""
-        if self.owner is None:
+        (EViT inattentive) token excepted. None without provenance, and after a merge: merging
+        drops no patch, so a kept-patch map (and its clean-vs-noisy overlap) would read "all kept"
+        and mean nothing; use `owner` for the partition instead."""
+        if self.owner is None or self.merged:
             return None
         alive = self.owner >= 0
         fused = self.carried.get("fused")

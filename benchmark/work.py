@@ -20,13 +20,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from .config import ModelEntry, RunConfig
-from .errors import DataError
 from .evaluate import evaluate
 from .features import FeatureSet, FeatureStore
 from .frontend import FrontEnd
 from .integrity import WeightsGuard
 from .method import Method
-from .models import build_model, file_sha256, load_model
+from .examples import example_spectrograms
+from .models import build_model, checkpoint_sha256, file_sha256, load_model, resolve_checkpoint
 from .models.audio_vit import AudioViT, AudioViTConfig
 from .registry import METHODS
 from .results import SCHEMA, failed_record, failure_info, provenance
@@ -127,11 +127,10 @@ class Work:
         return PreparedModel(entry.name, str(checkpoint), sha, model.config, state)
 
     def _checkpoint(self, entry: ModelEntry, task) -> Tuple[Path, str]:
-        if entry.checkpoint:
-            path = Path(entry.checkpoint).expanduser()
-            if not path.is_file():
-                raise DataError(f"checkpoint not found: {path}")
-            return path, file_sha256(path)
+        given = entry.checkpoint_for(task)  # one per held-out split (fold): a file or folder, a Hub id or a zoo name
+        if given:
+            path = resolve_checkpoint(given)
+            return path, checkpoint_sha256(path)
         path = default_checkpoint_path(entry.name, entry.overrides, task, self.config.train, self.store)
         if path.is_file():
             self.echo(f"reusing cached checkpoint {path}")
@@ -150,7 +149,10 @@ class Work:
         return variant_frontend(frontend_for(prepared.config, variant.task), variant)
 
     def features(self, prepared: PreparedModel, unit: EvalUnit) -> FeatureSet:
-        return self.store.get(self.variant(unit), self.frontend(prepared, unit))
+        # clips shorter than one patch are bad clips (an error naming the file, or a counted skip)
+        features = self.store.get(self.variant(unit), self.frontend(prepared, unit), min_frames=prepared.config.patch_size)
+        self.echo(self.store.last)  # features are computed once per clip and variant: counted here
+        return features
 
     # -- timing -----------------------------------------------------------------------------
     def timing_frames(self, prepared: PreparedModel, unit: EvalUnit) -> int:
@@ -255,7 +257,11 @@ class Work:
             "macs": {"per_sample": sum(ev.macs_by_part.values()), "units": "MAC", "flops_per_mac": 2,
                      "by_part": ev.macs_by_part, "grid": list(model.grid_for_frames(features.fbanks[0].shape[0]))},
             "tokens": {"per_layer": ev.tokens_per_layer, "reduction_layers": list(method.reduction_layers(model.config.depth))},
+            "selection": ev.selection,
             "throughput": None,
+            # a few small input spectrograms, so the leaderboard can show the kept patches
+            "examples": example_spectrograms(features.ids, features.fbanks, features.valid_frames,
+                                             model.config.target_frames),
             "provenance": self.provenance(),
         }
 

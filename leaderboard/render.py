@@ -1,46 +1,129 @@
-"""Render a results folder into one self-contained HTML file (inline CSS and JS, no network)."""
+"""Render a results folder into one self-contained HTML file (inline CSS, JS and SVG, no network).
+
+A pure function of the folder: the same records give the same bytes (no generation time; dates
+come from the records' provenance). Every string from a plugin, config or results file is escaped:
+Jinja's autoescape for the HTML, markupsafe for the SVG, and the JSON the script reads is embedded
+with <, > and & written as \\u escapes, and shown with textContent only.
+"""
 from __future__ import annotations
 
-import datetime as _dt
+import functools
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
-from benchmark.results import load_records
-from benchmark.summary import pivot
+from .buckets import bucket_table
+from .collect import ResultSet, collect, failure_message, merge, record_key
+from .figures import Y_OPTIONS, pareto_figures, snr_figures
+from .kept_patches import kept_patch_groups
+from .plots import colors_for
+from .robustness_view import comparisons, detail_table, verdict_table
+from .table import FULL, main_table, method_sort_key
 
 
-def render_leaderboard(results_dir: str | Path, out_file: str | Path) -> Path:
-    records = load_records(results_dir, include_failed=True)
-    html = render_html(records)
+def render_leaderboard(results_dir: str | Path, out_file: str | Path,
+                       warn: Optional[Callable[[str], None]] = None) -> Path:
+    """Write the page for a results folder; `warn` hears of each conflict and failure."""
+    result = collect(results_dir)
+    if warn is not None:
+        for c in result.conflicts:
+            warn(f"conflicting records for {' / '.join(c.key)} ({'; '.join(c.differences)}): {', '.join(c.paths)}; "
+                 f"none of them is shown")
+        for r in result.failed:
+            warn(f"failed record {r.get('_path')}: shown as a failure")
+    html = render_html(result)
     out = Path(out_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     return out
 
 
-def render_html(records: List[Dict[str, Any]]) -> str:
-    # Autoescape on: every string from a plugin, config or results file is escaped.
-    env = Environment(loader=PackageLoader("benchmark.leaderboard", "templates"), autoescape=select_autoescape(default=True))
-    headers, table = pivot(records)
-    provenance = _provenance(records)
-    failures = [{"model": r["model"]["name"], "method": r["method"]["id"], "variant": r["task"]["variant"],
-                 "stage": r["error"]["stage"], "error": r["error"]["message"].splitlines()[0]}
-                for r in records if r.get("status") == "failed"]
-    return env.get_template("leaderboard.html.j2").render(
-        headers=headers, rows=table, count=len(records) - len(failures), provenance=provenance, failures=failures,
-        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    )
+def render_html(result: ResultSet | List[Dict[str, Any]]) -> str:
+    if not isinstance(result, ResultSet):
+        result = merge(list(result))
+    return _template().render(**page_context(result))
 
 
-def _provenance(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    seen = {}
+@functools.lru_cache(maxsize=1)
+def _template():
+    # Autoescape on for every template and string: everything from results is escaped.
+    env = Environment(loader=PackageLoader("benchmark.leaderboard", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("leaderboard.html.j2")
+
+
+def page_context(result: ResultSet) -> Dict[str, Any]:
+    records = result.records
+    method_ids = [r["method"]["id"] for r in sorted(records + result.failed, key=method_sort_key)]
+    colors = colors_for(list(dict.fromkeys(method_ids)))
+    table = main_table(records, result.failed, result.conflicts)
+    comps = comparisons(records)
+    kept = kept_patch_groups(records, colors)
+    buckets = bucket_table(records)
+    has_buckets = any(c.key.split(":")[0] != FULL for c in buckets.columns if ":" in c.key)
+    pareto = pareto_figures(table, colors)
+    shown = {f.option for g in pareto for f in g.figures}
+    return {
+        "result": result,
+        "table": table,
+        "verdicts": verdict_table(comps),
+        "details": detail_table(comps),
+        "pareto": pareto,
+        "y_options": [o for o in Y_OPTIONS if o[0] in shown],
+        "snr": snr_figures(table, records, colors),
+        "buckets": buckets,
+        "has_buckets": has_buckets,
+        "kept": kept,
+        "kept_json": embed_json({g.key: g.data for g in kept}),
+        "tasks": sorted({r.task for r in table.rows}),
+        "models": sorted({r.model for r in table.rows}),
+        "methods": sorted({r.method for r in table.rows}),
+        "failures": [(record_key(r), failure_message(r), str(r.get("_path", ""))) for r in result.failed],
+        "provenance": provenance(records + result.failed),
+    }
+
+
+def embed_json(data: Any) -> Markup:
+    """JSON safe inside a <script> element: no '<', '>' or '&' survives literally."""
+    text = json.dumps(data, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+@dataclass
+class RunEnvironment:
+    commit: str
+    device: str
+    versions: str
+    seed: Any
+    config: str
+    records: int
+    first: str
+    last: str
+
+
+def provenance(records: List[Dict[str, Any]]) -> List[RunEnvironment]:
+    """One line per distinct (commit, device, versions, seed, config): where the numbers came from."""
+    seen: Dict[tuple, RunEnvironment] = {}
     for r in records:
-        p = r["provenance"]
-        key = (p.get("git_commit"), p.get("device"), p.get("config_hash"))
-        if key not in seen:
-            seen[key] = {"commit": p.get("git_commit") or "unknown", "device": p.get("device"),
-                         "versions": ", ".join(f"{k} {v}" for k, v in sorted(p.get("versions", {}).items())),
-                         "config": p.get("config_hash"), "seed": p.get("seed")}
-    return list(seen.values())
+        p = r.get("provenance") or {}
+        versions = ", ".join(f"{k} {v}" for k, v in sorted((p.get("versions") or {}).items()))
+        host = p.get("host") or {}
+        device = str(p.get("device") or "unknown")
+        if host.get("machine"):
+            device += f" ({host.get('machine')}, {host.get('cpus')} cpus, {host.get('threads')} threads)"
+        key = (p.get("git_commit"), device, versions, p.get("seed"), p.get("config_hash"))
+        date = str(p.get("date") or "")
+        env = seen.get(key)
+        if env is None:
+            env = seen[key] = RunEnvironment(str(p.get("git_commit") or "unknown"), device, versions or "unknown",
+                                           p.get("seed"), str(p.get("config_hash") or "unknown"), 0, date, date)
+        env.records += 1
+        if date:
+            env.first = min(env.first or date, date)
+            env.last = max(env.last, date)
+    return sorted(seen.values(), key=lambda e: (e.first, e.commit, e.device))

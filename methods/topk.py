@@ -22,6 +22,7 @@ class TopK(ScorePruning):
 
     name = "topk"
     defaults = {**ScorePruning.defaults, "fuse": False}
+    validation_params = ScorePruning.validation_params + ({"fuse": True}, {"keep_rate": 0.5, "fuse": True})
 
     def attention_requests(self, dims: ModelDims) -> FrozenSet[str]:
         # Mean-pooled models have no CLS token speaking for the output.
@@ -48,8 +49,14 @@ class TopK(ScorePruning):
         else:
             macs = tokens * dims.embed_dim  # the CLS query against every key, all heads
         if self.params["fuse"]:
-            macs += (tokens - dims.num_prefix) * dims.embed_dim  # weighted sum of dropped tokens
+            n_patch = tokens - dims.num_prefix
+            dropped = n_patch - kept_count(self.params["keep_rate"], n_patch)
+            macs += dropped * dims.embed_dim  # the weights-times-dropped-tokens product
         return macs
+
+    def patch_tokens_after(self, n_patch: int, layer: int, dims: ModelDims) -> int:
+        keep = kept_count(self.params["keep_rate"], n_patch)
+        return keep + 1 if self.params["fuse"] and keep < n_patch else keep  # + the fused token
 
     def validate(self) -> None:
         super().validate()

@@ -16,9 +16,10 @@ from benchmark.params import Configurable
 @dataclass(frozen=True)
 class Clip:
     id: str  # stable within the task (file name without extension)
-    path: Path
+    path: Path  # the audio file, or a name for clips held in a dataset (Hub copies)
     labels: Tuple[int, ...]  # one label (single-label tasks) or several (multi-label)
     fold: Optional[int] = None
+    index: Optional[int] = None  # row in an in-memory dataset (Hub copies); None: read `path`
 
 
 class Task(Configurable):
@@ -30,6 +31,11 @@ class Task(Configurable):
     clip_seconds: ClassVar[float] = 5.0
     norm_stats: ClassVar[Tuple[float, float]] = (-4.2677393, 4.5689974)  # AudioSet by default
     license: ClassVar[str] = ""
+    # Length buckets used when a bucket entry gives no `seconds` (ESC-50: 1, 2, 5 s).
+    default_bucket_seconds: ClassVar[Tuple[float, ...]] = (1.0, 2.0, 5.0)
+    # "error" or "skip": what to do with a bad manifest entry (unknown label, missing file). The run
+    # config's `on_bad_clip` sets it; skipped entries are counted and listed in every record.
+    on_bad_clip: str = "error"
 
     # -- what subclasses provide ------------------------------------------------------------
     @property
@@ -46,6 +52,17 @@ class Task(Configurable):
 
     def train_clips(self) -> List[Clip]:
         raise NotImplementedError
+
+    def cross_validation_splits(self) -> List[str]:
+        """The splits of `split: all` (one model per held-out split); tasks with folds override."""
+        from benchmark.errors import ConfigError
+
+        raise ConfigError(f"task {self.name!r} has no cross-validation folds: split: all is for fold-based tasks")
+
+    def skipped_entries(self, which: str) -> List[Tuple[str, str]]:
+        """(clip id, reason) of the entries of the 'test' or 'train' clips left out while listing
+        them (only with on_bad_clip: skip); they are recorded beside the clips skipped later."""
+        return []
 
     # -- shared ----------------------------------------------------------------------------
     @property
@@ -70,7 +87,7 @@ class Task(Configurable):
         params = {k: v for k, v in _jsonable(self.params).items() if k != "root"}
         digest.update(json.dumps({"task": self.name, "params": params}, sort_keys=True).encode())
         for clip in clips:
-            stat = clip.path.stat() if clip.path.exists() else None
+            stat = clip.path.stat() if clip.index is None and clip.path.exists() else None
             size, mtime = (stat.st_size, stat.st_mtime_ns) if stat else (-1, -1)
             digest.update(f"{clip.id}|{clip.labels}|{size}|{mtime}\n".encode())
         return digest.hexdigest()
@@ -81,3 +98,14 @@ class Task(Configurable):
 
 def _jsonable(params: Dict[str, Any]) -> Dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items()}
+
+
+def check_disjoint(test: List[Clip], train: List[Clip], where: str) -> None:
+    """DataError when a clip (by id or file) is both evaluated and trained on: a leak."""
+    train_ids = {c.id for c in train}
+    train_paths = {c.path for c in train if c.index is None}
+    for clip in test:
+        if clip.id in train_ids or (clip.index is None and clip.path in train_paths):
+            from benchmark.errors import DataError
+
+            raise DataError(f"{where}: clip {clip.id} ({clip.path}) is in both the evaluated and the training split")

@@ -26,7 +26,7 @@ class WhiteNoise(AdditiveNoise):
 
     name = "white"
 
-    def noise(self, n, generator, sample_rate):
+    def noise(self, n, generator, sample_rate, context=None):
         return coloured_noise(n, generator, 0.0)
 
 
@@ -36,7 +36,7 @@ class PinkNoise(AdditiveNoise):
 
     name = "pink"
 
-    def noise(self, n, generator, sample_rate):
+    def noise(self, n, generator, sample_rate, context=None):
         return coloured_noise(n, generator, 1.0)
 
 
@@ -46,5 +46,5 @@ class BrownNoise(AdditiveNoise):
 
     name = "brown"
 
-    def noise(self, n, generator, sample_rate):
+    def noise(self, n, generator, sample_rate, context=None):
         return coloured_noise(n, generator, 2.0)

@@ -211,6 +211,7 @@ class SynthESC(ESC50):
         else:
             self._generated_root = Path(self.params["root"]).expanduser()
         self.root = self._generated_root
+        self.hub, self._dataset = False, None
         self.validate_split()
         self._rows = []
 

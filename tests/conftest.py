@@ -11,7 +11,16 @@ import pytest
 import soundfile as sf
 import torch
 
-REAL_ESC50 = Path(__file__).resolve().parents[2] / "shared" / "data" / "esc50-16k"
+def _find_real_esc50() -> Path:
+    """../shared/data/esc50-16k beside the checkout, or above it (worktrees sit one level deeper)."""
+    for parent in Path(__file__).resolve().parents[1:4]:
+        candidate = parent / "shared" / "data" / "esc50-16k"
+        if candidate.is_dir():
+            return candidate
+    return Path(__file__).resolve().parents[2] / "shared" / "data" / "esc50-16k"
+
+
+REAL_ESC50 = _find_real_esc50()
 TINY = dict(embed_dim=64, depth=4, num_heads=2, target_frames=128)  # 8 x 8 = 64 patches
 
 

@@ -101,6 +101,8 @@ def test_task_whose_data_breaks_fails_alone(tmp_path, tiny_checkpoint):
     victim.write_bytes(b"RIFF not audio")
     config = run_config(copy, checkpoint, methods=["none", {"name": "topk", "keep_rate": 0.5}])
     config["tasks"].append({**config["tasks"][0], "split": "fold4"})
+    # one checkpoint per held-out fold, here the same one on purpose (only the data matters)
+    config["models"][0]["checkpoint"] = {"fold5": str(checkpoint), "fold4": str(checkpoint)}
     assert run(tmp_path, config) == 2  # every failure is bad input
     records = by_pair(load_records(tmp_path / "results", include_failed=True))
     assert len(records) == 8

@@ -115,13 +115,13 @@ def test_short_clip_is_padded_and_long_clip_cropped_and_counted(tmp_path):
 
 def test_unicode_and_spaces_in_every_path_and_odd_clips_counted(tmp_path):
     """Dataset root, file names, checkpoint, config and results folder with spaces and non-ASCII;
-    in the data: 8, 44.1 and 48 kHz files, stereo and 6-channel, a 0.1 s and a 60 s clip."""
+    in the data: 8, 44.1 and 48 kHz files, stereo and 6-channel, a 0.2 s and a 60 s clip."""
     from benchmark.models import build_model, save_checkpoint
 
     root = write_esc_layout(tmp_path / "données d'été 🎧" / "ESC 50", clips_per_fold=1)
     meta = root / "meta" / "esc50.csv"
     rows = meta.read_text().splitlines()
-    odd = [(8000, None, 1.0), (44100, 2, 1.0), (48000, 6, 1.0), (16000, None, 0.1), (16000, None, 60.0)]
+    odd = [(8000, None, 1.0), (44100, 2, 1.0), (48000, 6, 1.0), (16000, None, 0.2), (16000, None, 60.0)]
     for k, (rate, channels, seconds) in enumerate(odd):
         name = f"5-ünï cødé {k} ({rate} Hz).flac"
         write(root / "audio" / name, tone(seconds, sr=rate, channels=channels), sr=rate)

@@ -1,5 +1,9 @@
-"""Models: the audio ViT adapter, registered architectures and checkpoint loading."""
+"""Models: the audio ViT adapter, registered architectures, checkpoint formats and loading."""
 from .audio_vit import AudioViT, AudioViTConfig
-from .checkpoint import build_model, load_model, save_checkpoint, file_sha256
+from .checkpoint import (
+    build_model, checkpoint_sha256, file_sha256, load_backbone, load_model, registered_config, save_checkpoint,
+)
+from .hub import resolve_checkpoint
 
-__all__ = ["AudioViT", "AudioViTConfig", "build_model", "load_model", "save_checkpoint", "file_sha256"]
+__all__ = ["AudioViT", "AudioViTConfig", "build_model", "checkpoint_sha256", "file_sha256", "load_backbone",
+           "load_model", "registered_config", "resolve_checkpoint", "save_checkpoint"]

@@ -1,7 +1,10 @@
 """Attention of a timm block, with the extras a method asks for, on the fused kernel.
 
 Every method, `none` included, runs attention through this one function, so all of them use the
-same scaled-dot-product kernel (a fair speed comparison). Scores a method needs are computed on
+same scaled-dot-product kernel (a fair speed comparison). On CPU that holds with ToMe's
+proportional attention too: a float mask (log token sizes) still runs the fused flash kernel
+(`_scaled_dot_product_flash_attention_for_cpu`, checked in tests/test_methods.py), it does not fall
+back to the math path. Scores a method needs are computed on
 the side, cheaply: the CLS row is one query against all keys, not the N x N attention matrix.
 """
 from __future__ import annotations
@@ -29,6 +32,8 @@ def attention_forward(
     qkv = attn.qkv(x).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
+    if bias is not None:
+        bias = bias.to(q.dtype)  # sizes are float32; the kernels want the mask in the query's dtype
     out = F.scaled_dot_product_attention(
         q, k, v, attn_mask=bias, dropout_p=attn.attn_drop.p if attn.training else 0.0
     )

@@ -10,7 +10,7 @@ No timm class is patched: the blocks' own submodules are called in order.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Optional, Tuple
 
@@ -41,6 +41,11 @@ class AudioViTConfig:
     pooling: str = "prefix"  # "prefix": mean of the prefix tokens (AST); "mean": patch mean (AudioMAE)
     drop_path_rate: float = 0.0
     sample_rate: int = 16000
+    # LayerNorm epsilons, so published weights give their own logits: timm / DeiT / AudioMAE blocks
+    # use 1e-6, AST's head nn.LayerNorm's default 1e-5, Transformers' AST 1e-12 everywhere.
+    norm_eps: float = 1e-6
+    head_norm_eps: float = 1e-5
+    final_norm: bool = True  # AudioMAE's mean-pooled models have none (their head starts with fc_norm)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -85,6 +90,8 @@ class AudioViT(nn.Module):
             mlp_ratio=config.mlp_ratio,
             reg_tokens=1 if config.distillation_token else 0,
             drop_path_rate=config.drop_path_rate,
+            norm_layer=partial(nn.LayerNorm, eps=config.norm_eps),
+            final_norm=config.final_norm,
             embed_layer=partial(AudioPatchEmbed, fstride=config.fstride, tstride=config.tstride),
         )
         self.num_prefix_tokens = self.vit.num_prefix_tokens
@@ -92,9 +99,12 @@ class AudioViT(nn.Module):
         # Start from 2-D sin-cos positions (as AudioMAE): a model trained from scratch on little
         # data then knows frequency and time position from step one. Checkpoints overwrite it.
         with torch.no_grad():
-            self.vit.pos_embed[:, self.num_prefix_tokens:] = sincos_2d(self.grid, config.embed_dim)
-        # AST's head: LayerNorm + Linear on the pooled token.
-        self.head = nn.Sequential(nn.LayerNorm(config.embed_dim), nn.Linear(config.embed_dim, config.num_classes))
+            pos = self.vit.pos_embed
+            pos[:, self.num_prefix_tokens:] = sincos_2d(self.grid, config.embed_dim).to(pos.device)
+        # AST's head: LayerNorm + Linear on the pooled token (AudioMAE: fc_norm + head, the same).
+        self.head = nn.Sequential(
+            nn.LayerNorm(config.embed_dim, eps=config.head_norm_eps), nn.Linear(config.embed_dim, config.num_classes)
+        )
         self.method: Optional[Method] = None  # used when forward() is called without one
         self.track_provenance = False
 
@@ -104,12 +114,31 @@ class AudioViT(nn.Module):
         return self.vit.blocks
 
     def dims(self, grid: Optional[Tuple[int, int]] = None) -> ModelDims:
-        c = self.config
-        return ModelDims(c.depth, c.embed_dim, c.num_heads, self.num_prefix_tokens, grid or self.grid, c.pooling)
+        c, pe = self.config, self.vit.patch_embed
+        return ModelDims(c.depth, c.embed_dim, c.num_heads, self.num_prefix_tokens, grid or self.grid, c.pooling,
+                         patch_size=tuple(pe.patch_size), stride=tuple(pe.stride))
 
     def grid_for_frames(self, frames: int) -> Tuple[int, int]:
         pe = self.vit.patch_embed
         return grid_for((self.config.num_mel_bins, frames), pe.patch_size, pe.stride)
+
+    def adapt_to_frames(self, frames: int, crop: str = "center") -> "AudioViT":
+        """Change the nominal input length for good, as AST does when it fine-tunes a model on
+        clips of another length: positional embeddings cropped (`crop="center"`: AST's middle cut;
+        "start": the first columns) or bilinearly interpolated, per axis. Returns self."""
+        grid = self.grid_for_frames(frames)
+        if grid[1] < 1:
+            raise ValueError(f"{frames} frames are fewer than one {self.config.patch_size}-frame patch")
+        p = self.num_prefix_tokens
+        with torch.no_grad():
+            pos = self.vit.pos_embed
+            patch_pos = adapt_positions(pos[:, p:], self.grid, grid, crop=crop)
+            self.vit.pos_embed = nn.Parameter(torch.cat([pos[:, :p], patch_pos], dim=1), requires_grad=pos.requires_grad)
+        pe = self.vit.patch_embed
+        pe.img_size, pe.grid_size, pe.num_patches = (self.config.num_mel_bins, frames), grid, grid[0] * grid[1]
+        self.grid = grid
+        self.config = replace(self.config, target_frames=frames)
+        return self
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self, fbank: torch.Tensor, method: Optional[Method] = None) -> torch.Tensor:
@@ -211,13 +240,32 @@ def sincos_2d(grid: Tuple[int, int], dim: int) -> torch.Tensor:
     return emb.float().unsqueeze(0)
 
 
-def adapt_positions(patch_pos: torch.Tensor, old: Tuple[int, int], new: Tuple[int, int]) -> torch.Tensor:
-    """Positional embeddings for another grid, as AST: crop time (and freq) when shorter,
-    interpolate bilinearly when longer."""
+def adapt_positions(
+    patch_pos: torch.Tensor, old: Tuple[int, int], new: Tuple[int, int], crop: str = "start"
+) -> torch.Tensor:
+    """Positional embeddings (1, old_f*old_t, d) for another grid (freq, time), axis by axis in
+    AST's order (time, then frequency): an axis that shrinks is cut, one that grows is bilinearly
+    interpolated (align_corners=False, as AST).
+
+    `crop="start"` keeps the first rows/columns: right for a shorter input at run time, whose frames
+    sat at the start of the padded nominal input. `crop="center"` keeps the middle, as AST does when
+    it adapts a pretrained model to a new length for fine-tuning (start = old // 2 - new // 2)."""
+    if crop not in ("start", "center"):
+        raise ValueError(f"crop must be 'start' or 'center', got {crop!r}")
     d = patch_pos.shape[-1]
-    grid = patch_pos.reshape(1, old[0], old[1], d).permute(0, 3, 1, 2)
-    f = grid[:, :, : new[0]] if new[0] <= old[0] else grid
-    t = f[:, :, :, : new[1]] if new[1] <= old[1] else f
-    if t.shape[2:] != tuple(new):
-        t = F.interpolate(t, size=new, mode="bilinear", align_corners=False)
-    return t.permute(0, 2, 3, 1).reshape(1, new[0] * new[1], d)
+    grid = patch_pos.reshape(1, old[0], old[1], d).permute(0, 3, 1, 2)  # (1, d, freq, time)
+    grid = _fit_axis(grid, 3, new[1], crop)
+    grid = _fit_axis(grid, 2, new[0], crop)
+    return grid.permute(0, 2, 3, 1).reshape(1, new[0] * new[1], d)
+
+
+def _fit_axis(grid: torch.Tensor, axis: int, size: int, crop: str) -> torch.Tensor:
+    n = grid.shape[axis]
+    if size == n:
+        return grid
+    if size < n:
+        start = n // 2 - size // 2 if crop == "center" else 0
+        return grid.narrow(axis, start, size)
+    target = list(grid.shape[2:])
+    target[axis - 2] = size
+    return F.interpolate(grid, size=tuple(target), mode="bilinear", align_corners=False)

@@ -1,18 +1,23 @@
-"""Building registered models and saving / loading prunebench checkpoints."""
+"""Building registered models; loading any supported checkpoint; saving prunebench checkpoints.
+
+`load_model` gives a ready classifier (the checkpoint's head, its classes, its frame count);
+`load_backbone` is the start of fine-tuning (a fresh head when the classes differ, positional
+embeddings adapted to the fine-tuning length as AST does). Formats: see `formats.py`.
+"""
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
 from ..errors import DataError, PrunebenchError
 from ..registry import MODELS
-from .audio_vit import AudioViT, AudioViTConfig
-
-CHECKPOINT_FORMAT = "prunebench-checkpoint-1"
+from .audio_vit import AudioViT, AudioViTConfig, adapt_positions
+from .formats import CHECKPOINT_FORMAT, StateDict, Weights, read_weights
+from .hub import resolve_checkpoint
 
 
 def build_model(name: str, **overrides: Any) -> AudioViT:
@@ -20,62 +25,109 @@ def build_model(name: str, **overrides: Any) -> AudioViT:
     return MODELS.get(name)(**overrides)
 
 
+_CONFIGS: Dict[str, Tuple[Any, AudioViTConfig]] = {}
+
+
+def registered_config(name: str) -> AudioViTConfig:
+    """The config of a registered model, built once on the meta device (no memory allocated)."""
+    factory = MODELS.get(name)
+    known = _CONFIGS.get(name)
+    if known is None or known[0] is not factory:  # re-registered names are rebuilt
+        with torch.device("meta"):
+            known = _CONFIGS[name] = (factory, factory().config)
+    return known[1]
+
+
+def read_checkpoint_weights(name: str, checkpoint: str | Path) -> Weights:
+    """The weights a checkpoint argument (file, folder or Hub id) holds, mapped for model `name`."""
+    return read_weights(resolve_checkpoint(checkpoint), registered_config(name))
+
+
 def load_model(name: str, checkpoint: Optional[str | Path] = None, num_classes: Optional[int] = None) -> AudioViT:
     """A model whose forward takes a normalised fbank (batch, frames, mel_bins) and returns logits.
 
-    `checkpoint`: None (random weights) or a prunebench checkpoint file. The checkpoint's own
-    config (classes, frames, strides) wins over the registered defaults.
+    `checkpoint`: None (random weights), or a local file or folder (prunebench, official AST .pth,
+    Transformers AST folder or safetensors, AudioMAE) or a Hugging Face Hub id. The checkpoint's
+    own classes, frame count and layer-norm epsilons win over the registered defaults.
     """
     if checkpoint is None:
         overrides = {} if num_classes is None else {"num_classes": num_classes}
         return build_model(name, **overrides).eval()
-    payload = read_checkpoint(checkpoint)
-    config = dict(payload["config"])
-    if num_classes is not None and num_classes != config["num_classes"]:
-        raise PrunebenchError(
-            f"checkpoint {checkpoint} has {config['num_classes']} classes, the task has {num_classes}"
-        )
-    config.pop("name", None)
-    model = build_model(name, **config)
-    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
-    if missing or unexpected:
+    weights = read_checkpoint_weights(name, checkpoint)
+    if not weights.has_head:
         raise DataError(
-            f"checkpoint {checkpoint} does not fit model {name!r}: "
-            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            f"checkpoint {checkpoint} is a {weights.format} backbone without a classifier head: fine-tune it "
+            f"first (prunebench train --model {name} --init {checkpoint} --task ...)"
         )
+    classes = weights.config["num_classes"]
+    if num_classes is not None and num_classes != classes:
+        raise PrunebenchError(f"checkpoint {checkpoint} has {classes} classes, the task has {num_classes}")
+    model = build_model(name, **weights.config)
+    load_state(model, weights.state_dict, checkpoint, name)
     return model.eval()
 
 
-def read_checkpoint(path: str | Path) -> Dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"checkpoint not found: {path}")
+def load_backbone(name: str, checkpoint: str | Path, num_classes: int, frames: Optional[int] = None) -> Tuple[AudioViT, Weights]:
+    """The start of fine-tuning: the checkpoint's weights, its head kept only if it already has
+    `num_classes` outputs, positions adapted to `frames` (None: the checkpoint's own length; an
+    ImageNet ViT: the registered length) with AST's middle cut or interpolation."""
+    weights = read_checkpoint_weights(name, checkpoint)
+    sd: StateDict = dict(weights.state_dict)
+    config = dict(weights.config)
+    keep_head = weights.has_head and config.get("num_classes") == num_classes
+    if not keep_head:
+        sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
+    config["num_classes"] = num_classes
+    if weights.format == "timm-vit":  # a square image grid: adapt before loading
+        config["target_frames"] = frames or registered_config(name).target_frames
+        model = build_model(name, **config)
+        p = model.num_prefix_tokens
+        pos = sd["vit.pos_embed"]
+        sd["vit.pos_embed"] = torch.cat([pos[:, :p], adapt_positions(pos[:, p:], weights.grid, model.grid, crop="center")], 1)
+    else:
+        model = build_model(name, **config)
+    load_state(model, sd, checkpoint, name, head_optional=not keep_head)
+    if frames and frames != model.config.target_frames:
+        model.adapt_to_frames(frames, crop="center")
+    return model, weights
+
+
+def load_state(model: AudioViT, sd: StateDict, source: Any, name: str, head_optional: bool = False) -> None:
+    """Load strictly; any missing, unexpected or misshapen key is one clear line."""
     try:
-        payload = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DataError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise DataError(f"checkpoint {path} is not a prunebench checkpoint (format {CHECKPOINT_FORMAT})")
-    return payload
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+        raise DataError(f"checkpoint {source} does not fit model {name!r}: {lines[0] if lines else str(exc).splitlines()[0]}") from None
+    if head_optional:
+        missing = [k for k in missing if not k.startswith("head.")]
+    if missing or unexpected:
+        raise DataError(
+            f"checkpoint {source} does not fit model {name!r}: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
 
 
 def save_checkpoint(model: AudioViT, path: str | Path, meta: Dict[str, Any]) -> str:
     """Write model weights, config and training metadata atomically; return the file's sha256."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta,
     }
+    atomic_save(payload, path)
+    return file_sha256(path)
+
+
+def atomic_save(payload: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with open(tmp, "wb") as f:
         torch.save(payload, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    return file_sha256(path)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -86,5 +138,16 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def model_config(model: AudioViT) -> AudioViTConfig:
-    return model.config
+def checkpoint_sha256(path: str | Path) -> str:
+    """sha256 of a checkpoint file; of a folder, over its weights and config files together."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    from .formats import weight_files
+
+    weight_file, config_file = weight_files(path)
+    digest = hashlib.sha256()
+    for f in (weight_file, config_file):
+        if f is not None:
+            digest.update(f"{f.name}:{file_sha256(f)}\n".encode())
+    return digest.hexdigest()
