@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .cache import cache_dir
-from .errors import DataError
 from .features import FeatureSet, FeatureStore
 from .frontend import FrontEnd
 from .metrics import mean_average_precision
@@ -41,6 +40,7 @@ from .models.audio_vit import AudioViT
 from .models.checkpoint import atomic_save
 from .recipes import prune_method, prune_target, resolve_train
 from .tasks.base import Task
+from .throughput import resolve_device
 from .variant import TaskVariant
 
 log = logging.getLogger(__name__)
@@ -227,18 +227,6 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast("cpu", enabled=False)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DataError(f"train: unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"train: device {name!r} asked for, but CUDA is not available")
-    return device
-
-
 # -- the training run -----------------------------------------------------------------------------
 def initial_model(model_name: str, task: Task, cfg: Dict[str, Any], overrides: Dict[str, Any]) -> Tuple[AudioViT, Optional[str]]:
     """A fresh model (from scratch) or the init checkpoint's, at the training length."""
@@ -279,7 +267,7 @@ def train_model(
         return done, {**meta, "sha256": checkpoint_sha256(done), "reused": True}
 
     torch.manual_seed(cfg["seed"])
-    device = resolve_device(cfg["device"])
+    device = resolve_device(cfg["device"])  # a bad name is a ConfigError naming it
     resumed = None if overwrite else _read_state(partial_path, config_hash)
     if resumed is not None:
         model = build_model(model_name, **resumed["model_config"])
