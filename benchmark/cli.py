@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="held-out split, e.g. fold5 (training uses the other folds)")
     p.add_argument("--folds", help="cross-validation: held-out folds, e.g. 1,2,3,4,5 or all (= --split all); one checkpoint each")
     p.add_argument("--init", help="fine-tune from this checkpoint: file, folder, Hub id or zoo name (prunebench list)")
-    p.add_argument("--recipe", help="auto (default: scratch, or with --init ast-esc50 / ast-as20k by task), scratch, ast-esc50, ast-as20k")
+    p.add_argument("--recipe", help="auto (default: scratch, or with --init ast-esc50 / ast-as20k by task), scratch, scratch-esc50, ast-esc50, ast-as20k")
     p.add_argument("--prune", metavar="SPEC", help="pruning-aware training, e.g. topk:keep_rate=0.5 (keep rate annealed from 1)")
     p.add_argument("--frames", type=int, help="input length to train at (ast-esc50: 512)")
     p.add_argument("--epochs", type=int)
