@@ -85,7 +85,6 @@ class Runner:
         return summary
 
 
-
 def preflight(config: RunConfig, plan: Plan) -> None:
     """Fail fast, before any work, on input that would fail every pair: a missing checkpoint, a
     dataset root or metadata file that is absent or malformed, a listed audio file that is not
