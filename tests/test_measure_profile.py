@@ -37,11 +37,14 @@ def test_profile_writes_one_row_per_bucket_and_method(tmp_path, capsys):
                 "peak_memory_bytes"} <= set(r)
         assert r["efficiency"] == pytest.approx(r["speedup"] / r["mac_ratio"])
         assert len(r["samples_per_s_runs"]) == 2 and r["run_agreement"] is not None
+        assert len(r["reference_gflops_runs"]) == 2 and all(v > 0 for v in r["reference_gflops_runs"])
+        assert r["reference_agreement"] is not None and "matrix product" in r["reference"]
     native, pad = rows[0], rows[2]
     assert native["frames"] == 98 and pad["frames"] == 512 and pad["valid_frames"] == 98
     assert native["macs_per_sample"] < pad["macs_per_sample"]  # 48 patches against 256
     assert rows[1]["mac_ratio"] > 1.5 and rows[0]["mac_ratio"] == 1.0
     assert "machine:" in printed and "efficiency" in printed and "repeatability" in printed
+    assert "machine reference, len1s-native" in printed and "machine reference, len1s:" in printed
 
 
 def test_check_macs_option_prints_both_counters(capsys):
@@ -69,3 +72,37 @@ def test_repeatability_flags_runs_that_disagree():
     text = format_repeatability(rows)
     assert "ok" in text and f"OVER {REPEATABILITY_TOLERANCE:.0%}" in text
     assert not repeatable(rows) and repeatable(rows[:1])
+
+
+def test_repeatability_blames_the_machine_only_when_the_reference_drifts():
+    base = {"bucket": "nominal", "reference": "a fixed matrix product"}
+    steady = [{**base, "method_id": "topk", "samples_per_s_runs": [150.0, 165.0], "speedup_runs": [1.5, 1.6],
+               "run_agreement": 0.097, "reference_gflops_runs": [100.0, 102.0], "reference_agreement": 0.02}]
+    text = format_repeatability(steady)
+    assert "OVER 5%" in text and "machine drifted" not in text and "agreement 2.0%" in text
+    drifting = [{**steady[0], "reference_gflops_runs": [100.0, 112.0], "reference_agreement": 0.113}]
+    text = format_repeatability(drifting)
+    assert "OVER 5% (machine drifted 11.3%)" in text and "the machine itself drifts" in text
+    assert not repeatable(drifting)  # the check still fails: the figure was not reached
+
+
+def test_reference_rate_times_the_fixed_product():
+    import time
+
+    import torch
+
+    from benchmark.machine_reference import REFERENCE_SHAPE, reference_rate
+
+    rate = reference_rate("cpu", "float32", repeats=5, min_repeat_s=0.05)
+    assert len(rate.gflops_per_s) == 5 and rate.steps_per_repeat >= 1
+    m, k, n = REFERENCE_SHAPE
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(5):  # the best of 5 on both sides: noise only ever slows a repeat down
+        started = time.perf_counter()
+        for _ in range(3):
+            torch.mm(a, b)
+        best = max(best, 3 * 2.0 * m * k * n / (time.perf_counter() - started) / 1e9)
+    # Within 35%: a FLOP count off by a factor of 2 (MACs for FLOPs) fails this.
+    assert max(rate.gflops_per_s) == pytest.approx(best, rel=0.35)
