@@ -98,7 +98,7 @@ def test_flops_are_labelled_twice_the_macs():
     shape = nominal_shape(128)
     macs = {m.id: macs_per_sample(model, m, shape) for m in methods}
     timing = {m.id: Throughput(10.0, 0.0, 2, 1, "cpu", "float32", 1, 1.0) for m in methods}
-    for row in _rows("tiny", shape, methods, macs, [timing]):
+    for row in _rows("tiny", shape, methods, macs, [timing], [100.0], "float32"):
         assert row["units"] == "MAC" and row["flops_per_mac"] == 2
         assert row["flops_per_sample"] == FLOPS_PER_MAC * row["macs_per_sample"] == 2 * sum(row["macs_by_part"].values())
 
