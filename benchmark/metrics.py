@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Dict, List
 
 import torch
-from torchmetrics.functional.classification import multilabel_average_precision
 
 BOOTSTRAP_SAMPLES = 1000
 
@@ -15,6 +14,10 @@ def accuracy(correct: torch.Tensor) -> float:
 
 def mean_average_precision(scores: torch.Tensor, targets: torch.Tensor) -> float:
     """Macro average precision over the classes that have at least one positive."""
+    # Imported here: importing any part of torchmetrics imports all of it (its text metrics pull in
+    # transformers where installed), ~4 s on 2 cores, paid by every CLI call and Ray worker otherwise.
+    from torchmetrics.functional.classification import multilabel_average_precision
+
     present = targets.sum(dim=0) > 0
     return float(
         multilabel_average_precision(scores[:, present], targets[:, present].long(), num_labels=int(present.sum()), average="macro")
