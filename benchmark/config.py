@@ -26,7 +26,8 @@ from .tasks.base import Task
 from .variant import TaskVariant
 
 TOP_KEYS = ("seed", "models", "tasks", "methods", "measure", "train", "on_bad_clip")
-MEASURE_DEFAULTS = {"throughput": True, "batch_size": 32, "device": "auto", "dtype": "float32", "warmup": 2, "repeats": 5}
+MEASURE_DEFAULTS = {"throughput": True, "batch_size": 32, "device": "auto", "dtype": "float32", "warmup": 2, "repeats": 5,
+                    "min_repeat_s": 0.2}
 MODEL_KEYS = ("name", "checkpoint", "overrides")
 # noisy_buckets: also every corruption at every length bucket (by default buckets are clean only).
 TASK_EXTRA_KEYS = ("corruptions", "buckets", "include_clean", "noisy_buckets")
@@ -293,6 +294,9 @@ def _check_measure(measure: Dict[str, Any], where: str) -> None:
         value = measure[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < lo:
             raise ConfigError(f"{where}: {key} must be an integer >= {lo}, got {value!r}")
+    seconds = measure["min_repeat_s"]
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 600:
+        raise ConfigError(f"{where}: min_repeat_s must be a number of seconds in [0, 600], got {seconds!r}")
     if measure["dtype"] not in ("float32", "float16", "bfloat16"):
         raise ConfigError(f"{where}: dtype must be float32, float16 or bfloat16, got {measure['dtype']!r}")
     device = measure["device"]

@@ -203,6 +203,7 @@ class Work:
             speeds = measure_interleaved(
                 model, timed, frames, batch_size=measure["batch_size"], device=measure["device"], dtype=measure["dtype"],
                 warmup=measure["warmup"], repeats=measure["repeats"], seed=self.config.seed,
+                min_repeat_s=measure["min_repeat_s"],
             )
             changed = guard.check(model)
             if changed:

@@ -30,7 +30,8 @@ def write_config(path, root, methods=None, **extra):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
-    config = write_config(tmp / "run.yaml", tmp / "synth")
+    measure = {"batch_size": 8, "warmup": 1, "repeats": 1, "min_repeat_s": 0.5}
+    config = write_config(tmp / "run.yaml", tmp / "synth", measure=measure)
     assert main(["run", "--config", str(config), "--out", str(tmp / "results"), "--no-progress"]) == 0
     return tmp, config
 
@@ -51,6 +52,9 @@ def test_run_writes_one_valid_record_per_pair(finished_run):
     assert half["tokens"]["per_layer"][-1]["mlp"] == 10
     assert 0 <= none["metrics"]["accuracy"]["ci95"][0] <= none["metrics"]["accuracy"]["value"] <= none["metrics"]["accuracy"]["ci95"][1]
     assert none["throughput"]["speedup_vs_none"] == 1.0 and half["throughput"]["samples_per_s"] > 0
+    # measure.min_repeat_s: steps per repeat were calibrated to fill 0.5 s (the default fills 0.2 s)
+    assert none["throughput"]["min_repeat_s"] == 0.5 and none["throughput"]["seconds_per_repeat"] > 0.35
+    assert none["throughput"]["steps_per_repeat"] > 1
     assert none["provenance"]["config_hash"] and none["model"]["checkpoint_sha256"]
     assert (tmp / "results" / "leaderboard.html").is_file()
 
