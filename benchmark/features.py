@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -122,9 +122,11 @@ class FeatureStore:
         self.last += f", {len(short)} shorter than one patch skipped"
         for i in short:
             log.warning("skipped clip %s", reasons[i])
-        return FeatureSet([features.ids[i] for i in keep], [features.fbanks[i] for i in keep], features.valid_frames[keep],
-                          features.labels[keep], features.skipped + [(features.ids[i], reasons[i]) for i in short],
-                          None if features.silent_fraction is None else features.silent_fraction[keep])
+        return replace(
+            features, ids=[features.ids[i] for i in keep], fbanks=[features.fbanks[i] for i in keep],
+            valid_frames=features.valid_frames[keep], labels=features.labels[keep],
+            skipped=features.skipped + [(features.ids[i], reasons[i]) for i in short],
+            silent_fraction=None if features.silent_fraction is None else features.silent_fraction[keep])
 
     def _key(self, variant: TaskVariant, frontend: FrontEnd, split: str, fingerprint: str) -> str:
         corruption = variant.corruption

@@ -80,3 +80,17 @@ def test_clip_shorter_than_one_patch(tmp_path, mode):
         FeatureStore(disk_cache=False).get(variant, frontend, min_frames=16)
     features = FeatureStore(disk_cache=False, on_bad_clip="skip").get(variant, frontend, min_frames=16)
     assert features.ids == ["5-00-A-0"] and [s[0] for s in features.skipped] == ["5-10-A-1"]
+
+
+def test_skipping_a_short_clip_keeps_the_other_fields(tmp_path):
+    """The filtered feature set keeps `cropped` and the kept clips' silent fractions in their own fields."""
+    root = write_esc_layout(tmp_path / "esc", clips_per_fold=1, classes=2, seconds=1.0)
+    sf.write(str(root / "audio" / "5-10-A-1.wav"), np.sin(np.arange(1600) / 5).astype(np.float32), 16000)
+    task = TASKS.get("esc50")(root=str(root))
+    variant = TaskVariant(task, bucket=LengthBucket(seconds=1, mode="pad"))
+    frontend = variant_frontend(FrontEnd(target_frames=128), variant)
+    full = FeatureStore(disk_cache=False).get(variant, frontend)
+    kept = FeatureStore(disk_cache=False, on_bad_clip="skip").get(variant, frontend, min_frames=16)
+    assert kept.cropped == full.cropped
+    assert full.silent_fraction is not None
+    assert kept.silent_fraction.tolist() == full.silent_fraction[[full.ids.index("5-00-A-0")]].tolist()
