@@ -48,12 +48,13 @@ def evaluate(
             logits, state = model.forward_with_state(fbank.to(dev), method, valid.to(dev), track_provenance=True)
             logits = logits.float().cpu()
             mask = state.kept_patch_mask()
+            mask = None if mask is None else mask.cpu()  # one transfer per batch, not per clip
             for row, i in enumerate(idx):
                 logits_all[i] = logits[row]
                 if mask is not None:
-                    kept[i] = pack_mask(mask[row].cpu())
+                    kept[i] = pack_mask(mask[row])
             if mask is not None:
-                intensity.add(fbank, valid, mask.cpu())
+                intensity.add(fbank, valid, mask)
             for part, value in model_macs(model, state.grid, state.trace).items():
                 macs_total[part] = macs_total.get(part, 0.0) + value * len(idx)
             if not tokens:

@@ -95,9 +95,12 @@ def profile(model_name: str, specs: Sequence[str], seconds: Optional[float] = No
     model = build_model(model_name, **(model_overrides or {})).eval()
     methods = build_methods(specs)
     rows: List[Dict[str, Any]] = []
+    shapes = input_shapes(model.config.target_frames, buckets, seconds)
     with num_threads(threads):
-        for shape in input_shapes(model.config.target_frames, buckets, seconds):
-            macs = {m.id: macs_per_sample(model, m, shape) for m in methods}
+        # counted on the CPU before any timing moves the model to its device, not once per shape
+        macs_by_shape = {shape.label: {m.id: macs_per_sample(model, m, shape) for m in methods} for shape in shapes}
+        for shape in shapes:
+            macs = macs_by_shape[shape.label]
             runs_out, references = [], []
             for run in range(max(1, runs)):
                 before = reference_rate(device, dtype, repeats, min_repeat_s)

@@ -24,7 +24,7 @@ from tabulate import tabulate
 from .metrics import bootstrap_interval
 from .results import load_records
 from .robustness import (BOOTSTRAP_SAMPLES, Comparison, _common_ids, _outcomes, compare, corruption_id,
-                         group_key, merges_only)
+                         group_key, merges_only, verdict)
 
 POOLED_SPLIT = "all-folds"
 ALPHA = 0.05
@@ -60,11 +60,11 @@ def build_report(records: Sequence[Dict[str, Any]], source: str = "records", see
         base = (model, task.rsplit("/", 1)[0], bucket)
         if base in pooled_groups and not task.endswith("/" + POOLED_SPLIT):
             continue  # a fold of a cross-validated task: in the per-fold table of the pooled section
-        section, answer = _group_section(model, task, bucket, group, index, seed)
+        section, answer, summaries = _group_section(model, task, bucket, group, index, seed)
         lines += [""] + section
         answers += answer
         if base in pooled_groups:
-            lines += _fold_table(base, group, comparisons, index, seed)
+            lines += _fold_table(base, summaries, comparisons, index)
     lines += _speed_section(ok)
     missing = _missing_baselines(ok)
     if missing:
@@ -89,7 +89,6 @@ class MethodSummary:
     degrades: int
     improves: int
     floored: int
-    significant: int
     retention: Optional[float]
     consistency: Optional[float]
     jaccard: Optional[float]
@@ -99,7 +98,9 @@ class MethodSummary:
     verdict: str
 
 
-def _group_section(model, task, bucket, group: List[Comparison], index, seed) -> Tuple[List[str], List[str]]:
+def _group_section(model, task, bucket, group: List[Comparison], index,
+                   seed) -> Tuple[List[str], List[str], List["MethodSummary"]]:
+    """The section's lines, its answer lines, and its per-method summaries (reused by the fold table)."""
     first = group[0]
     scale = 100.0
     unit = "%" if first.metric == "accuracy" else ""
@@ -146,7 +147,7 @@ def _group_section(model, task, bucket, group: List[Comparison], index, seed) ->
     answers = [f"{where}):"]
     for s in summaries:
         answers.append(f"  {s.name}{'' if s.keep is None else ' keep ' + _keep(s.keep)}: {_sentence(s, scale)}")
-    return lines, answers
+    return lines, answers, summaries
 
 
 def _summaries(group: List[Comparison], index, seed) -> List[MethodSummary]:
@@ -171,7 +172,7 @@ def _summaries(group: List[Comparison], index, seed) -> List[MethodSummary]:
         out.append(MethodSummary(
             method=method, name=first.method_name, keep=first.keep_rate, clean=first.clean, none_clean=first.none_clean,
             effects=effects, effect=effect, effect_ci=ci, degrades=degrades, improves=improves,
-            floored=len(cs) - len(usable), significant=sum((c.mcnemar_p or 1) < ALPHA for c in usable),
+            floored=len(cs) - len(usable),
             retention=_mean([c.retention for c in usable]), consistency=_mean([c.consistency for c in usable]),
             jaccard=_mean([c.jaccard for c in usable]), merges=merges,
             intensity=selection.get("kept_minus_dropped"), padding=selection.get("kept_padding_share"),
@@ -203,11 +204,7 @@ def _verdict(effect, ci, usable: List[Comparison]) -> str:
         return "every condition at the chance floor: no answer"
     if ci is None:
         return "mean effect only (no interval for mAP pooling)"
-    if ci[0] > 0:
-        return "degrades robustness"
-    if ci[1] < 0:
-        return "improves robustness"
-    return "no detectable effect"
+    return verdict(ci, False)
 
 
 def _sentence(s: MethodSummary, scale: float) -> str:
@@ -288,7 +285,7 @@ def pool_folds(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
         splits = sorted({r["task"]["split"] for r in rs})
         if len(splits) < 2 or len(splits) != len(rs):
             continue
-        rs = sorted(rs, key=lambda r: int(FOLD.match(r["task"]["split"]).group(1)))
+        rs = sorted(rs, key=lambda r: _fold_number(r["task"]["split"]))
         metric = next(iter(rs[0]["metrics"]))
         per_clip: Dict[str, Any] = {}
         for field in ("ids", "correct", "pred", "scores", "labels", "kept_patches", "silent_fraction"):
@@ -304,17 +301,17 @@ def pool_folds(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return pooled
 
 
-def _fold_table(base, pooled: List[Comparison], comparisons: List[Comparison], index, seed) -> List[str]:
+def _fold_table(base, summaries: List["MethodSummary"], comparisons: List[Comparison], index) -> List[str]:
     """Each fold's mean pruning effect per method (floor left out), the mean over folds, and the
     effect pooled over all folds' clips with its interval."""
     model, task_name, bucket = base
     folds = index.get((model, f"{task_name}/{POOLED_SPLIT}", bucket, "none", None), {}).get("per_fold", {})
-    fold_names = sorted(folds, key=lambda s: int(FOLD.match(s).group(1)))
+    fold_names = sorted(folds, key=_fold_number)
     lines = ["", f"Cross-validation over {len(fold_names)} folds (one model per held-out fold); none's clean score per fold: "
              + ", ".join(f"{f} {100 * folds[f]:.1f}" for f in fold_names)
              + f"; mean {100 * sum(folds.values()) / max(1, len(folds)):.1f}."]
     rows = []
-    for s in _summaries(pooled, index, seed):
+    for s in summaries:
         per_fold = []
         for fold in fold_names:
             fold_cs = [c for c in comparisons if c.model == model and c.task == f"{task_name}/{fold}"

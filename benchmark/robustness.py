@@ -77,6 +77,7 @@ def compare(records: Sequence[Dict[str, Any]], seed: int = 0) -> List[Comparison
             continue
         index[group_key(r) + (r["method"]["id"], corruption_id(r))] = r
     out = []
+    map_cache: Dict[Tuple, Tuple[float, List[float]]] = {}  # shared by the comparisons of this call
     for key, noisy in sorted(index.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
         *group, method_id, corruption = key
         if corruption is None or method_id == "none":
@@ -87,11 +88,11 @@ def compare(records: Sequence[Dict[str, Any]], seed: int = 0) -> List[Comparison
         base_noisy = index.get(group + ("none", corruption))
         if clean is None or base_clean is None or base_noisy is None:
             continue
-        out.append(_compare_one(group, clean, noisy, base_clean, base_noisy, seed))
+        out.append(_compare_one(group, clean, noisy, base_clean, base_noisy, seed, map_cache))
     return out
 
 
-def _compare_one(group, clean, noisy, base_clean, base_noisy, seed: int) -> Comparison:
+def _compare_one(group, clean, noisy, base_clean, base_noisy, seed: int, map_cache: Dict) -> Comparison:
     metric = next(iter(clean["metrics"]))
     ids = _common_ids([clean, noisy, base_clean, base_noisy])
     method = clean["method"]
@@ -106,11 +107,12 @@ def _compare_one(group, clean, noisy, base_clean, base_noisy, seed: int) -> Comp
         chance = 1.0 / num_classes if num_classes else None
         near_chance = chance is not None and _within_chance(c["nn"], chance, seed)
     else:
-        s = {name: _scores(r, ids) for name, r in
-             (("mc", clean), ("mn", noisy), ("nc", base_clean), ("nn", base_noisy))}
         targets = _targets(clean, ids)
-        scores = {k: mean_average_precision(v, targets) for k, v in s.items()}
-        effect_ci = _paired_bootstrap_map(s, targets, seed)
+        draws = _map_draws(len(ids), seed)  # the same draws for all four records
+        m = {name: _map_and_resamples(r, ids, targets, draws, map_cache) for name, r in
+             (("mc", clean), ("mn", noisy), ("nc", base_clean), ("nn", base_noisy))}
+        scores = {k: v[0] for k, v in m.items()}
+        effect_ci = _paired_bootstrap_map({k: v[1] for k, v in m.items()})
         mcnemar, consistency, near_chance = None, None, False
     drop = scores["mc"] - scores["mn"]
     none_drop = scores["nc"] - scores["nn"]
@@ -187,10 +189,24 @@ def _paired_bootstrap_accuracy(c: Dict[str, torch.Tensor], seed: int) -> Tuple[f
     return (lo, hi)
 
 
-def _paired_bootstrap_map(s: Dict[str, torch.Tensor], targets: torch.Tensor, seed: int) -> Tuple[float, float]:
-    n = len(targets)
-    draws = torch.randint(0, n, (MAP_BOOTSTRAP_SAMPLES, n), generator=torch.Generator().manual_seed(seed))
-    m = {k: resampled_map(v, targets, draws) for k, v in s.items()}  # the same draws for all four
+def _map_draws(n: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, n, (MAP_BOOTSTRAP_SAMPLES, n), generator=torch.Generator().manual_seed(seed))
+
+
+def _map_and_resamples(record, ids: List[str], targets: torch.Tensor, draws: torch.Tensor,
+                       cache: Dict) -> Tuple[float, List[float]]:
+    """mAP of one record on `ids` and on each bootstrap draw. Computed once per (record, clips):
+    none's records and a method's clean record recur in many comparisons, and one AS-20K mAP
+    takes seconds."""
+    key = (id(record), tuple(ids))
+    if key not in cache:
+        scores = _scores(record, ids)
+        cache[key] = (mean_average_precision(scores, targets), resampled_map(scores, targets, draws))
+    return cache[key]
+
+
+def _paired_bootstrap_map(m: Dict[str, List[float]]) -> Tuple[float, float]:
+    """Interval of the pruning effect from the four records' mAPs on the same resamples."""
     effects = [(a - b) - (c - d) for a, b, c, d in zip(m["mc"], m["mn"], m["nc"], m["nn"])]
     lo, hi = bootstrap_interval(effects)
     return (lo, hi)

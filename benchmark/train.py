@@ -99,17 +99,19 @@ def output_paths(out: Optional[Path], stem: str) -> Tuple[Optional[Path], Path, 
     return out, out.parent, out.with_name(out.name + ".partial")
 
 
-def finished_checkpoint(fixed: Optional[Path], folder: Path, stem: str, config_hash: str) -> Optional[Path]:
-    """A checkpoint this very training already produced, if any."""
+def finished_checkpoint(fixed: Optional[Path], folder: Path, stem: str,
+                        config_hash: str) -> Optional[Tuple[Path, Dict[str, Any]]]:
+    """A checkpoint this very training already produced, and its metadata, if any. (The glob
+    cannot match the partial file `{stem}.partial.pt`, nor a fixed path's `.partial`.)"""
     candidates = [fixed] if fixed is not None else sorted(folder.glob(f"{stem}-*.pt"))
     for path in candidates:
-        if path is not None and path.is_file() and not path.name.endswith(".partial.pt"):
+        if path.is_file():
             try:
                 meta = torch.load(str(path), map_location="cpu", weights_only=True).get("meta", {})
             except Exception:
                 continue
             if meta.get("config_hash") == config_hash:
-                return path
+                return path, meta
     return None
 
 
@@ -262,9 +264,9 @@ def train_model(
     fixed, folder, partial_path = output_paths(Path(out).expanduser() if out else None, stem)
     done = None if overwrite else finished_checkpoint(fixed, folder, stem, config_hash)
     if done is not None:
-        meta = torch.load(str(done), map_location="cpu", weights_only=True)["meta"]
-        log.info("%s: this training already finished, reusing it", done)
-        return done, {**meta, "sha256": checkpoint_sha256(done), "reused": True}
+        path, meta = done
+        log.info("%s: this training already finished, reusing it", path)
+        return path, {**meta, "sha256": checkpoint_sha256(path), "reused": True}
 
     torch.manual_seed(cfg["seed"])
     device = resolve_device(cfg["device"])  # a bad name is a ConfigError naming it
@@ -366,9 +368,8 @@ def train_model(
         "prune": None if target is None else {"spec": cfg["prune"], "target_keep_rate": target, "test_score": pruned},
         "norm_stats": list(task.norm_stats), "version": TRAIN_VERSION,
     }
-    path = _save_final(model.eval().cpu(), meta, fixed, folder, stem)
+    path, meta["sha256"] = _save_final(model.eval().cpu(), meta, fixed, folder, stem)
     partial_path.unlink(missing_ok=True)
-    meta["sha256"] = checkpoint_sha256(path)
     log.info("saved %s (sha256 %s), %s %s, %.0f s", path, meta["sha256"][:12], meta["test_metric"], score, train_seconds)
     return path, meta
 
@@ -398,12 +399,12 @@ def weights_sha256(model: AudioViT) -> str:
     return digest.hexdigest()
 
 
-def _save_final(model: AudioViT, meta: Dict[str, Any], fixed: Optional[Path], folder: Path, stem: str) -> Path:
-    """Write the checkpoint; in a folder, name it by the content hash of its weights."""
+def _save_final(model: AudioViT, meta: Dict[str, Any], fixed: Optional[Path], folder: Path,
+                stem: str) -> Tuple[Path, str]:
+    """Write the checkpoint, in a folder named by the content hash of its weights; (path, file sha256)."""
     meta["weights_sha256"] = weights_sha256(model)
     path = fixed if fixed is not None else folder / f"{stem}-{meta['weights_sha256'][:12]}.pt"
-    save_checkpoint(model, path, meta)
-    return path
+    return path, save_checkpoint(model, path, meta)
 
 
 def _write_state(path: Path, config_hash: str, epoch: int, model: AudioViT, init_format: Optional[str],

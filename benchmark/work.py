@@ -222,9 +222,11 @@ class Work:
         variant = self.variant(unit)
         records = []
         guard = WeightsGuard(prepared.state_dict)
+        # a few small input spectrograms, so the leaderboard can show the kept patches (same for every method)
+        examples = example_spectrograms(features.ids, features.fbanks, features.valid_frames, model.config.target_frames)
         for method in self.methods(unit):
             try:
-                record = self.pair_record(prepared, model, method, variant, features)
+                record = self.pair_record(prepared, model, method, variant, features, examples)
             except Exception as exc:  # a broken method must not stop the grid
                 log.error("%s / %s / %s failed: %s", prepared.name, method.id, variant.id, exc)
                 record = self.failed(unit, method, failure_info(exc, "evaluate"), prepared)
@@ -238,7 +240,7 @@ class Work:
         return records, model
 
     def pair_record(self, prepared: PreparedModel, model: AudioViT, method: Method, variant: TaskVariant,
-                    features: FeatureSet) -> Dict[str, Any]:
+                    features: FeatureSet, examples: Dict[str, Any]) -> Dict[str, Any]:
         """The record of one (model, method, task variant) pair; throughput is attached later."""
         task = variant.task
         measure = self.config.measure
@@ -260,9 +262,7 @@ class Work:
             "tokens": {"per_layer": ev.tokens_per_layer, "reduction_layers": list(method.reduction_layers(model.config.depth))},
             "selection": ev.selection,
             "throughput": None,
-            # a few small input spectrograms, so the leaderboard can show the kept patches
-            "examples": example_spectrograms(features.ids, features.fbanks, features.valid_frames,
-                                             model.config.target_frames),
+            "examples": examples,
             "provenance": self.provenance(),
         }
 

@@ -8,7 +8,7 @@ is a confusable sound event, the hardest kind of real noise for a classifier.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -41,15 +41,18 @@ class MixClips(AdditiveNoise):
         return [c for c in clips if not own & set(c.labels) and c.id != context.clip.id
                 and (c.fold is None or c.fold != context.clip.fold)]
 
-    def choose(self, context: ClipContext, generator: torch.Generator) -> Clip:
-        candidates = self.pool(context)
+    def choose(self, context: ClipContext, generator: torch.Generator,
+               candidates: Optional[List[Clip]] = None) -> Clip:
+        """One candidate at random; `candidates`: the clip's pool, when the caller already has it."""
+        candidates = self.pool(context) if candidates is None else candidates
         if not candidates:
             raise DataError(f"clip {context.clip.id}: mix-clips found no training clip of another class to mix in")
         return candidates[int(torch.randint(0, len(candidates), (1,), generator=generator))]
 
     def draw(self, n: int, generator: torch.Generator, sample_rate: int, context: ClipContext) -> Tuple[Clip, torch.Tensor]:
+        candidates = self.pool(context)  # once: it filters the whole training split
         for _ in range(DRAWS):
-            other = self.choose(context, generator)
+            other = self.choose(context, generator, candidates)
             segment = fit_segment(context.task.load(other), n, generator)
             if not is_silent(segment):
                 return other, segment
