@@ -8,7 +8,6 @@ to the methods'.
 """
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import List
 
@@ -25,10 +24,6 @@ REFERENCE_SHAPE = (8192, 192, 768)
 class ReferenceRate:
     gflops_per_s: List[float]  # one per timed repeat
     steps_per_repeat: int
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.gflops_per_s)
 
 
 def describe_reference(dtype: str) -> str:

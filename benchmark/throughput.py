@@ -31,7 +31,7 @@ from .kernels import attention_backend, choose_backend, is_out_of_memory
 from .memory import MemoryReading, cpu_peak_in_fresh_process, cuda_peak, process_spec
 from .method import Method
 from .shapes import InputShape, make_batch
-from .timing import StepTimer, synchronize
+from .timing import StepTimer
 
 log = logging.getLogger(__name__)
 
@@ -152,20 +152,18 @@ def measure_interleaved(
     model = model.to(dev).eval()
     requested = batch_size
     while True:
-        failed = False
         try:
             return _measure(model, methods, frames, valid_frames, batch_size, requested, dev, dtype, warmup, repeats,
                             steps_per_repeat, seed, min_repeat_s, attention, compile_backend, memory, plugin_files)
         except RuntimeError as exc:
             if not is_out_of_memory(exc) or batch_size == 1:
                 raise
-            failed = True  # back off outside the handler, so the traceback's tensors are freed
-        if failed:
-            log.warning("out of memory at batch %d on %s: halving the batch for all methods", batch_size, dev)
-            batch_size //= 2
-            gc.collect()
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
+        # out of memory: back off here, outside the handler, so the traceback's tensors are freed
+        log.warning("out of memory at batch %d on %s: halving the batch for all methods", batch_size, dev)
+        batch_size //= 2
+        gc.collect()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def _measure(model, methods, frames, valid_frames, batch_size, requested, dev, dtype, warmup, repeats,

@@ -82,8 +82,7 @@ def checkpoint_stem(model_name: str, task: Task, config_hash: str) -> str:
     return f"{model_name}-{task.name}-{task.split}-{config_hash}"
 
 
-def default_checkpoint_path(model_name: str, overrides: Dict[str, Any], task: Task, train_cfg: Dict[str, Any],
-                            store: Optional[FeatureStore] = None) -> Path:
+def default_checkpoint_path(model_name: str, overrides: Dict[str, Any], task: Task, train_cfg: Dict[str, Any]) -> Path:
     """Where `prunebench run` keeps the checkpoint it trains for (model, task, settings, data)."""
     cfg = resolve_train(train_cfg, multi_label=task.metric != "accuracy")
     digest = training_hash(model_name, dict(overrides or {}), task, cfg, init_identity(cfg["init"]))
@@ -217,10 +216,6 @@ def evaluate(model: AudioViT, features: FeatureSet, multi_label: bool, method=No
     if multi_label:
         return mean_average_precision(logits.sigmoid(), labels)
     return float((logits.argmax(-1) == labels).float().mean())
-
-
-def evaluate_accuracy(model: AudioViT, features: FeatureSet, batch_size: int = 64) -> float:
-    return evaluate(model, features, multi_label=False, batch_size=batch_size)
 
 
 def _autocast(device: torch.device, amp: bool):

@@ -20,6 +20,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from .frontend import ESC50_STATS, FrontEnd
 from .macs import model_macs
 from .method import Method
 from .registry import METHODS
@@ -49,7 +50,7 @@ def validation_batch(model, seed: int = 0):
     frames, mel = model.config.target_frames, model.config.num_mel_bins
     x = torch.randn(len(VALID_FRAMES), frames, mel, generator=torch.Generator().manual_seed(seed))
     valid = torch.tensor([min(v, frames) for v in VALID_FRAMES])
-    pad_value = (0.0 - (-6.6268077)) / (2 * 5.358466)  # zero padding after ESC-50 normalisation
+    pad_value = FrontEnd(norm_mean=ESC50_STATS[0], norm_std=ESC50_STATS[1]).padding_value()  # zero padding, ESC-50
     for row, v in enumerate(valid.tolist()):
         x[row, v:] = pad_value
     return x, valid

@@ -13,7 +13,7 @@ weights.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -131,7 +131,7 @@ class Work:
         if given:
             path = resolve_checkpoint(given)
             return path, checkpoint_sha256(path)
-        path = default_checkpoint_path(entry.name, entry.overrides, task, self.config.train, self.store)
+        path = default_checkpoint_path(entry.name, entry.overrides, task, self.config.train)
         if path.is_file():
             self.echo(f"reusing cached checkpoint {path}")
             return path, file_sha256(path)

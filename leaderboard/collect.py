@@ -40,10 +40,6 @@ class ResultSet:
     duplicates: List[Duplicate] = field(default_factory=list)
     files: int = 0
 
-    @property
-    def conflicted_keys(self) -> set:
-        return {c.key for c in self.conflicts}
-
 
 def collect(results_dir: str | Path) -> ResultSet:
     """Every record under the folder (any depth: several runs side by side), merged."""

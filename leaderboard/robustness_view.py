@@ -98,9 +98,9 @@ def verdict_table(comps: Sequence[Comparison]) -> Table:
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2] or "", _method_order(groups[k][0]))):
         cs = groups[key]
         row = _row(cs[0], with_bucket)
-        verdicts = [c.verdict for c in cs]
-        degrades = sum(v.startswith(DEGRADES) for v in verdicts)
-        improves = sum(v.startswith(IMPROVES) for v in verdicts)
+        # counted from the intervals (what verdict() decides by), not by matching its words
+        degrades = sum(c.effect_ci95[0] > 0 for c in cs)
+        improves = sum(c.effect_ci95[1] < 0 for c in cs)
         worst = max(cs, key=lambda c: c.effect)
         if degrades:
             text = f"{DEGRADES} under {degrades} of {len(cs)}"

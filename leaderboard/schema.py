@@ -42,10 +42,6 @@ class Measure:
     def heading(self) -> str:
         return f"{self.label} ({self.unit})" if self.unit else self.label
 
-    def better(self, a: float, b: float) -> bool:
-        """Is a strictly better than b?"""
-        return a > b if self.higher_is_better else a < b
-
 
 # Task metrics: the score columns (clean, each corruption, mean noisy) use these.
 METRICS: Dict[str, Measure] = {

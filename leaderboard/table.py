@@ -76,13 +76,6 @@ class Table:
     def text_rows(self) -> List[List[str]]:
         return [[row.cells.get(c.key, Cell()).text for c in self.columns] for row in self.rows]
 
-    def column(self, key: str) -> Column:
-        return next(c for c in self.columns if c.key == key)
-
-    @property
-    def corruptions(self) -> List[str]:
-        return [c.key for c in self.columns if c.group == "score" and c.key not in (CLEAN, "mean_noisy")]
-
 
 # -- record fields ----------------------------------------------------------------------------
 def task_id(record: Dict[str, Any]) -> str:

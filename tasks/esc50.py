@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Dict, List, Tuple
 
 import torch
 
-from benchmark.audio import load_audio, prepare_waveform
+from benchmark.audio import prepare_waveform
 from benchmark.errors import ConfigError, DataError
 from benchmark.frontend import ESC50_STATS
 from benchmark.registry import register_task
@@ -86,8 +86,7 @@ class ESC50(Task):
 
     def clips(self, folds: Tuple[int, ...]) -> List[Clip]:
         if self.hub:
-            where = f"hub:{self.params['hub_id']}"
-            return [Clip(Path(row["filename"]).stem, Path(where) / row["filename"], (int(row["target"]),),
+            return [Clip(Path(row["filename"]).stem, Path(self.source_name()) / row["filename"], (int(row["target"]),),
                          int(row["fold"]), index=row["index"])
                     for row in self.rows() if int(row["fold"]) in folds]
         audio = self.root / "audio"
@@ -111,7 +110,7 @@ class ESC50(Task):
     # -- the Hub copy ------------------------------------------------------------------------
     def load(self, clip: Clip) -> torch.Tensor:
         if clip.index is None:
-            return load_audio(clip.path, self.sample_rate)
+            return super().load(clip)
         audio = self.dataset()[clip.index]["audio"]
         source = str(clip.path)
         return decode_audio_bytes(audio, self.sample_rate, source)
@@ -126,7 +125,7 @@ class ESC50(Task):
         ds = self.dataset()
         columns = {c: list(ds[c]) for c in REQUIRED_COLUMNS}
         rows = [{**{c: columns[c][i] for c in REQUIRED_COLUMNS}, "index": i} for i in range(len(ds))]
-        where = f"hub:{self.params['hub_id']}"
+        where = self.source_name()
         check_rows(rows, lambda i: f"{where} row {i}")
         return rows
 

@@ -1,7 +1,7 @@
 """Executors: where the units of a run execute (this process, or a Ray cluster)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import ConfigError, did_you_mean
 from .base import Executor, Sink

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..config import RunConfig, parse_config
 from ..errors import ConfigError
-from ..plan import Group, Plan
+from ..plan import Plan
 from ..results import failure_info, provenance
 from ..work import EvalUnit, Failure, PreparedModel, Work, failed_unit_records
 from .base import Sink
@@ -232,7 +232,8 @@ class RayExecutor:
             # One worker per CPU starts importing now, in parallel, instead of one by one as tasks
             # reach them (the first tasks depend on each other, so workers would start late).
             warm = ray.remote(warm_task).options(num_cpus=1)
-            warming = [warm.remote() for _ in range(int(resources.get("CPU", 1)))]  # noqa: F841 (not awaited)
+            for _ in range(int(resources.get("CPU", 1))):
+                warm.remote()  # not awaited: a task runs whether or not its result is kept
         pending: Dict[Any, Tuple[str, Any, float]] = {}
         for group in plan.groups:
             info_ref, weights_ref = prepare.remote(setup_ref, group.key)

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
-from ..method import AttentionInfo, Method, ModelDims
+from ..method import Method, ModelDims
 from ..tokens import BlockTrace, TokenState
 from .attention import attention_forward
 
