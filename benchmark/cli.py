@@ -10,6 +10,10 @@ from typing import List, Optional
 from .errors import PrunebenchError
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -18,7 +22,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     failures = load_plugins(getattr(args, "plugins", None) or [])
     for message in failures:
-        print(f"warning: {message}", file=sys.stderr)
+        _warn(message)
     try:
         return args.func(args) or 0
     except PrunebenchError as exc:
@@ -154,7 +158,7 @@ def cmd_run(args) -> int:
           f"{len(summary.failed)} failed, in {summary.seconds:.0f} s; results in {args.out}/")
     if summary.records or summary.failed_records:
         page = render_leaderboard(args.out, Path(args.out) / "leaderboard.html",
-                                  warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+                                  warn=_warn)
         print(f"leaderboard: {page}")
     if summary.failed:
         for line in failure_lines(summary.failed):
@@ -297,7 +301,7 @@ def cmd_leaderboard(args) -> int:
     from .leaderboard import render_leaderboard
 
     out = args.output or str(Path(args.results) / "leaderboard.html")
-    page = render_leaderboard(args.results, out, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    page = render_leaderboard(args.results, out, warn=_warn)
     print(f"leaderboard: {page}")
     return 0
 

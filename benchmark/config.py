@@ -138,7 +138,7 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
             name = params.pop("name")
             methods.append(_lookup(METHODS, name, f"{source}: methods[{i}]")(**params))
     ids = [m.id for m in methods]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = _duplicates(ids)
     if duplicates:
         raise ConfigError(f"{source}: methods: {', '.join(duplicates)} listed more than once")
     measure = _section(raw, "measure", MEASURE_DEFAULTS, source)
@@ -148,6 +148,10 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
         raise ConfigError(f"{source}: train must be a mapping")
     resolve_train(train, f"{source}: train")  # checked now; completed per task when one is trained
     return RunConfig(seed, models, tasks, methods, measure, train, on_bad_clip, raw)
+
+
+def _duplicates(ids: List[str]) -> List[str]:
+    return sorted({i for i in ids if ids.count(i) > 1})
 
 
 def expand(entry: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -197,7 +201,7 @@ def _check_checkpoints(model: ModelEntry, tasks: List[TaskEntry], where: str) ->
                                   f"or a mapping split -> file, or leave it null to train one per fold")
 
 
-def _tasks(entry: Any, where: str, on_bad_clip: str = "error") -> List[TaskEntry]:
+def _tasks(entry: Any, where: str, on_bad_clip: str) -> List[TaskEntry]:
     """One task entry, or one per split for `split: all` (the folds) or a list of splits."""
     entry = _entry(entry, where)
     split = entry.get("split")
@@ -226,7 +230,7 @@ def _make_task(entry: Dict[str, Any], where: str, on_bad_clip: str) -> Task:
     return task
 
 
-def _task(entry: Any, where: str, on_bad_clip: str = "error") -> TaskEntry:
+def _task(entry: Any, where: str, on_bad_clip: str) -> TaskEntry:
     entry = _entry(entry, where)
     task = _make_task(entry, where, on_bad_clip)
     corruptions: List[Corruption] = []
@@ -251,7 +255,7 @@ def _task(entry: Any, where: str, on_bad_clip: str = "error") -> TaskEntry:
         if entry.get("noisy_buckets", False):
             variants += [TaskVariant(task, corruption=c, bucket=b) for c in corruptions]
     ids = [v.id for v in variants]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = _duplicates(ids)
     if duplicates:
         raise ConfigError(f"{where}: variant {duplicates[0]} listed more than once")
     return TaskEntry(task, variants)

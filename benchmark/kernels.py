@@ -30,11 +30,15 @@ def backend_names() -> Sequence[str]:
     return ("auto",) + tuple(BACKENDS)
 
 
+def _check_backend(name: str) -> None:
+    if name not in BACKENDS:
+        raise ConfigError(f"attention backend {name!r}: expected one of {', '.join(backend_names())}")
+
+
 @contextmanager
 def attention_backend(name: str) -> Iterator[None]:
     """Run attention on exactly this backend (an error, not a fallback, where it cannot run)."""
-    if name not in BACKENDS:
-        raise ConfigError(f"attention backend {name!r}: expected one of {', '.join(backend_names())}")
+    _check_backend(name)
     with sdpa_kernel([BACKENDS[name]]):
         yield
 
@@ -43,8 +47,7 @@ def choose_backend(requested: str, runs_on: Callable[[str], None]) -> str:
     """The backend to measure with: `requested`, or for `auto` the first in PREFERENCE on which
     `runs_on(name)` (one forward of every method under that backend) raises nothing."""
     if requested != "auto":
-        if requested not in BACKENDS:
-            raise ConfigError(f"attention backend {requested!r}: expected one of {', '.join(backend_names())}")
+        _check_backend(requested)
         return requested
     errors = []
     for name in PREFERENCE:

@@ -30,13 +30,12 @@ from .models import build_model, checkpoint_sha256, file_sha256, load_model, res
 from .models.audio_vit import AudioViT, AudioViTConfig
 from .registry import METHODS
 from .results import SCHEMA, failed_record, failure_info, provenance
+from .shapes import FRAME_SHIFT_S, WINDOW_S
 from .throughput import measure_interleaved, resolve_device
 from .train import default_checkpoint_path, frontend_for, train_model
 from .variant import TaskVariant
 
 log = logging.getLogger(__name__)
-
-KALDI_WINDOW_S, KALDI_SHIFT_S = 0.025, 0.010
 
 
 @dataclass(frozen=True)
@@ -310,6 +309,6 @@ def input_frames(frontend: FrontEnd, variant: TaskVariant) -> int:
         return frontend.target_frames
     seconds = variant.bucket.params["seconds"] if variant.bucket is not None else variant.task.clip_seconds
     samples = int(round(seconds * frontend.sample_rate))
-    window = int(round(KALDI_WINDOW_S * frontend.sample_rate))
-    shift = int(round(KALDI_SHIFT_S * frontend.sample_rate))
+    window = int(round(WINDOW_S * frontend.sample_rate))
+    shift = int(round(FRAME_SHIFT_S * frontend.sample_rate))
     return max(1, 1 + (samples - window) // shift)

@@ -9,7 +9,7 @@ from markupsafe import Markup
 
 from .plots import Point, Series, line_plot, pareto_plot
 from .schema import AXES, Measure, metric
-from .table import CLEAN, Row, Table, corruption_of
+from .table import CLEAN, Row, Table, corruption_of, group_title
 
 Y_OPTIONS = (("clean", "clean score"), ("mean_noisy", "mean noisy score"))
 
@@ -30,7 +30,7 @@ class FigureGroup:
 
     @property
     def title(self) -> str:
-        return " · ".join(p for p in (self.model, self.task, self.bucket if self.bucket != "full" else "") if p)
+        return group_title(self.model, self.task, self.bucket)
 
 
 def _groups(table: Table) -> Dict[Tuple[str, str, str], List[Row]]:

@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from benchmark.robustness import selection_jaccard
 
-from .table import CLEAN, bucket_id, corruption_of, corruption_sort_key, keep_rate_of, method_sort_key, task_id
+from .table import (CLEAN, bucket_id, corruption_of, corruption_sort_key, group_title, keep_rate_of, method_sort_key,
+                    task_id)
 
 MAX_CLIPS = 3
 
@@ -31,7 +32,7 @@ class KeptGroup:
 
     @property
     def title(self) -> str:
-        return " · ".join(p for p in (self.model, self.task, self.bucket if self.bucket != "full" else "") if p)
+        return group_title(self.model, self.task, self.bucket)
 
 
 def kept_patch_groups(records: List[Dict[str, Any]], colors: Dict[str, str], max_clips: int = MAX_CLIPS) -> List[KeptGroup]:

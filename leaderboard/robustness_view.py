@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from benchmark.robustness import Comparison, compare
 
-from .schema import ROBUSTNESS, Measure
+from .schema import AXES, ROBUSTNESS, Measure
 from .table import FULL, Cell, Column, Row, Table
 
 DEGRADES, IMPROVES, NO_EFFECT = "degrades robustness", "improves robustness", "no detectable effect"
@@ -28,7 +28,7 @@ def _id_columns(with_bucket: bool) -> List[Column]:
     if with_bucket:
         cols.append(Column("bucket", "bucket"))
     return cols + [Column("method", "method"), Column("keep_rate", "keep rate",
-                                                      Measure("keep_rate", "keep rate", "", 1.0, 2, None), "id")]
+                                                      AXES["keep_rate"], "id")]
 
 
 def _row(c: Comparison, with_bucket: bool) -> Row:

@@ -77,6 +77,11 @@ class Table:
         return [[row.cells.get(c.key, Cell()).text for c in self.columns] for row in self.rows]
 
 
+def group_title(model: str, task: str, bucket: str) -> str:
+    """The heading of a (model, task, bucket) figure group; the full-length bucket goes unnamed."""
+    return " · ".join(p for p in (model, task, bucket if bucket != FULL else "") if p)
+
+
 # -- record fields ----------------------------------------------------------------------------
 def task_id(record: Dict[str, Any]) -> str:
     return f"{record['task']['name']}/{record['task']['split']}"

@@ -16,7 +16,7 @@ import torch
 from ..errors import DataError, PrunebenchError
 from ..registry import MODELS
 from .audio_vit import AudioViT, AudioViTConfig, adapt_positions
-from .formats import CHECKPOINT_FORMAT, StateDict, Weights, read_weights
+from .formats import CHECKPOINT_FORMAT, StateDict, Weights, read_weights, weight_files
 from .hub import resolve_checkpoint
 
 
@@ -143,8 +143,6 @@ def checkpoint_sha256(path: str | Path) -> str:
     path = Path(path)
     if path.is_file():
         return file_sha256(path)
-    from .formats import weight_files
-
     weight_file, config_file = weight_files(path)
     digest = hashlib.sha256()
     for f in (weight_file, config_file):
