@@ -253,13 +253,20 @@ def selection_jaccard(clean: Dict[str, Any], noisy: Dict[str, Any], ids: Sequenc
         return None
     total, counted = 0.0, 0
     for i, j in zip(_positions(clean, ids), _positions(noisy, ids)):
-        if a[i] is None or b[j] is None:
-            continue
-        x, y = int(a[i], 16), int(b[j], 16)
-        union = bin(x | y).count("1")
-        total += bin(x & y).count("1") / union if union else 1.0
-        counted += 1
+        value = mask_jaccard(a[i], b[j])
+        if value is not None:
+            total += value
+            counted += 1
     return total / counted if counted else None
+
+
+def mask_jaccard(a: Optional[str], b: Optional[str]) -> Optional[float]:
+    """Jaccard overlap of two packed kept-patch masks (hex strings); None where either is missing."""
+    if a is None or b is None:
+        return None
+    x, y = int(a, 16), int(b, 16)
+    union = bin(x | y).count("1")
+    return bin(x & y).count("1") / union if union else 1.0
 
 
 # -- robustness in each record ------------------------------------------------------------------

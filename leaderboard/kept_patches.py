@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from benchmark.robustness import selection_jaccard
+from benchmark.robustness import mask_jaccard
 
 from .table import (CLEAN, bucket_id, corruption_of, corruption_sort_key, group_title, keep_rate_of, method_sort_key,
                     task_id)
@@ -77,12 +77,14 @@ def _group(key: str, model: str, task: str, bucket: str, records: List[Dict[str,
         label = str(first["method"]["name"]) + (f" keep {keep:g}" if keep is not None and first["method"]["name"] != "none" else "")
         cells: Dict[str, Dict[str, Any]] = {}
         jaccard: Dict[str, Dict[str, Optional[float]]] = {}
+        first_at = _positions(first)
         for variant, r in variants.items():
             if variant != CLEAN and variant not in corruptions:
                 continue
-            cells[variant] = {clip: _cell(r, clip) for clip in clips}
+            at = _positions(r)  # once per record: records can hold tens of thousands of clips
+            cells[variant] = {clip: _cell(r, at.get(clip)) for clip in clips}
             if variant != CLEAN:
-                jaccard[variant] = {clip: _jaccard(first, r, clip) for clip in clips}
+                jaccard[variant] = {clip: _jaccard(first, r, first_at.get(clip), at.get(clip)) for clip in clips}
         methods.append((mid, label))
         method_data.append({"id": mid, "label": label, "color": colors.get(mid, "#888888"), "cells": cells,
                             "jaccard": jaccard})
@@ -96,19 +98,26 @@ def _group(key: str, model: str, task: str, bucket: str, records: List[Dict[str,
     return KeptGroup(key, model, task, bucket, corruptions, clips, methods, data)
 
 
-def _cell(record: Dict[str, Any], clip: str) -> Optional[Dict[str, Any]]:
-    per_clip = record.get("per_clip") or {}
-    ids = per_clip.get("ids") or []
-    if clip not in ids:
+def _positions(record: Dict[str, Any]) -> Dict[str, int]:
+    """Clip id -> its index in the record's per-clip lists (ids are unique within a record)."""
+    return {clip: i for i, clip in enumerate((record.get("per_clip") or {}).get("ids") or [])}
+
+
+def _cell(record: Dict[str, Any], i: Optional[int]) -> Optional[Dict[str, Any]]:
+    if i is None:
         return None
-    i = ids.index(clip)
+    per_clip = record["per_clip"]
     masks = per_clip.get("kept_patches")
     correct = per_clip.get("correct")
     return {"mask": masks[i] if masks else None, "correct": None if correct is None else int(bool(correct[i]))}
 
 
-def _jaccard(clean: Dict[str, Any], noisy: Dict[str, Any], clip: str) -> Optional[float]:
-    if clip not in (clean.get("per_clip") or {}).get("ids", []) or clip not in (noisy.get("per_clip") or {}).get("ids", []):
+def _jaccard(clean: Dict[str, Any], noisy: Dict[str, Any], i: Optional[int], j: Optional[int]) -> Optional[float]:
+    """The clip's clean-vs-noisy kept-patch overlap; i, j: its index in each record."""
+    if i is None or j is None:
         return None
-    value = selection_jaccard(clean, noisy, [clip])
+    a, b = clean["per_clip"].get("kept_patches"), noisy["per_clip"].get("kept_patches")
+    if not a or not b:
+        return None
+    value = mask_jaccard(a[i], b[j])
     return None if value is None else round(value, 3)
