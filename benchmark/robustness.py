@@ -317,6 +317,8 @@ def annotate_files(out, model_name: str, task_entry, methods, seed: int = 0) -> 
     variants and methods present under `out`); returns how many records changed."""
     from .results import read_record, result_path, write_record
 
+    if all(variant.corruption is None for variant in task_entry.variants):
+        return 0  # clean (or bucket-only) variants: no noisy record to annotate, nothing to read
     paths = {}
     for variant in task_entry.variants:
         for method in methods:
