@@ -187,14 +187,19 @@ def cmd_train(args) -> int:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(TRAIN_DEFAULTS)}")
         user[key] = yaml.safe_load(value)
     resolve_train(user, "--set")  # unknown keys and bad values fail before any work
-    splits = _folds(args.folds or "all") if args.folds or args.split == "all" else [args.split]
+    root = {"root": args.root} if args.root else {}
+    if args.folds and args.folds.strip() != "all":
+        splits = _folds(args.folds)
+    elif args.folds or args.split == "all":
+        splits = TASKS.get(args.task)(**root).cross_validation_splits()  # the task's own folds
+    else:
+        splits = [args.split]
     pattern = args.out or ""
     if len(splits) > 1 and Path(pattern).suffix and "{split}" not in pattern:
         raise ConfigError(f"--out {pattern}: several folds need a folder (names by hashes) or a {{split}} pattern")
     scores = []
     for split in splits:
-        params = {k: v for k, v in (("root", args.root), ("split", split)) if v}
-        task = TASKS.get(args.task)(**params)
+        task = TASKS.get(args.task)(**root, **({"split": split} if split else {}))  # no --split: the task's default
         out = Path(pattern.replace("{split}", task.split)).expanduser() if pattern else None
         path, meta = train_model(args.model, task, user, out=out, overwrite=args.overwrite, progress=not args.no_progress)
         scores.append(meta["test_score"])
@@ -219,8 +224,6 @@ def cmd_train(args) -> int:
 def _folds(text: str) -> List[str]:
     from .errors import ConfigError
 
-    if text.strip() == "all":
-        return [f"fold{i}" for i in range(1, 6)]
     try:
         return [f"fold{int(f)}" for f in text.split(",") if f.strip()]
     except ValueError:
