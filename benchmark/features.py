@@ -20,7 +20,8 @@ import torch
 from .cache import cache_dir
 from .errors import DataError
 from .frontend import FrontEnd
-from .tasks.corruption import ClipContext
+from .shapes import FRAME_SHIFT_S, WINDOW_S
+from .tasks.corruption import ClipContext, frame_powers
 from .variant import TaskVariant
 
 log = logging.getLogger(__name__)
@@ -187,17 +188,15 @@ def clip_features(variant: TaskVariant, frontend: FrontEnd, clip, run_seed: int,
     fbank, n_valid = frontend(wave, source=source)
     if not torch.isfinite(fbank).all():
         raise DataError(f"audio file {source}: its features are not finite (samples of extreme magnitude?)")
-    native = 1 + (wave.numel() - round(0.025 * frontend.sample_rate)) // round(0.010 * frontend.sample_rate)
+    native = 1 + (wave.numel() - round(WINDOW_S * frontend.sample_rate)) // round(FRAME_SHIFT_S * frontend.sample_rate)
     return fbank, n_valid, frontend.target_frames is not None and native > frontend.target_frames
 
 
 def silent_fraction(wave: torch.Tensor, sample_rate: int, floor_dbfs: float = -80.0) -> float:
     """Share of the 25 ms frames whose RMS is below `floor_dbfs` (digital silence)."""
-    frame = max(1, int(0.025 * sample_rate))
-    usable = (wave.numel() // frame) * frame
-    if usable == 0:
+    power = frame_powers(wave, sample_rate)
+    if power is None:
         return float(wave.double().pow(2).mean() < 10 ** (floor_dbfs / 10))
-    power = wave[:usable].double().reshape(-1, frame).pow(2).mean(dim=1)
     return float((power < 10 ** (floor_dbfs / 10)).double().mean())
 
 

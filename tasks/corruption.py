@@ -96,16 +96,23 @@ class AdditiveNoise(Corruption):
         return (wave.double() + scale * noise).to(wave.dtype)
 
 
+def frame_powers(wave: torch.Tensor, sample_rate: int) -> Optional[torch.Tensor]:
+    """Mean power (float64) of each whole 25 ms frame; None for a wave shorter than one frame."""
+    frame = max(1, int(0.025 * sample_rate))
+    usable = (wave.numel() // frame) * frame
+    if usable == 0:
+        return None
+    return wave[:usable].double().reshape(-1, frame).pow(2).mean(dim=1)
+
+
 def reference_power(wave: torch.Tensor, sample_rate: int, mode: str = "clip", floor_db: float = -50.0) -> torch.Tensor:
     """Mean power of the clip, or of its active 25 ms frames (those within `floor_db` of the loudest)."""
     w = wave.double()
     if mode == "clip":
         return w.pow(2).mean()
-    frame = max(1, int(0.025 * sample_rate))
-    usable = (w.numel() // frame) * frame
-    if usable == 0:
+    power = frame_powers(w, sample_rate)
+    if power is None:
         return w.pow(2).mean()
-    power = w[:usable].reshape(-1, frame).pow(2).mean(dim=1)
     active = power > power.max() * 10 ** (floor_db / 10)
     return power[active].mean() if active.any() else power.new_zeros(())
 
