@@ -25,7 +25,7 @@ from .method import Method, parse_method_spec
 from .models import build_model
 from .registry import METHODS
 from .shapes import InputShape, bucket_shape, make_batch, nominal_shape, parse_bucket
-from .throughput import measure_interleaved, resolve_device, resolve_dtype
+from .throughput import measure_interleaved, relative_range, resolve_device, resolve_dtype
 
 REPEATABILITY_TOLERANCE = 0.05  # medians of repeated runs of one configuration agree within 5%
 
@@ -148,7 +148,7 @@ def _rows(model_name: str, shape: InputShape, methods: Sequence[Method], macs, r
 
 def _agreement(values: Sequence[float]) -> Optional[float]:
     """(max - min) / median of the runs' medians; None for a single run."""
-    return (max(values) - min(values)) / statistics.median(values) if len(values) > 1 else None
+    return relative_range(values) if len(values) > 1 else None
 
 
 def _mib(value: Optional[int]) -> str:

@@ -149,6 +149,9 @@ def measure_interleaved(
     resolve_dtype(dtype)
     if repeats < 1 or warmup < 0 or min_repeat_s < 0:
         raise ConfigError(f"measure: repeats must be >= 1, warmup and min_repeat_s >= 0 (got {repeats}, {warmup}, {min_repeat_s})")
+    ids = [m.id for m in methods]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"measure: methods listed twice: {sorted({i for i in ids if ids.count(i) > 1})}")
     model = model.to(dev).eval()
     requested = batch_size
     while True:
@@ -174,8 +177,6 @@ def _measure(model, methods, frames, valid_frames, batch_size, requested, dev, d
     valid = None if valid is None else valid.to(dev)
     timer = StepTimer(dev)
     ids = [m.id for m in methods]
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"measure: methods listed twice: {sorted({i for i in ids if ids.count(i) > 1})}")
 
     def runs_on(backend: str) -> None:  # one small eager forward of every method on this backend
         with attention_backend(backend):
@@ -188,11 +189,11 @@ def _measure(model, methods, frames, valid_frames, batch_size, requested, dev, d
         with attention_backend(backend):
             steps = {m.id: bound_forward(model, m, fbank, valid, compile_backend) for m in methods}
             n_steps = {}
+            # The last of 2+ warm-up steps is timed to calibrate the steps per repeat, so a big
+            # model pays no extra step; the first step is cold (lazy initialisation), so with
+            # fewer warm-up steps one more step is timed after them.
+            calibrate = steps_per_repeat is None or warmup >= 2
             for m in methods:
-                # The last of 2+ warm-up steps is timed to calibrate the steps per repeat, so a
-                # big model pays no extra step; the first step is cold (lazy initialisation), so
-                # with fewer warm-up steps one more step is timed after them.
-                calibrate = steps_per_repeat is None or warmup >= 2
                 for _ in range(warmup - 1 if warmup >= 2 else warmup):
                     steps[m.id]()
                 one = timer.seconds(steps[m.id], 1) if calibrate else 0.0
@@ -213,7 +214,7 @@ def _measure(model, methods, frames, valid_frames, batch_size, requested, dev, d
         median = statistics.median(values)
         reading = readings.get(m.id, MemoryReading(None, None, "not measured"))
         results[m.id] = Throughput(
-            samples_per_s=median, spread=(max(values) - min(values)) / median, batch_size=batch_size,
+            samples_per_s=median, spread=relative_range(values, median), batch_size=batch_size,
             repeats=repeats, device=str(dev), dtype=dtype, threads=torch.get_num_threads(),
             requested_batch_size=requested, steps_per_repeat=n_steps[m.id],
             seconds_per_repeat=statistics.median(seconds[m.id]), min_repeat_s=min_repeat_s, warmup=warmup,
@@ -229,8 +230,13 @@ def _measure(model, methods, frames, valid_frames, batch_size, requested, dev, d
         for method_id, result in results.items():
             ratios = [a / b for a, b in zip(rates[method_id], base)]
             result.speedup_vs_none = statistics.median(ratios)
-            result.speedup_spread = (max(ratios) - min(ratios)) / result.speedup_vs_none
+            result.speedup_spread = relative_range(ratios, result.speedup_vs_none)
     return results
+
+
+def relative_range(values: Sequence[float], median: Optional[float] = None) -> float:
+    """(max - min) / median: the spread of repeated measurements, or the agreement of runs."""
+    return (max(values) - min(values)) / (statistics.median(values) if median is None else median)
 
 
 def steps_to_fill(min_repeat_s: float, step_s: float) -> int:
