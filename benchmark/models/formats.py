@@ -52,10 +52,6 @@ class Weights:
     files: List[Path]  # the files read (their content defines the weights)
     meta: Dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def source(self) -> str:
-        return str(self.files[0])
-
 
 def read_weights(path: Path, arch: AudioViTConfig) -> Weights:
     """The weights stored at `path` (a file or a folder), mapped onto AudioViT names.
@@ -66,7 +62,7 @@ def read_weights(path: Path, arch: AudioViTConfig) -> Weights:
     raw = _load_file(weight_file)
     files = [weight_file] + ([config_file] if config_file else [])
     if isinstance(raw, dict) and raw.get("format") == CHECKPOINT_FORMAT:
-        return _from_prunebench(raw, arch, files)
+        return _from_prunebench(raw, files)
     sd = _unwrap(raw, weight_file)
     fmt = detect_format(sd, weight_file)
     if fmt == "prunebench":
@@ -165,7 +161,7 @@ def _read_json(path: Path) -> Dict[str, Any]:
 
 
 # -- one reader per format ----------------------------------------------------------------------
-def _from_prunebench(payload: Dict[str, Any], arch: AudioViTConfig, files: List[Path]) -> Weights:
+def _from_prunebench(payload: Dict[str, Any], files: List[Path]) -> Weights:
     config = dict(payload["config"])
     config.pop("name", None)
     sd = payload["state_dict"]
