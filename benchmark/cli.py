@@ -65,8 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="held-out split, e.g. fold5 (training uses the other folds)")
     p.add_argument("--folds", help="cross-validation: held-out folds, e.g. 1,2,3,4,5 or all (= --split all); one checkpoint each")
     p.add_argument("--init", help="fine-tune from this checkpoint: file, folder, Hub id or zoo name (prunebench list)")
-    p.add_argument("--recipe", help="auto (default: scratch, or with --init ast-esc50 / ast-as20k by task), scratch, scratch-esc50, ast-esc50, ast-as20k")
-    p.add_argument("--prune", metavar="SPEC", help="pruning-aware training, e.g. topk:keep_rate=0.5 (keep rate annealed from 1)")
+    p.add_argument("--recipe", help="auto (default: scratch; with --init: probe for Whisper, ast-esc50 / ast-as20k by task), "
+                                    "scratch, scratch-esc50, ast-esc50, ast-as20k, probe (linear head on the frozen encoder), "
+                                    "finetune (the encoder too)")
+    p.add_argument("--prune", metavar="SPEC", help="pruning-aware training, e.g. topk:keep_rate=0.5 (keep rate annealed from 1; "
+                                                  "probe: the head fitted on the pruned encoder's output)")
     p.add_argument("--frames", type=int, help="input length to train at (ast-esc50: 512)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
@@ -112,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate-method", help="check a method on a tiny random model: identity, schedule, MACs, determinism")
     p.add_argument("method", metavar="NAME", help="method name, or a SPEC name:key=value,... to check that configuration only")
+    p.add_argument("--model", default="ast-tiny",
+                   help="model family to check on, as a tiny random model of its structure (default ast-tiny; e.g. whisper-tiny)")
     p.add_argument("--plugins", action="append", metavar="FILE", help="also load this plugin file")
     p.set_defaults(func=cmd_validate_method)
 
@@ -132,7 +137,9 @@ def cmd_list(args) -> int:
             print(f"  {entry.name:<16} {entry.description}")
     print("checkpoints (the name works as checkpoint: or --init):")
     for entry in ZOO.values():
-        source = f"Hub {entry.hub_id}" if entry.hub_id else f"download {entry.original}"
+        source = f"Hub {', '.join(entry.hub_ids)}" if entry.hub_ids else f"download {entry.original}"
+        if entry.installed_path() is not None:
+            source = f"installed at {entry.installed_path()}; " + source
         print(f"  {entry.name:<25} {entry.model:<14} {entry.about}; {source}; licence {entry.licence}")
     return 0
 
@@ -209,6 +216,10 @@ def cmd_train(args) -> int:
             line += f", pruned at keep rate {meta['prune']['target_keep_rate']} {_score(metric, meta['prune']['test_score'])}"
         if meta.get("reused"):
             line += "; already trained, reused (--overwrite trains again)"
+        elif meta.get("probe"):
+            line += (f"; probe on {meta['train_clips']} clips: encoded in {meta['encode_seconds']:.0f} s "
+                     f"({meta['pooled_computed']} clips computed, {meta['pooled_reused']} cached), head fitted in "
+                     f"{meta['fit_seconds']:.1f} s")
         else:
             line += (f"; {meta['train_clips']} clips x {len(meta['epoch_seconds'])} epochs in {meta['train_seconds']:.0f} s "
                      f"({meta['samples_per_s']} samples/s on {meta['device']})")
@@ -262,13 +273,13 @@ def _check_macs(args) -> int:
 
     from .counters import check_macs, format_mac_check
     from .models import build_model
-    from .profile import build_methods, input_shapes
+    from .profile import build_methods, input_shapes, model_frontend
 
     torch.manual_seed(0)
     model = build_model(args.model).eval()
     methods = build_methods(args.method)
     results = []
-    for shape in input_shapes(model.config.target_frames, args.bucket, args.seconds):
+    for shape in input_shapes(model.config.target_frames, args.bucket, args.seconds, model_frontend(model)):
         checks = check_macs(model, methods, shape)
         print(f"{args.model}, {shape.label}: {shape.frames} frames ({shape.valid_frames} real), MACs per sample")
         print(format_mac_check(checks))
@@ -292,8 +303,10 @@ def cmd_validate_method(args) -> int:
     from .method import parse_method_spec
     from .validate import format_checks, validate_method
 
+    from .validate import tiny_model
+
     name, params = parse_method_spec(args.method)
-    checks = validate_method(name, params if ":" in args.method else None)
+    checks = validate_method(name, params if ":" in args.method else None, model=tiny_model(model_name=args.model))
     print(format_checks(checks))
     failed = [c for c in checks if not c.passed]
     print(f"{name}: {len(checks) - len(failed)} of {len(checks)} checks passed")

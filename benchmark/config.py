@@ -173,9 +173,9 @@ def _model(entry: Any, where: str) -> ModelEntry:
         raise ConfigError(f"{where}: overrides must be a mapping")
     from dataclasses import fields
 
-    from .models.audio_vit import AudioViTConfig
+    from .models.checkpoint import registered_config
 
-    allowed = [f.name for f in fields(AudioViTConfig) if f.name != "name"]
+    allowed = [f.name for f in fields(registered_config(entry["name"])) if f.name not in ("name", "family")]
     for key in overrides:
         if key not in allowed:
             raise ConfigError(f"{where}: overrides has no key {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")

@@ -84,8 +84,8 @@ class SelectionIntensity:
     are only padding (the padding trap: zero padding normalises to a loud-looking constant)."""
 
     def __init__(self, model: AudioViT):
-        embed = model.vit.patch_embed
-        self.patch, self.stride = tuple(embed.patch_size), tuple(embed.stride)
+        dims = model.dims()
+        self.patch, self.stride = tuple(dims.patch_size), tuple(dims.stride)
         self.kept: List[float] = []
         self.dropped: List[float] = []
         self.padding_kept: List[float] = []

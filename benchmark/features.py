@@ -20,7 +20,6 @@ import torch
 from .cache import cache_dir
 from .errors import DataError
 from .frontend import FrontEnd
-from .shapes import FRAME_SHIFT_S, WINDOW_S
 from .tasks.corruption import ClipContext, frame_powers
 from .variant import TaskVariant
 
@@ -188,7 +187,7 @@ def clip_features(variant: TaskVariant, frontend: FrontEnd, clip, run_seed: int,
     fbank, n_valid = frontend(wave, source=source)
     if not torch.isfinite(fbank).all():
         raise DataError(f"audio file {source}: its features are not finite (samples of extreme magnitude?)")
-    native = 1 + (wave.numel() - round(WINDOW_S * frontend.sample_rate)) // round(FRAME_SHIFT_S * frontend.sample_rate)
+    native = frontend.frames_for_samples(wave.numel())
     return fbank, n_valid, frontend.target_frames is not None and native > frontend.target_frames
 
 

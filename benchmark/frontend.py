@@ -19,6 +19,7 @@ AUDIOSET_STATS = (-4.2677393, 4.5689974)
 ESC50_STATS = (-6.6268077, 5.358466)
 
 WINDOW_SAMPLES_AT_16K = 400  # 25 ms Kaldi window
+SHIFT_SAMPLES_AT_16K = 160  # 10 ms Kaldi shift
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,18 @@ class FrontEnd:
     def config(self) -> dict:
         return asdict(self)
 
+    def frames_for_samples(self, samples: int) -> int:
+        """Kaldi fbank frames of a clip: 25 ms window, 10 ms shift, no edge padding."""
+        window, shift = self._window_and_shift()
+        return 0 if samples < window else 1 + (samples - window) // shift
+
+    def frames_for_seconds(self, seconds: float) -> int:
+        return self.frames_for_samples(int(round(seconds * self.sample_rate)))
+
+    def _window_and_shift(self) -> Tuple[int, int]:
+        return (int(round(WINDOW_SAMPLES_AT_16K * self.sample_rate / 16000)),
+                int(round(SHIFT_SAMPLES_AT_16K * self.sample_rate / 16000)))
+
     def __call__(self, waveform: torch.Tensor, source: str = "<clip>") -> Tuple[torch.Tensor, int]:
         """Return (normalised fbank of shape (frames, mel_bins), number of real, unpadded frames)."""
         fbank = self.log_mel(waveform, source)
@@ -43,7 +56,7 @@ class FrontEnd:
 
     def log_mel(self, waveform: torch.Tensor, source: str = "<clip>") -> torch.Tensor:
         """Unnormalised Kaldi log-mel fbank (frames, mel_bins) of a mono waveform."""
-        window = int(round(WINDOW_SAMPLES_AT_16K * self.sample_rate / 16000))
+        window = self._window_and_shift()[0]
         if waveform.ndim != 1:
             raise DataError(f"{source}: expected a mono waveform, got shape {tuple(waveform.shape)}")
         if waveform.numel() < window:

@@ -17,14 +17,14 @@ PARTS = ("patch_embed", "qkv", "attn_qk", "attn_av", "proj", "mlp", "head", "met
 
 
 def macs_by_part(
-    embed_dim: int, mlp_ratio: float, patch_size: int, in_chans: int, num_classes: int,
-    num_patches: int, trace: List[BlockTrace],
+    embed_dim: int, mlp_ratio: float, embed_macs: int, num_classes: int, trace: List[BlockTrace],
 ) -> Dict[str, int]:
-    """MACs per sample of one forward, by part; `trace` holds one entry per block."""
+    """MACs per sample of one forward, by part; `embed_macs` is the model's input embedding (a
+    patch convolution, Whisper's two-convolution stem), `trace` holds one entry per block."""
     d = embed_dim
     hidden = int(d * mlp_ratio)
     parts = dict.fromkeys(PARTS, 0)
-    parts["patch_embed"] = num_patches * patch_size * patch_size * in_chans * d
+    parts["patch_embed"] = embed_macs
     for block in trace:
         n, m = block.attention_tokens, block.mlp_tokens
         parts["qkv"] += n * d * 3 * d
@@ -38,9 +38,9 @@ def macs_by_part(
 
 
 def model_macs(model, grid: Tuple[int, int], trace: List[BlockTrace]) -> Dict[str, int]:
-    """`macs_by_part` for an AudioViT and a forward's trace."""
+    """`macs_by_part` for a model (any family) and a forward's trace."""
     c = model.config
-    return macs_by_part(c.embed_dim, c.mlp_ratio, c.patch_size, 1, c.num_classes, grid[0] * grid[1], trace)
+    return macs_by_part(c.embed_dim, c.mlp_ratio, model.embed_macs(tuple(grid)), c.num_classes, trace)
 
 
 FLOPS_PER_MAC = 2  # one multiply-accumulate = one multiply + one add

@@ -41,13 +41,22 @@ def build_methods(specs: Sequence[str]) -> List[Method]:
     return methods
 
 
-def input_shapes(target_frames: int, buckets: Sequence[str] = (), seconds: Optional[float] = None) -> List[InputShape]:
+def input_shapes(target_frames: int, buckets: Sequence[str] = (), seconds: Optional[float] = None,
+                 frontend: Optional[Any] = None) -> List[InputShape]:
     """The shapes to profile: each bucket; `seconds` alone is a native-length bucket (the
-    original `--seconds` option); nothing: the model's nominal length."""
-    shapes = [parse_bucket(b, target_frames) for b in buckets]
+    original `--seconds` option); nothing: the model's nominal length. Frames are counted by the
+    model's `frontend` (default: the Kaldi fbank)."""
+    shapes = [parse_bucket(b, target_frames, frontend) for b in buckets]
     if seconds is not None:
-        shapes.append(bucket_shape(target_frames, seconds, "native"))
+        shapes.append(bucket_shape(target_frames, seconds, "native", frontend))
     return shapes or [nominal_shape(target_frames)]
+
+
+def model_frontend(model) -> Any:
+    """The model family's front end, for counting the frames of a length (statistics play no part)."""
+    from .frontend import AUDIOSET_STATS
+
+    return model.config.frontend(model.config.sample_rate, AUDIOSET_STATS)
 
 
 def macs_per_sample(model, method: Method, shape: InputShape) -> Dict[str, int]:
@@ -95,7 +104,7 @@ def profile(model_name: str, specs: Sequence[str], seconds: Optional[float] = No
     model = build_model(model_name, **(model_overrides or {})).eval()
     methods = build_methods(specs)
     rows: List[Dict[str, Any]] = []
-    shapes = input_shapes(model.config.target_frames, buckets, seconds)
+    shapes = input_shapes(model.config.target_frames, buckets, seconds, model_frontend(model))
     with num_threads(threads):
         # counted on the CPU before any timing moves the model to its device, not once per shape
         macs_by_shape = {shape.label: {m.id: macs_per_sample(model, m, shape) for m in methods} for shape in shapes}

@@ -31,7 +31,12 @@ TRAIN_DEFAULTS: Dict[str, Any] = {
     "prune_start_epoch": 0, "prune_anneal_epochs": None,  # keep rate 1 -> target on a cosine; None: half the epochs
     "device": "auto", "amp": True,  # amp: bfloat16 autocast on CUDA (ignored on CPU)
     "seed": 0,
+    # recipe probe: L2 penalty of the logistic-regression head (mean cross-entropy + l2 * ||W||^2 on
+    # standardised pooled outputs) and L-BFGS iterations
+    "probe_l2": 1e-3, "probe_max_iter": 100,
 }
+# Settings only the probe reads: left out of other trainings' hashes (their checkpoints keep their names).
+PROBE_KEYS = ("probe_l2", "probe_max_iter")
 
 RECIPES: Dict[str, Dict[str, Any]] = {
     "scratch": {},
@@ -60,23 +65,42 @@ RECIPES: Dict[str, Dict[str, Any]] = {
         "freq_mask": 48, "time_mask": 192, "mask_fill": "logmel-zero", "mixup": 0.5, "label_smoothing": 0.0,
         "crop_frames": 0, "full_length_epochs": 0, "clip_grad": 0.0, "frames": 1024,
     },
+    # A linear head on the frozen pretrained encoder (benchmark/probe.py): its pooled output cached
+    # per clip, a logistic regression fitted by L-BFGS. Needs init. The default with init for Whisper.
+    "probe": {},
+    # The encoder trained too, from init (GPU work; runs on the CPU, slowly): AdamW, warm-up + cosine,
+    # full-length clips, SpecAugment sized for 80 mel bins, label smoothing.
+    "finetune": {
+        "epochs": 10, "batch_size": 16, "lr": 5e-5, "weight_decay": 0.01, "warmup_epochs": 1, "crop_frames": 0,
+        "full_length_epochs": 0, "freq_mask": 16, "time_mask": 50, "label_smoothing": 0.1, "clip_grad": 1.0,
+    },
 }
 CHOICES = {"optimizer": ("adam", "adamw"), "schedule": ("warmup_cosine", "step"), "mask_fill": ("mean", "logmel-zero")}
 
 
-def resolve_train(user: Optional[Dict[str, Any]], where: str = "train", multi_label: bool = False) -> Dict[str, Any]:
+def resolve_train(user: Optional[Dict[str, Any]], where: str = "train", multi_label: bool = False,
+                  family: str = "vit") -> Dict[str, Any]:
     """Defaults, then the recipe, then the keys given: the complete training settings.
-    `multi_label`: the task's kind, which picks the recipe when it is "auto" and there is an init."""
+    `multi_label` (the task's kind) and `family` (the model's: "vit" or "whisper") pick the recipe
+    when it is "auto" and there is an init: a probe for Whisper, AST's recipes for audio ViTs."""
     user = dict(user or {})
     for key in user:
         if key not in TRAIN_DEFAULTS:
             raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, TRAIN_DEFAULTS)}; allowed: {', '.join(TRAIN_DEFAULTS)}")
     recipe = user.get("recipe", TRAIN_DEFAULTS["recipe"])
     if recipe == "auto":
-        recipe = "scratch" if not user.get("init") else ("ast-as20k" if multi_label else "ast-esc50")
+        if not user.get("init"):
+            recipe = "scratch"
+        elif family == "whisper":
+            recipe = "probe"
+        else:
+            recipe = "ast-as20k" if multi_label else "ast-esc50"
     if recipe not in RECIPES:
         raise ConfigError(f"{where}: unknown recipe {recipe!r}{did_you_mean(recipe, RECIPES)}; known: auto, {', '.join(RECIPES)}")
     cfg = {**TRAIN_DEFAULTS, **RECIPES[recipe], **user, "recipe": recipe}
+    if recipe in ("probe", "finetune") and not cfg["init"]:
+        raise ConfigError(f"{where}: recipe {recipe!r} starts from a pretrained encoder: set init "
+                          f"(a checkpoint, Hub id or zoo name, e.g. whisper-tiny.en)")
     for key, allowed in CHOICES.items():
         if cfg[key] not in allowed:
             raise ConfigError(f"{where}: {key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")

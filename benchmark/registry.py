@@ -111,7 +111,7 @@ METHODS = Registry(
 TASKS = Registry("task", ("benchmark.tasks.esc50", "benchmark.tasks.synth_esc", "benchmark.tasks.audio_folder",
                          "benchmark.tasks.as20k"))
 CORRUPTIONS = Registry("corruption", ("benchmark.tasks.noise", "benchmark.tasks.noise_files", "benchmark.tasks.mix_clips"))
-MODELS = Registry("model", ("benchmark.models.ast", "benchmark.models.audiomae"))
+MODELS = Registry("model", ("benchmark.models.ast", "benchmark.models.audiomae", "benchmark.models.whisper"))
 
 register_method = METHODS.register
 register_task = TASKS.register

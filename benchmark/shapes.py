@@ -9,24 +9,24 @@ has the clip's own frame count, and the model adapter crops or interpolates its 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 
 from .errors import ConfigError
 from .frontend import FrontEnd
 
-FRAME_SHIFT_S = 0.010
-WINDOW_S = 0.025
 MODES = ("pad", "native")
 PATCH_FRAMES = 16
 
 
-def frames_for_seconds(seconds: float) -> int:
-    """Kaldi fbank frames of a clip of `seconds` (25 ms window, 10 ms shift, no edge padding)."""
-    if seconds < WINDOW_S:
-        raise ConfigError(f"bucket {seconds:g} s: shorter than one 25 ms analysis window")
-    return int((seconds - WINDOW_S) / FRAME_SHIFT_S + 1e-9) + 1
+def frames_for_seconds(seconds: float, frontend: Optional[Any] = None) -> int:
+    """Frames of a clip of `seconds` as the model's front end makes them (default: the Kaldi
+    fbank, 25 ms window, 10 ms shift, no edge padding)."""
+    frames = (frontend or FrontEnd()).frames_for_seconds(seconds)
+    if frames < 1:
+        raise ConfigError(f"bucket {seconds:g} s: shorter than one analysis window")
+    return frames
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,12 @@ def nominal_shape(target_frames: int) -> InputShape:
     return InputShape(target_frames, target_frames, "nominal")
 
 
-def bucket_shape(target_frames: int, seconds: float, mode: str = "pad") -> InputShape:
-    """The input of a length bucket for a model of `target_frames` nominal frames."""
+def bucket_shape(target_frames: int, seconds: float, mode: str = "pad", frontend: Optional[Any] = None) -> InputShape:
+    """The input of a length bucket for a model of `target_frames` nominal frames (frames counted
+    by `frontend`, default the Kaldi fbank)."""
     if mode not in MODES:
         raise ConfigError(f"bucket mode must be one of {MODES}, got {mode!r}")
-    clip = frames_for_seconds(seconds)
+    clip = frames_for_seconds(seconds, frontend)
     label = f"len{seconds:g}s" + ("-native" if mode == "native" else "")
     if mode == "native":
         if clip < PATCH_FRAMES:
@@ -61,7 +62,7 @@ def bucket_shape(target_frames: int, seconds: float, mode: str = "pad") -> Input
     return InputShape(target_frames, min(clip, target_frames), label, seconds, mode)
 
 
-def parse_bucket(text: str, target_frames: int) -> InputShape:
+def parse_bucket(text: str, target_frames: int, frontend: Optional[Any] = None) -> InputShape:
     """`2`, `2:pad` or `2:native` (seconds, then the mode; pad by default, as task buckets)."""
     seconds_text, _, mode = str(text).partition(":")
     try:
@@ -70,7 +71,7 @@ def parse_bucket(text: str, target_frames: int) -> InputShape:
         raise ConfigError(f"--bucket {text!r}: expected SECONDS[:pad|native], e.g. 2:native") from None
     if not seconds > 0:
         raise ConfigError(f"--bucket {text!r}: seconds must be positive")
-    return bucket_shape(target_frames, seconds, mode or "pad")
+    return bucket_shape(target_frames, seconds, mode or "pad", frontend)
 
 
 def make_batch(shape: InputShape, batch_size: int, mel_bins: int, seed: int = 0,

@@ -38,7 +38,7 @@ from .metrics import mean_average_precision
 from .models import build_model, checkpoint_sha256, load_backbone, resolve_checkpoint, save_checkpoint
 from .models.audio_vit import AudioViT
 from .models.checkpoint import atomic_save
-from .recipes import prune_method, prune_target, resolve_train
+from .recipes import PROBE_KEYS, prune_method, prune_target, resolve_train
 from .tasks.base import Task
 from .throughput import resolve_device
 from .variant import TaskVariant
@@ -50,13 +50,8 @@ NOT_HASHED = ("device",)  # where it runs does not define what is trained (a run
 
 
 def frontend_for(model_config, task: Task) -> FrontEnd:
-    return FrontEnd(
-        sample_rate=task.sample_rate,
-        num_mel_bins=model_config.num_mel_bins,
-        target_frames=model_config.target_frames,
-        norm_mean=task.norm_stats[0],
-        norm_std=task.norm_stats[1],
-    )
+    """The front end of the model's family (Kaldi fbank for audio ViTs, Whisper's log-mel) for a task."""
+    return model_config.frontend(task.sample_rate, task.norm_stats)
 
 
 # -- names and hashes ------------------------------------------------------------------------
@@ -70,9 +65,10 @@ def init_identity(init: Optional[str]) -> Optional[Dict[str, str]]:
 
 def training_hash(model_name: str, overrides: Dict[str, Any], task: Task, cfg: Dict[str, Any],
                   init: Optional[Dict[str, str]]) -> str:
+    unhashed = NOT_HASHED + (() if cfg["recipe"] == "probe" else PROBE_KEYS)
     spec = {
         "version": TRAIN_VERSION, "model": model_name, "overrides": overrides, "task": task.name, "split": task.split,
-        "train": {k: v for k, v in cfg.items() if k not in NOT_HASHED and k != "init"},
+        "train": {k: v for k, v in cfg.items() if k not in unhashed and k != "init"},
         "init": init["sha256"] if init else None, "data": task.fingerprint(task.train_clips()),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -84,7 +80,7 @@ def checkpoint_stem(model_name: str, task: Task, config_hash: str) -> str:
 
 def default_checkpoint_path(model_name: str, overrides: Dict[str, Any], task: Task, train_cfg: Dict[str, Any]) -> Path:
     """Where `prunebench run` keeps the checkpoint it trains for (model, task, settings, data)."""
-    cfg = resolve_train(train_cfg, multi_label=task.metric != "accuracy")
+    cfg = resolve_train(train_cfg, multi_label=task.metric != "accuracy", family=_family(model_name))
     digest = training_hash(model_name, dict(overrides or {}), task, cfg, init_identity(cfg["init"]))
     return cache_dir("checkpoints") / f"{checkpoint_stem(model_name, task, digest)}.pt"
 
@@ -155,7 +151,7 @@ def random_crop(x: torch.Tensor, frames: int, model: AudioViT, generator: torch.
     costs a fraction of full clips and acts as time-shift augmentation; the last epochs run on full
     clips (`full_length_epochs`): measured on synth-esc, a crop-only model lost 10 points of
     accuracy on full-length input."""
-    stride = model.vit.patch_embed.stride[1]
+    stride = model.dims().stride[1]
     if not frames or frames >= x.shape[1] or frames < model.config.patch_size:
         return x, 0
     columns = model.grid[1] - model.grid_for_frames(frames)[1]
@@ -250,7 +246,7 @@ def train_model(
     """Train (or fine-tune) `model_name` on the task's training clips; save and return
     (checkpoint path, metadata). Resumes a matching partial state; returns at once when the very
     same training already finished (unless `overwrite`)."""
-    cfg = resolve_train(train_cfg, multi_label=task.metric != "accuracy")
+    cfg = resolve_train(train_cfg, multi_label=task.metric != "accuracy", family=_family(model_name))
     overrides = dict(overrides or {})
     store = store or FeatureStore()
     init = init_identity(cfg["init"])
@@ -262,6 +258,8 @@ def train_model(
         path, meta = done
         log.info("%s: this training already finished, reusing it", path)
         return path, {**meta, "sha256": checkpoint_sha256(path), "reused": True}
+    if cfg["recipe"] == "probe":
+        return _probe_and_save(model_name, task, cfg, overrides, init, config_hash, (fixed, folder, stem), store, progress)
 
     torch.manual_seed(cfg["seed"])
     device = resolve_device(cfg["device"])  # a bad name is a ConfigError naming it
@@ -366,6 +364,36 @@ def train_model(
     path, meta["sha256"] = _save_final(model.eval().cpu(), meta, fixed, folder, stem)
     partial_path.unlink(missing_ok=True)
     log.info("saved %s (sha256 %s), %s %s, %.0f s", path, meta["sha256"][:12], meta["test_metric"], score, train_seconds)
+    return path, meta
+
+
+def _family(model_name: str) -> str:
+    from .models import registered_config
+
+    return registered_config(model_name).family
+
+
+def _probe_and_save(model_name: str, task: Task, cfg: Dict[str, Any], overrides: Dict[str, Any],
+                    init: Optional[Dict[str, str]], config_hash: str, where: Tuple[Optional[Path], Path, str],
+                    store: Optional[FeatureStore], progress: bool) -> Tuple[Path, Dict[str, Any]]:
+    """The probe recipe (benchmark/probe.py): a head fitted on the frozen encoder, saved as any checkpoint."""
+    from .probe import train_probe
+
+    target = prune_target(cfg["prune"]) if cfg["prune"] else None
+    method = prune_method(cfg["prune"], target) if target else None
+    model, fitted = train_probe(model_name, task, cfg, method, store or FeatureStore(), progress)
+    seconds = fitted["encode_seconds"] + fitted["fit_seconds"]
+    meta = {
+        "model": model_name, "overrides": overrides, "task": task.describe(), "train": dict(cfg),
+        "init": {**init, "format": fitted.pop("init_format")}, "config_hash": config_hash,
+        "frames": model.config.target_frames, "loss_history": [], "epoch_seconds": [], "train_seconds": round(seconds, 1),
+        "samples_per_s": None, "device": str(resolve_device(cfg["device"])), "test_metric": "accuracy",
+        "test_accuracy": fitted["test_score"], "version": TRAIN_VERSION, "norm_stats": list(task.norm_stats),
+        "prune": None if target is None else {"spec": cfg["prune"], "target_keep_rate": target, "test_score": fitted["test_score"]},
+        **fitted,
+    }
+    path, meta["sha256"] = _save_final(model.eval(), meta, *where)
+    log.info("saved probe %s, accuracy %.3f, %.0f s", path, meta["test_score"], seconds)
     return path, meta
 
 

@@ -20,12 +20,13 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from .frontend import ESC50_STATS, FrontEnd
+from .frontend import ESC50_STATS
 from .macs import model_macs
 from .method import Method
 from .registry import METHODS
 
-# A 4-block model on 128 x 128 inputs (8 x 8 = 64 patches): every check runs in well under a second.
+# A 4-block model on 128-frame inputs (an audio ViT: 8 x 8 = 64 patches; Whisper: 64 frame tokens):
+# every check runs in well under a second.
 TINY_MODEL = dict(embed_dim=64, depth=4, num_heads=2, target_frames=128, num_classes=5)
 VALID_FRAMES = (128, 88, 40)  # the batch's clips: full length, partly padded, mostly padded
 
@@ -39,6 +40,7 @@ class Check:
 
 
 def tiny_model(seed: int = 0, model_name: str = "ast-tiny"):
+    """A small random model of `model_name`'s family (its structure, TINY_MODEL's size)."""
     from .models import build_model
 
     torch.manual_seed(seed)
@@ -46,11 +48,11 @@ def tiny_model(seed: int = 0, model_name: str = "ast-tiny"):
 
 
 def validation_batch(model, seed: int = 0):
-    """A random normalised fbank batch, padded as the front end pads: zeros past each clip's end."""
+    """A random normalised input batch, padded as the model's front end pads past each clip's end."""
     frames, mel = model.config.target_frames, model.config.num_mel_bins
     x = torch.randn(len(VALID_FRAMES), frames, mel, generator=torch.Generator().manual_seed(seed))
     valid = torch.tensor([min(v, frames) for v in VALID_FRAMES])
-    pad_value = FrontEnd(norm_mean=ESC50_STATS[0], norm_std=ESC50_STATS[1]).padding_value()  # zero padding, ESC-50
+    pad_value = model.config.frontend(16000, ESC50_STATS).padding_value()  # zero padding (ESC-50 statistics for fbanks)
     for row, v in enumerate(valid.tolist()):
         x[row, v:] = pad_value
     return x, valid

@@ -30,7 +30,6 @@ from .models import build_model, checkpoint_sha256, file_sha256, load_model, res
 from .models.audio_vit import AudioViT, AudioViTConfig
 from .registry import METHODS
 from .results import SCHEMA, failed_record, failure_info, provenance
-from .shapes import FRAME_SHIFT_S, WINDOW_S
 from .throughput import measure_interleaved, resolve_device
 from .train import default_checkpoint_path, frontend_for, train_model
 from .variant import TaskVariant
@@ -145,7 +144,7 @@ class Work:
     # -- features ---------------------------------------------------------------------------
     def frontend(self, prepared: PreparedModel, unit: EvalUnit) -> FrontEnd:
         variant = self.variant(unit)
-        return variant_frontend(frontend_for(prepared.config, variant.task), variant)
+        return variant_frontend(frontend_for(prepared.config, variant.task), variant, prepared.config.target_frames)
 
     def features(self, prepared: PreparedModel, unit: EvalUnit) -> FeatureSet:
         # clips shorter than one patch are bad clips (an error naming the file, or a counted skip)
@@ -295,20 +294,20 @@ def integrity_error(method: Method, changed: str, stage: str) -> Dict[str, Any]:
     return {"type": "IntegrityError", "message": message, "traceback": "", "stage": stage, "input_error": False}
 
 
-def variant_frontend(base: FrontEnd, variant: TaskVariant) -> FrontEnd:
-    """Native-length buckets keep the clip's own frame count; everything else is padded."""
+def variant_frontend(base: FrontEnd, variant: TaskVariant, nominal_frames: Optional[int] = None) -> FrontEnd:
+    """Native-length buckets keep the clip's own frame count; pad buckets pad to the model's
+    nominal length (`nominal_frames`, for a model whose own mode is native); the rest as `base`."""
     if variant.bucket is not None and variant.bucket.native:
-        return FrontEnd(base.sample_rate, base.num_mel_bins, None, base.norm_mean, base.norm_std)
+        return replace(base, target_frames=None)
+    if variant.bucket is not None and base.target_frames is None and nominal_frames:
+        return replace(base, target_frames=nominal_frames)
     return base
 
 
 def input_frames(frontend: FrontEnd, variant: TaskVariant) -> int:
     """The model input's frame count for a variant: the padded length, or for a native-length
-    bucket the Kaldi frame count of the bucket's nominal duration (timing needs no features)."""
+    input the front end's frame count of the bucket's (or task's) duration (timing needs no features)."""
     if frontend.target_frames is not None:
         return frontend.target_frames
     seconds = variant.bucket.params["seconds"] if variant.bucket is not None else variant.task.clip_seconds
-    samples = int(round(seconds * frontend.sample_rate))
-    window = int(round(WINDOW_S * frontend.sample_rate))
-    shift = int(round(FRAME_SHIFT_S * frontend.sample_rate))
-    return max(1, 1 + (samples - window) // shift)
+    return max(1, frontend.frames_for_seconds(seconds))

@@ -1,27 +1,26 @@
-"""The model adapter: an audio spectrogram transformer on timm's VisionTransformer.
+"""The audio ViT family (AST, AudioMAE): an audio spectrogram transformer on timm's VisionTransformer.
 
 timm provides the parts (patch embedding slot, prefix tokens, positional embedding, blocks, final
-norm); this module owns the forward, so it can
-- take a normalised fbank (batch, frames, mel_bins), the input layout of AST and Transformers,
-- state `num_prefix_tokens` (2 for AST: CLS + distillation) and the patch grid (freq x time),
-- call a method between attention and MLP at the reduction layers, with a per-forward reset,
-- pool by the model's rule (prefix-token average, or size-weighted mean over patch tokens).
-No timm class is patched: the blocks' own submodules are called in order.
+norm); this module embeds a normalised fbank (batch, frames, mel_bins), the input layout of AST and
+Transformers, into prefix + patch tokens, states `num_prefix_tokens` (2 for AST: CLS +
+distillation) and the patch grid (freq x time). The forward with the method hook and the pooling
+(prefix-token average, or size-weighted mean over patch tokens) is encoder.py's, shared by every
+family. No timm class is patched: the blocks' own submodules are called in order.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
-from typing import Optional, Tuple
+from typing import ClassVar, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
+from ..frontend import FrontEnd
 from ..method import Method, ModelDims
-from ..tokens import BlockTrace, TokenState
-from .attention import attention_forward
+from .encoder import TokenEncoder
 
 
 @dataclass(frozen=True)
@@ -47,9 +46,14 @@ class AudioViTConfig:
     head_norm_eps: float = 1e-5
     final_norm: bool = True  # AudioMAE's mean-pooled models have none (their head starts with fc_norm)
     extra: dict = field(default_factory=dict)
+    family: ClassVar[str] = "vit"
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def frontend(self, sample_rate: int, norm_stats: Tuple[float, float]) -> FrontEnd:
+        """The Kaldi fbank AST and AudioMAE were trained on, padded to the model's frame count."""
+        return FrontEnd(sample_rate, self.num_mel_bins, self.target_frames, norm_stats[0], norm_stats[1])
 
 
 class AudioPatchEmbed(nn.Module):
@@ -74,7 +78,7 @@ def grid_for(img_size: Tuple[int, int], patch: Tuple[int, int], stride: Tuple[in
     return (mel - patch[0]) // stride[0] + 1, (frames - patch[1]) // stride[1] + 1
 
 
-class AudioViT(nn.Module):
+class AudioViT(TokenEncoder):
     def __init__(self, config: AudioViTConfig):
         super().__init__()
         self.config = config
@@ -140,61 +144,20 @@ class AudioViT(nn.Module):
         self.config = replace(self.config, target_frames=frames)
         return self
 
-    # -- forward ----------------------------------------------------------------------------
-    def forward(self, fbank: torch.Tensor, method: Optional[Method] = None) -> torch.Tensor:
-        """Normalised fbank (b, frames, mel_bins) -> logits (b, classes)."""
-        return self.forward_with_state(fbank, method)[0]
+    def embed_macs(self, grid: Tuple[int, int]) -> int:
+        """The patch convolution: one kernel of patch x patch pixels per patch and channel."""
+        p = self.config.patch_size
+        return grid[0] * grid[1] * p * p * self.config.embed_dim
 
-    def forward_with_state(
-        self,
-        fbank: torch.Tensor,
-        method: Optional[Method] = None,
-        valid_frames: Optional[torch.Tensor] = None,
-        track_provenance: Optional[bool] = None,
-        time_offset: int = 0,
-    ) -> Tuple[torch.Tensor, TokenState]:
-        """Logits and the token state (per-layer token trace, provenance of surviving tokens).
+    @property
+    def final_norm(self) -> nn.Module:
+        return self.vit.norm
 
-        `time_offset`: the input starts that many patch columns into the nominal grid (training on
-        random crops uses the crop's own positions)."""
-        method = method if method is not None else self.method
-        track = self.track_provenance if track_provenance is None else track_provenance
+    def embed(self, fbank: torch.Tensor, time_offset: int = 0) -> Tuple[torch.Tensor, Tuple[int, int]]:
         x = self.vit.patch_embed(fbank.transpose(1, 2).unsqueeze(1))
         grid = self.grid_for_frames(fbank.shape[1])
         x = self._add_prefix_and_positions(x, grid, time_offset)
-        x = self.vit.norm_pre(x)
-
-        state = TokenState.start(x.shape[0], self.num_prefix_tokens, grid, x.device, track)
-        dims = self.dims(grid)
-        layers = set(method.reduction_layers(self.config.depth)) if method is not None else set()
-        if method is not None:
-            method.begin(fbank, state, dims, valid_frames)
-        for index, block in enumerate(self.vit.blocks):
-            x = self._block(block, x, state, method if index in layers else None, index, dims)
-        x = self.vit.norm(x)
-        return self.head(self._pool(x, state)), state
-
-    def _block(self, block, x, state: TokenState, method: Optional[Method], index: int, dims: ModelDims):
-        tokens_in = x.shape[1]
-        bias = state.attention_bias()
-        wants = method.attention_requests(dims) if method is not None else frozenset()
-        attn_out, info = attention_forward(
-            block.attn,
-            block.norm1(x),
-            self.num_prefix_tokens,
-            bias=bias,
-            want_cls_scores="cls_scores" in wants,
-            want_received="received" in wants,
-            want_keys="keys" in wants,
-        )
-        x = x + block.drop_path1(block.ls1(attn_out))
-        method_macs = 0
-        if method is not None:
-            x = method.reduce(x, state, info, index, dims)
-            method_macs = method.overhead_macs(tokens_in, dims)
-        x = x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
-        state.trace.append(BlockTrace(tokens_in, x.shape[1], method_macs))
-        return x
+        return self.vit.norm_pre(x), grid
 
     def _add_prefix_and_positions(self, x: torch.Tensor, grid: Tuple[int, int], time_offset: int = 0) -> torch.Tensor:
         vit = self.vit
@@ -211,17 +174,6 @@ class AudioViT(nn.Module):
             prefix.append(vit.reg_token.expand(x.shape[0], -1, -1))
         prefix = torch.cat(prefix, dim=1) + prefix_pos
         return vit.pos_drop(torch.cat([prefix, x + patch_pos], dim=1))
-
-    def _pool(self, x: torch.Tensor, state: TokenState) -> torch.Tensor:
-        p = self.num_prefix_tokens
-        if self.config.pooling == "prefix":
-            return x[:, :p].mean(dim=1)
-        patches = x[:, p:]
-        if state.sizes is None:
-            return patches.mean(dim=1)
-        # Merged tokens stand for several patches: weight them so the mean equals the unmerged one.
-        w = state.sizes[:, p:].unsqueeze(-1)
-        return (patches * w).sum(dim=1) / w.sum(dim=1)
 
 
 def sincos_2d(grid: Tuple[int, int], dim: int) -> torch.Tensor:

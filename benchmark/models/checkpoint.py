@@ -18,6 +18,7 @@ from ..registry import MODELS
 from .audio_vit import AudioViT, AudioViTConfig, adapt_positions
 from .formats import CHECKPOINT_FORMAT, StateDict, Weights, read_weights, weight_files
 from .hub import resolve_checkpoint
+from .whisper_formats import read_whisper_weights
 
 
 def build_model(name: str, **overrides: Any) -> AudioViT:
@@ -40,7 +41,11 @@ def registered_config(name: str) -> AudioViTConfig:
 
 def read_checkpoint_weights(name: str, checkpoint: str | Path) -> Weights:
     """The weights a checkpoint argument (file, folder or Hub id) holds, mapped for model `name`."""
-    return read_weights(resolve_checkpoint(checkpoint), registered_config(name))
+    arch = registered_config(name)
+    path = resolve_checkpoint(checkpoint)
+    if arch.family == "whisper":
+        return read_whisper_weights(path, arch)
+    return read_weights(path, arch)
 
 
 def load_model(name: str, checkpoint: Optional[str | Path] = None, num_classes: Optional[int] = None) -> AudioViT:

@@ -59,6 +59,11 @@ def read_weights(path: Path, arch: AudioViTConfig) -> Weights:
     `arch` is the registered model's config: it supplies what the weights cannot say (strides,
     heads) and is checked against what they can (width, depth, prefix tokens, pooling)."""
     weight_file, config_file = weight_files(Path(path))
+    from .whisper_formats import is_ctranslate2
+
+    if is_ctranslate2(weight_file):
+        raise DataError(f"{weight_file}: a CTranslate2 (faster-whisper) model: Whisper encoder weights, and model "
+                        f"{arch.name!r} is an audio ViT; load it into a whisper-* model (prunebench list)")
     raw = _load_file(weight_file)
     files = [weight_file] + ([config_file] if config_file else [])
     if isinstance(raw, dict) and raw.get("format") == CHECKPOINT_FORMAT:
@@ -79,6 +84,9 @@ def read_weights(path: Path, arch: AudioViTConfig) -> Weights:
 
 def detect_format(sd: StateDict, source: Path) -> str:
     keys = set(sd)
+    if any(k.startswith(("encoder.conv1.", "model.encoder.conv1.")) for k in keys):
+        raise DataError(f"{source}: Whisper encoder weights (encoder.conv1.*), and this model is an audio ViT; "
+                        f"load them into a whisper-* model (prunebench list)")
     if any(k.startswith("audio_spectrogram_transformer.") for k in keys):
         return "transformers-ast"
     if "v.pos_embed" in keys:
@@ -163,6 +171,9 @@ def _read_json(path: Path) -> Dict[str, Any]:
 # -- one reader per format ----------------------------------------------------------------------
 def _from_prunebench(payload: Dict[str, Any], files: List[Path]) -> Weights:
     config = dict(payload["config"])
+    if "positions" in config:
+        raise DataError(f"{files[0]}: a prunebench checkpoint of the Whisper model {config.get('name')!r}, "
+                        f"and this model is an audio ViT")
     config.pop("name", None)
     sd = payload["state_dict"]
     grid = grid_for((config.get("num_mel_bins", 128), config["target_frames"]),

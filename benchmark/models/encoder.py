@@ -1,0 +1,133 @@
+"""The forward every model family shares: embed, blocks with the method hook, final norm, pool, head.
+
+A family (the audio ViTs of audio_vit.py, the Whisper encoder of whisper.py) only says how a
+(batch, frames, mel_bins) input becomes tokens (`embed`) and what that costs (`embed_macs`); the
+blocks, the method hook between attention and MLP at the reduction layers, the one fused attention
+kernel (attention.py) and the pooling are the same code for all, so a method meets every family
+through one path.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..method import Method, ModelDims
+from ..tokens import BlockTrace, TokenState
+from .attention import attention_forward
+
+
+class TokenEncoder(nn.Module):
+    """Base class of the model families. Subclasses set `config`, `num_prefix_tokens`, `head`,
+    `blocks` (timm Blocks), `final_norm`, `track_provenance`, `method`, and implement `embed`,
+    `dims`, `grid_for_frames` and `embed_macs`."""
+
+    config: object
+    num_prefix_tokens: int
+    method: Optional[Method]
+    track_provenance: bool
+    blocks: nn.ModuleList
+    final_norm: nn.Module
+    head: nn.Module
+
+    # -- what a family provides ---------------------------------------------------------------
+    def embed(self, fbank: torch.Tensor, time_offset: int = 0) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """(b, frames, mel) -> (tokens (b, prefix + patches, dim) with positions, patch grid)."""
+        raise NotImplementedError
+
+    def dims(self, grid: Optional[Tuple[int, int]] = None) -> ModelDims:
+        raise NotImplementedError
+
+    def grid_for_frames(self, frames: int) -> Tuple[int, int]:
+        raise NotImplementedError
+
+    def embed_macs(self, grid: Tuple[int, int]) -> int:
+        """MACs per sample of turning an input of this patch grid into tokens."""
+        raise NotImplementedError
+
+    # -- the shared forward ---------------------------------------------------------------------
+    def forward(self, fbank: torch.Tensor, method: Optional[Method] = None) -> torch.Tensor:
+        """Normalised features (b, frames, mel_bins) -> logits (b, classes)."""
+        return self.forward_with_state(fbank, method)[0]
+
+    def forward_with_state(
+        self,
+        fbank: torch.Tensor,
+        method: Optional[Method] = None,
+        valid_frames: Optional[torch.Tensor] = None,
+        track_provenance: Optional[bool] = None,
+        time_offset: int = 0,
+    ) -> Tuple[torch.Tensor, TokenState]:
+        """Logits and the token state (per-layer token trace, provenance of surviving tokens)."""
+        pooled, state = self.encode(fbank, method, valid_frames, track_provenance, time_offset)
+        return self.head(pooled), state
+
+    def encode(
+        self,
+        fbank: torch.Tensor,
+        method: Optional[Method] = None,
+        valid_frames: Optional[torch.Tensor] = None,
+        track_provenance: Optional[bool] = None,
+        time_offset: int = 0,
+    ) -> Tuple[torch.Tensor, TokenState]:
+        """The pooled representation before the head (b, dim), and the token state.
+
+        `time_offset`: the input starts that many patch columns into the nominal grid (training on
+        random crops uses the crop's own positions)."""
+        x, state = self.hidden_states(fbank, method, valid_frames, track_provenance, time_offset)
+        return self._pool(x, state), state
+
+    def hidden_states(
+        self,
+        fbank: torch.Tensor,
+        method: Optional[Method] = None,
+        valid_frames: Optional[torch.Tensor] = None,
+        track_provenance: Optional[bool] = None,
+        time_offset: int = 0,
+    ) -> Tuple[torch.Tensor, TokenState]:
+        """The final norm's output, every token (b, tokens, dim), and the token state."""
+        method = method if method is not None else self.method
+        track = self.track_provenance if track_provenance is None else track_provenance
+        x, grid = self.embed(fbank, time_offset)
+        state = TokenState.start(x.shape[0], self.num_prefix_tokens, grid, x.device, track)
+        dims = self.dims(grid)
+        layers = set(method.reduction_layers(dims.depth)) if method is not None else set()
+        if method is not None:
+            method.begin(fbank, state, dims, valid_frames)
+        for index, block in enumerate(self.blocks):
+            x = self._block(block, x, state, method if index in layers else None, index, dims)
+        return self.final_norm(x), state
+
+    def _block(self, block, x, state: TokenState, method: Optional[Method], index: int, dims: ModelDims):
+        tokens_in = x.shape[1]
+        bias = state.attention_bias()
+        wants = method.attention_requests(dims) if method is not None else frozenset()
+        attn_out, info = attention_forward(
+            block.attn,
+            block.norm1(x),
+            self.num_prefix_tokens,
+            bias=bias,
+            want_cls_scores="cls_scores" in wants,
+            want_received="received" in wants,
+            want_keys="keys" in wants,
+        )
+        x = x + block.drop_path1(block.ls1(attn_out))
+        method_macs = 0
+        if method is not None:
+            x = method.reduce(x, state, info, index, dims)
+            method_macs = method.overhead_macs(tokens_in, dims)
+        x = x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
+        state.trace.append(BlockTrace(tokens_in, x.shape[1], method_macs))
+        return x
+
+    def _pool(self, x: torch.Tensor, state: TokenState) -> torch.Tensor:
+        p = self.num_prefix_tokens
+        if self.config.pooling == "prefix":
+            return x[:, :p].mean(dim=1)
+        patches = x[:, p:]
+        if state.sizes is None:
+            return patches.mean(dim=1)
+        # Merged tokens stand for several patches: weight them so the mean equals the unmerged one.
+        w = state.sizes[:, p:].unsqueeze(-1)
+        return (patches * w).sum(dim=1) / w.sum(dim=1)
