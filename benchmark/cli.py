@@ -134,7 +134,7 @@ def cmd_list(args) -> int:
     for kind, registry in ALL_REGISTRIES.items():
         print(f"{kind}s:")
         for entry in registry.entries():
-            print(f"  {entry.name:<16} {entry.description}")
+            print(f"  {entry.name:<22} {entry.description}")
     print("checkpoints (the name works as checkpoint: or --init):")
     for entry in ZOO.values():
         source = f"Hub {', '.join(entry.hub_ids)}" if entry.hub_ids else f"download {entry.original}"

@@ -47,6 +47,16 @@ def kept_patch_groups(records: List[Dict[str, Any]], colors: Dict[str, str], max
     return out
 
 
+def token_geometry(config: Dict[str, Any]) -> Tuple[List[int], List[int]]:
+    """(kernel, stride) of a token over (mel, frames): an audio ViT's square patch at its strides,
+    or a Whisper token's 2 frames of every mel bin (a model config with `positions`)."""
+    if "positions" in config:
+        mel, frames = int(config.get("num_mel_bins", 80)), int(config.get("patch_size", 2))
+        return [mel, frames], [mel, frames]
+    p = int(config.get("patch_size", 16))
+    return [p, p], [int(config.get("fstride", 16)), int(config.get("tstride", 16))]
+
+
 def _group(key: str, model: str, task: str, bucket: str, records: List[Dict[str, Any]], colors: Dict[str, str],
            max_clips: int) -> Optional[KeptGroup]:
     images: Dict[str, Dict[str, Dict[str, Any]]] = {}  # variant key -> clip -> encoded image
@@ -88,10 +98,9 @@ def _group(key: str, model: str, task: str, bucket: str, records: List[Dict[str,
         methods.append((mid, label))
         method_data.append({"id": mid, "label": label, "color": colors.get(mid, "#888888"), "cells": cells,
                             "jaccard": jaccard})
-    config = (records[0]["model"].get("config") or {})
-    stride = [int(config.get("fstride", 16)), int(config.get("tstride", 16))]
+    patch, stride = token_geometry(records[0]["model"].get("config") or {})
     data = {
-        "patch": int(config.get("patch_size", 16)), "stride": stride, "clips": clips, "corruptions": corruptions,
+        "patch": patch, "stride": stride, "clips": clips, "corruptions": corruptions,
         "images": {v: {c: images[v][c] for c in clips} for v in [CLEAN] + corruptions},
         "methods": method_data,
     }

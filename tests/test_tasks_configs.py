@@ -50,3 +50,16 @@ def test_as20k(tmp_path):
     assert [v.id for v in cfg.tasks[0].variants][-3:] == [
         "as20k/eval+len2.5s-native", "as20k/eval+len5s-native", "as20k/eval+len10s-native"]
     assert cfg.tasks[0].task.on_bad_clip == "skip"
+
+
+def test_whisper_configs(tmp_path):
+    """The Whisper answer: the whole fold-5 grid in both input modes, the pruning-aware probe,
+    and the 5-fold protocol; every method is a registered one (nothing filtered out here)."""
+    grid = parse_config(yaml.safe_load((CONFIGS / "whisper-esc50.yaml").read_text()))
+    assert [m.name for m in grid.models] == ["whisper-tiny", "whisper-tiny-pad30"]
+    assert len(grid.methods) == 13 and len(grid.tasks[0].variants) == 9
+    assert resolve_train(grid.train, family="whisper")["recipe"] == "probe"
+    aware = parse_config(yaml.safe_load((CONFIGS / "whisper-esc50-aware.yaml").read_text()))
+    assert resolve_train(aware.train)["prune"] == "topk:keep_rate=0.5"
+    folds = parse_config(yaml.safe_load((CONFIGS / "whisper-esc50-5fold.yaml").read_text()))
+    assert [t.task.split for t in folds.tasks] == [f"fold{f}" for f in range(1, 6)]

@@ -257,3 +257,22 @@ def test_tiny_en_equals_ctranslate2(target):
         got = model.eval().hidden_states(features[None])[0].numpy()
     assert got.shape == expected.shape == (1, features.shape[0] // 2, 384)
     assert np.abs(got - expected).max() < 1e-3
+
+
+def test_zoo_entry_prefers_the_installed_package_then_the_hub_ids(monkeypatch):
+    """whisper-tiny.en: the package's folder when installed; else each Hub id in turn."""
+    from benchmark.models import hub
+    from benchmark.models.zoo import ZOO, ZooEntry
+
+    entry = ZOO["whisper-tiny.en"]
+    asked = []
+
+    def offline(repo_id, revision=None, shown=None):
+        asked.append(repo_id)
+        raise DataError(f"checkpoint {shown!r}: no such local file or folder")
+
+    monkeypatch.setattr(hub, "hub_snapshot", offline)
+    monkeypatch.setattr(ZooEntry, "installed_path", lambda self: None)
+    with pytest.raises(DataError, match="openai/whisper-tiny.en"):
+        hub.resolve_checkpoint("whisper-tiny.en")
+    assert asked == ["Systran/faster-whisper-tiny.en", "openai/whisper-tiny.en"] == list(entry.hub_ids)

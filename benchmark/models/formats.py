@@ -435,7 +435,7 @@ def _suggest(fields: Dict[str, Any]) -> str:
             config = registered_config(name)
         except Exception:  # a plugin factory that cannot build on the meta device
             continue
-        if all(getattr(config, k) == v for k, v in fields.items()):
+        if config.family == "vit" and all(getattr(config, k) == v for k, v in fields.items()):
             fits.append(name)
     return f" (registered models that fit: {', '.join(fits)})" if fits else ""
 
