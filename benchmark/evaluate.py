@@ -10,7 +10,7 @@ from .features import FeatureSet
 from .macs import model_macs
 from .method import Method
 from .metrics import score_with_interval
-from .models.audio_vit import AudioViT
+from .models.encoder import TokenEncoder
 from .patches import patch_statistic
 from .throughput import autocast_for, resolve_device
 
@@ -26,7 +26,7 @@ class Evaluation:
 
 
 def evaluate(
-    model: AudioViT,
+    model: TokenEncoder,
     method: Method,
     features: FeatureSet,
     metric: str,
@@ -83,7 +83,7 @@ class SelectionIntensity:
     a method kept against those it dropped, averaged over clips; and the share of kept patches that
     are only padding (the padding trap: zero padding normalises to a loud-looking constant)."""
 
-    def __init__(self, model: AudioViT):
+    def __init__(self, model: TokenEncoder):
         dims = model.dims()
         self.patch, self.stride = tuple(dims.patch_size), tuple(dims.stride)
         self.kept: List[float] = []

@@ -36,7 +36,7 @@ from .features import FeatureSet, FeatureStore
 from .frontend import FrontEnd
 from .metrics import mean_average_precision
 from .models import build_model, checkpoint_sha256, load_backbone, resolve_checkpoint, save_checkpoint
-from .models.audio_vit import AudioViT
+from .models.encoder import TokenEncoder
 from .models.checkpoint import atomic_save
 from .recipes import PROBE_KEYS, prune_method, prune_target, resolve_train
 from .tasks.base import Task
@@ -145,7 +145,7 @@ def mixup(x: torch.Tensor, y: torch.Tensor, share: float, pool: Callable[[torch.
     return lx * x + (1 - lx) * px, ly * y + (1 - ly) * py
 
 
-def random_crop(x: torch.Tensor, frames: int, model: AudioViT, generator: torch.Generator) -> Tuple[torch.Tensor, int]:
+def random_crop(x: torch.Tensor, frames: int, model: TokenEncoder, generator: torch.Generator) -> Tuple[torch.Tensor, int]:
     """A random window of `frames` frames, starting on a patch column (so it keeps its own
     positional embeddings); the whole input when `frames` is 0 or not shorter. Training on crops
     costs a fraction of full clips and acts as time-shift augmentation; the last epochs run on full
@@ -197,7 +197,7 @@ def keep_rate_at(step: int, steps_per_epoch: int, cfg: Dict[str, Any], target: f
 
 
 # -- evaluation --------------------------------------------------------------------------------
-def evaluate(model: AudioViT, features: FeatureSet, multi_label: bool, method=None, batch_size: int = 64,
+def evaluate(model: TokenEncoder, features: FeatureSet, multi_label: bool, method=None, batch_size: int = 64,
              device: torch.device = torch.device("cpu"), amp: bool = False) -> float:
     """Accuracy (single-label) or mAP (multi-label) on a feature set."""
     model.eval()
@@ -221,7 +221,7 @@ def _autocast(device: torch.device, amp: bool):
 
 
 # -- the training run -----------------------------------------------------------------------------
-def initial_model(model_name: str, task: Task, cfg: Dict[str, Any], overrides: Dict[str, Any]) -> Tuple[AudioViT, Optional[str]]:
+def initial_model(model_name: str, task: Task, cfg: Dict[str, Any], overrides: Dict[str, Any]) -> Tuple[TokenEncoder, Optional[str]]:
     """A fresh model (from scratch) or the init checkpoint's, at the training length."""
     if cfg["init"]:
         model, weights = load_backbone(model_name, cfg["init"], task.num_classes, frames=cfg["frames"])
@@ -397,7 +397,7 @@ def _probe_and_save(model_name: str, task: Task, cfg: Dict[str, Any], overrides:
     return path, meta
 
 
-def _optimizer(model: AudioViT, cfg: Dict[str, Any]) -> torch.optim.Optimizer:
+def _optimizer(model: TokenEncoder, cfg: Dict[str, Any]) -> torch.optim.Optimizer:
     cls = torch.optim.Adam if cfg["optimizer"] == "adam" else torch.optim.AdamW
     return cls([p for p in model.parameters() if p.requires_grad], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
                betas=tuple(cfg["betas"]))
@@ -411,7 +411,7 @@ def _lr_lambda(cfg: Dict[str, Any], steps_per_epoch: int) -> Callable[[int], flo
     return lambda s: warmup_cosine(s, warmup, total)
 
 
-def weights_sha256(model: AudioViT) -> str:
+def weights_sha256(model: TokenEncoder) -> str:
     """sha256 of the weights alone (names, shapes, dtypes, values): equal weights, equal hash,
     whatever the metadata beside them (timings) says."""
     digest = hashlib.sha256()
@@ -422,7 +422,7 @@ def weights_sha256(model: AudioViT) -> str:
     return digest.hexdigest()
 
 
-def _save_final(model: AudioViT, meta: Dict[str, Any], fixed: Optional[Path], folder: Path,
+def _save_final(model: TokenEncoder, meta: Dict[str, Any], fixed: Optional[Path], folder: Path,
                 stem: str) -> Tuple[Path, str]:
     """Write the checkpoint, in a folder named by the content hash of its weights; (path, file sha256)."""
     meta["weights_sha256"] = weights_sha256(model)
@@ -430,7 +430,7 @@ def _save_final(model: AudioViT, meta: Dict[str, Any], fixed: Optional[Path], fo
     return path, save_checkpoint(model, path, meta)
 
 
-def _write_state(path: Path, config_hash: str, epoch: int, model: AudioViT, init_format: Optional[str],
+def _write_state(path: Path, config_hash: str, epoch: int, model: TokenEncoder, init_format: Optional[str],
                  optimizer, schedule, generator: torch.Generator, history, epoch_seconds, device: torch.device) -> None:
     atomic_save({
         "format": STATE_FORMAT, "config_hash": config_hash, "epoch": epoch,

@@ -27,7 +27,7 @@ from .integrity import WeightsGuard
 from .method import Method
 from .examples import example_spectrograms
 from .models import build_model, checkpoint_sha256, file_sha256, load_model, resolve_checkpoint
-from .models.audio_vit import AudioViT, AudioViTConfig
+from .models.encoder import EncoderConfig, TokenEncoder
 from .registry import METHODS
 from .results import SCHEMA, failed_record, failure_info, provenance
 from .throughput import measure_interleaved, resolve_device
@@ -67,7 +67,7 @@ class PreparedModel:
     name: str
     checkpoint: str
     sha256: str
-    config: AudioViTConfig
+    config: EncoderConfig
     state_dict: Optional[Dict[str, torch.Tensor]] = None
 
     def without_weights(self) -> "PreparedModel":
@@ -76,7 +76,7 @@ class PreparedModel:
     def with_weights(self, state_dict: Dict[str, torch.Tensor]) -> "PreparedModel":
         return replace(self, state_dict=state_dict)
 
-    def build(self) -> AudioViT:
+    def build(self) -> TokenEncoder:
         if self.state_dict is None:
             raise RuntimeError("PreparedModel.build needs the weights")
         params = {k: v for k, v in self.config.to_dict().items() if k != "name"}
@@ -156,7 +156,7 @@ class Work:
     def timing_frames(self, prepared: PreparedModel, unit: EvalUnit) -> int:
         return input_frames(self.frontend(prepared, unit), self.variant(unit))
 
-    def time(self, prepared: PreparedModel, model: AudioViT, units: List[EvalUnit]) -> Tuple[Dict[int, Dict[str, Any]], AudioViT]:
+    def time(self, prepared: PreparedModel, model: TokenEncoder, units: List[EvalUnit]) -> Tuple[Dict[int, Dict[str, Any]], TokenEncoder]:
         """{frames: {method id: throughput dict or {"error": ...}}} for every method of `units`,
         timed once per input shape against `none`; returns the (possibly rebuilt) model too."""
         groups: Dict[int, List[Method]] = {}
@@ -170,8 +170,8 @@ class Work:
             speeds[frames], model = self._time_group(prepared, model, frames, methods)
         return speeds, model
 
-    def _time_group(self, prepared: PreparedModel, model: AudioViT, frames: int,
-                    methods: List[Method]) -> Tuple[Dict[str, Any], AudioViT]:
+    def _time_group(self, prepared: PreparedModel, model: TokenEncoder, frames: int,
+                    methods: List[Method]) -> Tuple[Dict[str, Any], TokenEncoder]:
         measure = self.config.measure
         baseline = next((m for m in methods if m.id == "none"), None) or METHODS.get("none")()
         result: Dict[str, Any] = {}
@@ -214,8 +214,8 @@ class Work:
         return result, model
 
     # -- evaluate ---------------------------------------------------------------------------
-    def evaluate(self, prepared: PreparedModel, model: AudioViT, unit: EvalUnit,
-                 features: FeatureSet) -> Tuple[List[Dict[str, Any]], AudioViT]:
+    def evaluate(self, prepared: PreparedModel, model: TokenEncoder, unit: EvalUnit,
+                 features: FeatureSet) -> Tuple[List[Dict[str, Any]], TokenEncoder]:
         """One record per method of the unit (ok or failed) and the model for the next unit."""
         variant = self.variant(unit)
         records = []
@@ -237,7 +237,7 @@ class Work:
             records.append(record)
         return records, model
 
-    def pair_record(self, prepared: PreparedModel, model: AudioViT, method: Method, variant: TaskVariant,
+    def pair_record(self, prepared: PreparedModel, model: TokenEncoder, method: Method, variant: TaskVariant,
                     features: FeatureSet, examples: Dict[str, Any]) -> Dict[str, Any]:
         """The record of one (model, method, task variant) pair; throughput is attached later."""
         task = variant.task

@@ -9,7 +9,7 @@ family. No timm class is patched: the blocks' own submodules are called in order
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import ClassVar, Optional, Tuple
 
@@ -20,17 +20,11 @@ from timm.models.vision_transformer import VisionTransformer
 
 from ..frontend import FrontEnd
 from ..method import Method, ModelDims
-from .encoder import TokenEncoder
+from .encoder import EncoderConfig, TokenEncoder
 
 
 @dataclass(frozen=True)
-class AudioViTConfig:
-    name: str
-    embed_dim: int
-    depth: int
-    num_heads: int
-    num_classes: int = 50
-    mlp_ratio: float = 4.0
+class AudioViTConfig(EncoderConfig):
     patch_size: int = 16
     fstride: int = 16
     tstride: int = 16
@@ -47,9 +41,6 @@ class AudioViTConfig:
     final_norm: bool = True  # AudioMAE's mean-pooled models have none (their head starts with fc_norm)
     extra: dict = field(default_factory=dict)
     family: ClassVar[str] = "vit"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def frontend(self, sample_rate: int, norm_stats: Tuple[float, float]) -> FrontEnd:
         """The Kaldi fbank AST and AudioMAE were trained on, padded to the model's frame count."""

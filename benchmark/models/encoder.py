@@ -8,6 +8,7 @@ through one path.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Optional, Tuple
 
 import torch
@@ -16,6 +17,23 @@ import torch.nn as nn
 from ..method import Method, ModelDims
 from ..tokens import BlockTrace, TokenState
 from .attention import attention_forward
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """What every family's config has: its name, the transformer's shape and the classes.
+    A family's config adds its own fields (all with defaults) and a `frontend(sample_rate,
+    norm_stats)` that makes the front end its weights were trained on."""
+
+    name: str
+    embed_dim: int
+    depth: int
+    num_heads: int
+    num_classes: int = 50
+    mlp_ratio: float = 4.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 class TokenEncoder(nn.Module):
@@ -59,23 +77,17 @@ class TokenEncoder(nn.Module):
         track_provenance: Optional[bool] = None,
         time_offset: int = 0,
     ) -> Tuple[torch.Tensor, TokenState]:
-        """Logits and the token state (per-layer token trace, provenance of surviving tokens)."""
-        pooled, state = self.encode(fbank, method, valid_frames, track_provenance, time_offset)
-        return self.head(pooled), state
-
-    def encode(
-        self,
-        fbank: torch.Tensor,
-        method: Optional[Method] = None,
-        valid_frames: Optional[torch.Tensor] = None,
-        track_provenance: Optional[bool] = None,
-        time_offset: int = 0,
-    ) -> Tuple[torch.Tensor, TokenState]:
-        """The pooled representation before the head (b, dim), and the token state.
+        """Logits and the token state (per-layer token trace, provenance of surviving tokens).
 
         `time_offset`: the input starts that many patch columns into the nominal grid (training on
         random crops uses the crop's own positions)."""
         x, state = self.hidden_states(fbank, method, valid_frames, track_provenance, time_offset)
+        return self.head(self._pool(x, state)), state
+
+    def encode(self, fbank: torch.Tensor, method: Optional[Method] = None,
+               valid_frames: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, TokenState]:
+        """The pooled representation the head reads (b, dim), and the token state (a probe fits on it)."""
+        x, state = self.hidden_states(fbank, method, valid_frames, track_provenance=False)
         return self._pool(x, state), state
 
     def hidden_states(

@@ -16,7 +16,7 @@ T), `whisper-tiny-pad30` on Whisper's 30 s window (1500 tokens, as it was traine
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar, Optional, Tuple
 
@@ -28,20 +28,14 @@ from ..errors import DataError
 from ..method import Method, ModelDims
 from ..registry import MODELS
 from ..whisper_frontend import FRAMES_PER_TOKEN, PAD30_FRAMES, WhisperFrontEnd
-from .encoder import TokenEncoder
+from .encoder import EncoderConfig, TokenEncoder
 
 INPUT_MODES = ("native", "pad30")
 NATIVE_NOMINAL_FRAMES = 500  # 5 s: the nominal length of the native mode (timing, validation)
 
 
 @dataclass(frozen=True)
-class WhisperConfig:
-    name: str
-    embed_dim: int
-    depth: int
-    num_heads: int
-    num_classes: int = 50
-    mlp_ratio: float = 4.0
+class WhisperConfig(EncoderConfig):
     num_mel_bins: int = 80  # 128 for large-v3
     positions: int = 1500  # encoder positions: 30 s of 2-frame tokens
     input: str = "native"  # "native": the clip's own frames; "pad30": Whisper's 30 s window
@@ -52,9 +46,6 @@ class WhisperConfig:
     patch_size: int = FRAMES_PER_TOKEN  # frames per token: the shortest input is one token
     extra: dict = field(default_factory=dict)
     family: ClassVar[str] = "whisper"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def frontend(self, sample_rate: int, norm_stats: Any = None) -> WhisperFrontEnd:
         """Whisper's own log-mel (dataset statistics play no part): native length or 30 s."""
