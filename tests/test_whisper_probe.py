@@ -51,7 +51,7 @@ def test_probe_fits_a_head_on_the_frozen_encoder(setup, tmp_path):
     path, meta = train_model("test-whisper", task(root), {"recipe": "probe", "init": str(encoder)}, out=tmp_path,
                              progress=False)
     assert meta["probe"]["method"] is None and meta["train_clips"] == 24 and meta["test_clips"] == 6
-    assert meta["test_score"] == 1.0  # three tones of different pitch: linearly separable
+    assert meta["test_score"] > 0.5  # three tones of different pitch (chance 1/3); measured 1.0
     model = load_model("test-whisper", path, num_classes=3)
     reference = load_model("test-whisper", path, num_classes=3)
     encoder_keys = [k for k in model.state_dict() if not k.startswith("head.")]
