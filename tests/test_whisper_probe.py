@@ -23,8 +23,11 @@ SMALL = dict(embed_dim=64, depth=4, num_heads=2)
 def small_whisper():
     MODELS.add("test-whisper", lambda **o: WhisperEncoder(WhisperConfig(**{"name": "test-whisper", **SMALL, **o})),
                "test model")
+    pad30 = dict(name="test-whisper-pad30", input="pad30", target_frames=3000, **SMALL)
+    MODELS.add("test-whisper-pad30", lambda **o: WhisperEncoder(WhisperConfig(**{**pad30, **o})), "test model")
     yield
     MODELS.remove("test-whisper")
+    MODELS.remove("test-whisper-pad30")
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +117,24 @@ def test_runner_on_whisper_gives_the_probes_own_predictions(setup, tmp_path):
     assert pruned["macs"]["grid"] == [1, 50] and pruned["tokens"]["reduction_layers"] == [1, 2, 3]
     assert pruned["per_clip"]["kept_patches"][0] is not None
     assert (tmp_path / "out" / "leaderboard.html").is_file()
+
+
+def test_pad30_pads_to_the_30_s_window_and_intensity_keeps_audio_first(setup, tmp_path):
+    """pad30: one-second clips become 3000 frames (1500 tokens), 100 of them real; intensity
+    ranks padding last, so at keep 0.5 (750, 375, 188 tokens) the 50 real tokens survive."""
+    root, encoder = setup
+    config = {
+        "seed": 0,
+        "models": [{"name": "test-whisper-pad30", "checkpoint": None}],
+        "tasks": [{"name": "esc50", "root": str(root), "split": "fold5"}],
+        "methods": [{"name": "none"}, {"name": "intensity", "keep_rate": 0.5}],
+        "measure": {"throughput": False},
+        "train": {"recipe": "probe", "init": str(encoder)},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    records = {r["method"]["id"]: r for r in load_records(tmp_path / "out")}
+    assert records["none"]["macs"]["grid"] == [1, 1500]
+    assert records["none"]["examples"]["clips"][0]["valid_frames"] == 100
+    selection = records["intensity-keep_rate=0.5"]["selection"]
+    assert selection["kept_padding_share"] == pytest.approx(138 / 188)  # all 50 real tokens among the 188 kept
