@@ -35,6 +35,7 @@ from .method import Method
 from .models.checkpoint import atomic_save, load_backbone
 from .tasks.base import Task
 from .throughput import resolve_device
+from .train import weights_sha256
 from .variant import TaskVariant
 
 log = logging.getLogger(__name__)
@@ -107,17 +108,18 @@ class PooledCache:
         self.model, self.frontend, self.method, self.variant, self.store = model, frontend, method, variant, store
         self.device, self.progress = device, progress
         self.computed = self.reused = 0
-        spec = {"version": POOLED_VERSION, "weights": _weights_digest(model), "frontend": frontend.config(),
+        spec = {"version": POOLED_VERSION, "weights": weights_sha256(model, skip_prefix="head."), "frontend": frontend.config(),
                 "method": None if method is None else method.id, "task": variant.task.name,
                 "params": {k: str(v) for k, v in variant.task.params.items() if k not in ("root", "split")},
                 "seed": store.run_seed}
         self.path = cache_dir("pooled") / (hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24] + ".pt")
+        self.saved = self._read()
 
     def split(self, task: Task, which: str, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
         """(pooled (n, dim), labels (n,), clip ids) of the task's 'train' or 'test' clips."""
         clips = task.test_clips() if which == "test" else task.train_clips()
         stamps = {c.id: clip_stamp(c) for c in clips}
-        saved = self._read()
+        saved = self.saved
         if all(saved.get(i, (None,))[0] == s for i, s in stamps.items()):
             self.reused += len(clips)
             vectors = torch.stack([saved[c.id][1] for c in clips])
@@ -162,15 +164,3 @@ def clip_stamp(clip) -> str:
     """What identifies a clip's audio whatever split it is in: id, labels, file size and time."""
     stat = clip.path.stat() if clip.index is None and clip.path.exists() else None
     return f"{clip.id}|{clip.labels}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}"
-
-
-def _weights_digest(model: torch.nn.Module) -> str:
-    """sha256 of the encoder's weights (the head excluded: it is what the probe fits)."""
-    digest = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        if key.startswith("head."):
-            continue
-        t = value.detach().cpu().contiguous()
-        digest.update(f"{key}|{tuple(t.shape)}|{t.dtype}\n".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()

@@ -411,11 +411,14 @@ def _lr_lambda(cfg: Dict[str, Any], steps_per_epoch: int) -> Callable[[int], flo
     return lambda s: warmup_cosine(s, warmup, total)
 
 
-def weights_sha256(model: TokenEncoder) -> str:
+def weights_sha256(model: TokenEncoder, skip_prefix: str = "\0") -> str:
     """sha256 of the weights alone (names, shapes, dtypes, values): equal weights, equal hash,
-    whatever the metadata beside them (timings) says."""
+    whatever the metadata beside them (timings) says. Keys starting with `skip_prefix` are left out
+    (the probe hashes its encoder without the head it fits)."""
     digest = hashlib.sha256()
     for key, value in sorted(model.state_dict().items()):
+        if key.startswith(skip_prefix):
+            continue
         t = value.detach().cpu().contiguous()
         digest.update(f"{key}|{tuple(t.shape)}|{t.dtype}\n".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())

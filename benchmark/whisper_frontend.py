@@ -71,8 +71,7 @@ class WhisperFrontEnd:
         if frames < FRAMES_PER_TOKEN:
             raise DataError(f"{source}: clip of {waveform.numel()} samples is shorter than one encoder token "
                             f"({FRAMES_PER_TOKEN * HOP} samples)")
-        limit = self.target_frames if self.target_frames is not None else self.max_frames
-        if self.target_frames == self.max_frames and frames > limit:
+        if self.target_frames == self.max_frames and frames > self.max_frames:
             raise DataError(f"{source}: clip of {waveform.numel() / SAMPLE_RATE:.2f} s is longer than Whisper's 30 s "
                             f"window (pad30); crop it with a length bucket or use the native mode")
         if self.target_frames is None and frames > self.max_frames:

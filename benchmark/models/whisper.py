@@ -16,7 +16,7 @@ T), `whisper-tiny-pad30` on Whisper's 30 s window (1500 tokens, as it was traine
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, ClassVar, Optional, Tuple
 
@@ -105,10 +105,8 @@ class WhisperEncoder(TokenEncoder):
         return x + self.positions[time_offset:time_offset + tokens].to(x.dtype), (1, tokens)
 
     def adapt_to_frames(self, frames: int, crop: str = "start") -> "WhisperEncoder":
-        """A new nominal length; the positions stay (the input uses the first ones). Returns self."""
-        from dataclasses import replace
-
-        self.grid_for_frames(frames)
+        """A new nominal length; the positions stay (the input uses the first ones; `crop` is the
+        audio ViTs' option and has nothing to cut here). Returns self."""
         self.config = replace(self.config, target_frames=frames)
         self.grid = self.grid_for_frames(frames)
         return self
