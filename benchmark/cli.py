@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .errors import PrunebenchError
+from benchmark.core.errors import PrunebenchError
 
 
 def _warn(message: str) -> None:
@@ -18,7 +18,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from .plugins import load_plugins
+    from benchmark.core.plugins import load_plugins
 
     failures = load_plugins(getattr(args, "plugins", None) or [])
     for message in failures:
@@ -128,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(args) -> int:
-    from .models.zoo import ZOO
-    from .registry import ALL_REGISTRIES
+    from benchmark.models.zoo import ZOO
+    from benchmark.core.registry import ALL_REGISTRIES
 
     for kind, registry in ALL_REGISTRIES.items():
         print(f"{kind}s:")
@@ -145,11 +145,11 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .config import load_config
-    from .runner import Runner
-    from .executors import make_executor
-    from .leaderboard import render_leaderboard
-    from .summary import failure_lines, summary_table
+    from benchmark.run.config import load_config
+    from benchmark.run.runner import Runner
+    from benchmark.run.executors import make_executor
+    from benchmark.leaderboard import render_leaderboard
+    from benchmark.analysis.summary import failure_lines, summary_table
 
     config = load_config(args.config)
     progress = not args.no_progress
@@ -179,10 +179,10 @@ def cmd_run(args) -> int:
 def cmd_train(args) -> int:
     import yaml
 
-    from .errors import ConfigError
-    from .recipes import TRAIN_DEFAULTS, resolve_train
-    from .registry import TASKS
-    from .train import train_model
+    from benchmark.core.errors import ConfigError
+    from benchmark.train.recipes import TRAIN_DEFAULTS, resolve_train
+    from benchmark.core.registry import TASKS
+    from benchmark.train.loop import train_model
 
     user = {key: value for key, value in (
         ("init", args.init), ("recipe", args.recipe), ("prune", args.prune), ("frames", args.frames),
@@ -233,7 +233,7 @@ def cmd_train(args) -> int:
 
 
 def _folds(text: str) -> List[str]:
-    from .errors import ConfigError
+    from benchmark.core.errors import ConfigError
 
     try:
         return [f"fold{int(f)}" for f in text.split(",") if f.strip()]
@@ -250,7 +250,7 @@ def cmd_profile(args) -> int:
 
     if args.check_macs:
         return _check_macs(args)
-    from .profile import format_profile, format_repeatability, machine_description, profile, repeatable
+    from benchmark.measure.profile import format_profile, format_repeatability, machine_description, profile, repeatable
 
     rows = profile(args.model, args.method, seconds=args.seconds, batch_size=args.batch_size, device=args.device,
                    dtype=args.dtype, repeats=args.repeats, warmup=args.warmup, buckets=args.bucket,
@@ -271,9 +271,9 @@ def _check_macs(args) -> int:
 
     import torch
 
-    from .counters import check_macs, format_mac_check
-    from .models import build_model
-    from .profile import build_methods, input_shapes, model_frontend
+    from benchmark.measure.counters import check_macs, format_mac_check
+    from benchmark.models import build_model
+    from benchmark.measure.profile import build_methods, input_shapes, model_frontend
 
     torch.manual_seed(0)
     model = build_model(args.model).eval()
@@ -290,7 +290,7 @@ def _check_macs(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import report_folder
+    from benchmark.analysis.report import report_folder
 
     text = report_folder(args.results, seed=args.seed)
     print(text, end="")
@@ -300,10 +300,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_validate_method(args) -> int:
-    from .method import parse_method_spec
-    from .validate import format_checks, validate_method
+    from benchmark.method import parse_method_spec
+    from benchmark.run.validate import format_checks, validate_method
 
-    from .validate import tiny_model
+    from benchmark.run.validate import tiny_model
 
     name, params = parse_method_spec(args.method)
     checks = validate_method(name, params if ":" in args.method else None, model=tiny_model(model_name=args.model))
@@ -314,7 +314,7 @@ def cmd_validate_method(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from .leaderboard import render_leaderboard
+    from benchmark.leaderboard import render_leaderboard
 
     out = args.output or str(Path(args.results) / "leaderboard.html")
     page = render_leaderboard(args.results, out, warn=_warn)

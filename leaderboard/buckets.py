@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
-from .schema import COLUMNS
-from .table import FULL, Cell, Column, Row, Table, bucket_id, corruption_of, keep_rate_of, method_sort_key, \
+from benchmark.leaderboard.schema import COLUMNS
+from benchmark.leaderboard.table import FULL, Cell, Column, Row, Table, bucket_id, corruption_of, keep_rate_of, method_sort_key, \
     params_text, task_id
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-from benchmark.results import read_records
+from benchmark.records.store import read_records
 
 Key = Tuple[str, str, str]
 

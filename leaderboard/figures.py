@@ -7,9 +7,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from markupsafe import Markup
 
-from .plots import Point, Series, line_plot, pareto_plot
-from .schema import AXES, Measure, metric
-from .table import CLEAN, Row, Table, corruption_of, group_title
+from benchmark.leaderboard.plots import Point, Series, line_plot, pareto_plot
+from benchmark.leaderboard.schema import AXES, Measure, metric
+from benchmark.leaderboard.table import CLEAN, Row, Table, corruption_of, group_title
 
 Y_OPTIONS = (("clean", "clean score"), ("mean_noisy", "mean noisy score"))
 

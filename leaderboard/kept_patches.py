@@ -2,7 +2,7 @@
 method kept, clean beside noisy.
 
 Spectrograms come from the records' `examples` (small 8-bit images stored by the runner, see
-benchmark.examples), masks from `per_clip.kept_patches` of the same records, so the view needs
+benchmark.data.examples), masks from `per_clip.kept_patches` of the same records, so the view needs
 nothing but the results folder. The page's script draws them on canvases; everything it shows as
 text is set with textContent.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from benchmark.robustness import mask_jaccard
+from benchmark.analysis.robustness import mask_jaccard
 
-from .table import (CLEAN, bucket_id, corruption_of, corruption_sort_key, group_title, keep_rate_of, method_sort_key,
+from benchmark.leaderboard.table import (CLEAN, bucket_id, corruption_of, corruption_sort_key, group_title, keep_rate_of, method_sort_key,
                     task_id)
 
 MAX_CLIPS = 3

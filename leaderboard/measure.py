@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import List
 
-from .browser import file_url, open_browser, unavailable_reason
-from .render import render_leaderboard
+from benchmark.leaderboard.browser import file_url, open_browser, unavailable_reason
+from benchmark.leaderboard.render import render_leaderboard
 
 BASELINE = "<!DOCTYPE html><html><body><p>empty</p><script>document.documentElement.dataset.renderMs = " \
            "String(Math.round(performance.now())); document.documentElement.dataset.ready = '1';</script></body></html>"

@@ -16,13 +16,13 @@ from typing import Any, Callable, Dict, List, Optional
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from .buckets import bucket_table
-from .collect import ResultSet, collect, failure_message, merge, record_key
-from .figures import Y_OPTIONS, pareto_figures, snr_figures
-from .kept_patches import kept_patch_groups
-from .plots import colors_for
-from .robustness_view import comparisons, detail_table, verdict_table
-from .table import FULL, main_table, method_sort_key
+from benchmark.leaderboard.buckets import bucket_table
+from benchmark.leaderboard.collect import ResultSet, collect, failure_message, merge, record_key
+from benchmark.leaderboard.figures import Y_OPTIONS, pareto_figures, snr_figures
+from benchmark.leaderboard.kept_patches import kept_patch_groups
+from benchmark.leaderboard.plots import colors_for
+from benchmark.leaderboard.robustness_view import comparisons, detail_table, verdict_table
+from benchmark.leaderboard.table import FULL, main_table, method_sort_key
 
 
 def render_leaderboard(results_dir: str | Path, out_file: str | Path,

@@ -1,6 +1,6 @@
 """The robustness tables: does pruning change what noise costs, per method and keep rate?
 
-The statistics come from `benchmark.robustness.compare` (paired bootstrap interval of the pruning
+The statistics come from `benchmark.analysis.robustness.compare` (paired bootstrap interval of the pruning
 effect, McNemar's test, the chance floor, selection Jaccard); this module only lays them out:
 - the detailed table, one row per (model, task, bucket, method, corruption);
 - the verdict table, one row per (model, task, bucket, method): under how many corruptions pruning
@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Sequence, Tuple
 
-from benchmark.robustness import Comparison, compare
+from benchmark.analysis.robustness import Comparison, compare
 
-from .schema import AXES, ROBUSTNESS, Measure
-from .table import FULL, Cell, Column, Row, Table
+from benchmark.leaderboard.schema import AXES, ROBUSTNESS, Measure
+from benchmark.leaderboard.table import FULL, Cell, Column, Row, Table
 
 DEGRADES, IMPROVES, NO_EFFECT = "degrades robustness", "improves robustness", "no detectable effect"
 

@@ -61,7 +61,7 @@ COLUMNS: Dict[str, Measure] = {
                        description="throughput / throughput of none, timed interleaved in the same process"),
 }
 
-# Columns of the robustness table (benchmark.robustness.Comparison fields).
+# Columns of the robustness table (benchmark.analysis.robustness.Comparison fields).
 ROBUSTNESS: Dict[str, Measure] = {
     "clips": Measure("clips", "clips", style="integer"),
     "clean": Measure("clean", "clean", "%", 100.0, 1, True),

@@ -4,7 +4,7 @@ Columns: model, task, bucket (when any record has one), method, params, the scor
 variant and under each corruption, the mean noisy score, GMACs, throughput, speedup and device.
 Cells keep the raw value (for sorting and plots), the formatted text (per the display schema), a
 note (interval, device, error) and a status: failed and conflicting records show as such, never
-as a silent gap. The run summary (`benchmark.summary`) prints this same table as text.
+as a silent gap. The run summary (`benchmark.analysis.summary`) prints this same table as text.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from .collect import Conflict, failure_message
-from .schema import COLUMNS, Measure, metric, score_measure
+from benchmark.leaderboard.collect import Conflict, failure_message
+from benchmark.leaderboard.schema import COLUMNS, Measure, metric, score_measure
 
 CLEAN = "clean"
 FULL = "full"  # the bucket label of unbucketed variants

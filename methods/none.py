@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from benchmark.method import Method
-from benchmark.registry import register_method
+from benchmark.core.registry import register_method
 
 
 @register_method("none")

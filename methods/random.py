@@ -12,10 +12,10 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from benchmark.method import AttentionInfo, ModelDims, ScorePruning
-from benchmark.registry import register_method
-from benchmark.tokens import TokenState
+from benchmark.core.registry import register_method
+from benchmark.method.tokens import TokenState
 
 
 @register_method("random")

@@ -10,10 +10,10 @@ from typing import FrozenSet
 
 import torch
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from benchmark.method import AttentionInfo, ModelDims, ScorePruning, kept_count
-from benchmark.registry import register_method
-from benchmark.tokens import TokenState
+from benchmark.core.registry import register_method
+from benchmark.method.tokens import TokenState
 
 
 @register_method("topk")

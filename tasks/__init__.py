@@ -1,1 +1,2 @@
-"""Built-in tasks, corruptions and length buckets (imported by the registry on first use)."""
+"""Built-in tasks, corruptions and length buckets (imported by the registry on first use).
+May import: core, audio."""

@@ -18,13 +18,13 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from benchmark.errors import ConfigError, DataError
-from benchmark.frontend import AUDIOSET_STATS, ESC50_STATS
-from benchmark.params import require_number
-from benchmark.registry import register_task
+from benchmark.core.errors import ConfigError, DataError
+from benchmark.audio.kaldi import AUDIOSET_STATS, ESC50_STATS
+from benchmark.core.params import require_number
+from benchmark.core.registry import register_task
 
-from .base import Clip, Task, check_disjoint
-from .manifest import Entry, LabelMap, label_map_from_data, read_label_map, read_manifest
+from benchmark.tasks.base import Clip, Task, check_disjoint
+from benchmark.tasks.manifest import Entry, LabelMap, label_map_from_data, read_label_map, read_manifest
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus", ".w64", ".caf")
 NAMED_STATS = {"audioset": AUDIOSET_STATS, "esc50": ESC50_STATS}

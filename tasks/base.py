@@ -9,8 +9,8 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmark.audio import load_audio
-from benchmark.params import Configurable
+from benchmark.audio.decode import load_audio
+from benchmark.core.params import Configurable
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Task(Configurable):
 
     def cross_validation_splits(self) -> List[str]:
         """The splits of `split: all` (one model per held-out split); tasks with folds override."""
-        from benchmark.errors import ConfigError
+        from benchmark.core.errors import ConfigError
 
         raise ConfigError(f"task {self.name!r} has no cross-validation folds: split: all is for fold-based tasks")
 
@@ -106,6 +106,6 @@ def check_disjoint(test: List[Clip], train: List[Clip], where: str) -> None:
     train_paths = {c.path for c in train if c.index is None}
     for clip in test:
         if clip.id in train_ids or (clip.index is None and clip.path in train_paths):
-            from benchmark.errors import DataError
+            from benchmark.core.errors import DataError
 
             raise DataError(f"{where}: clip {clip.id} ({clip.path}) is in both the evaluated and the training split")

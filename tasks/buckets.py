@@ -10,8 +10,8 @@ from typing import ClassVar
 
 import torch
 
-from benchmark.errors import ConfigError
-from benchmark.params import Configurable, require_number
+from benchmark.core.errors import ConfigError
+from benchmark.core.params import Configurable, require_number
 
 BUCKET_MODES = ("pad", "native")
 

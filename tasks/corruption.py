@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, ClassVar, Optional
 
 import torch
 
-from benchmark.errors import ConfigError, DataError
-from benchmark.params import Configurable, require_number
+from benchmark.core.errors import ConfigError, DataError
+from benchmark.core.params import Configurable, require_number
 
 if TYPE_CHECKING:
-    from .base import Clip, Task
+    from benchmark.tasks.base import Clip, Task
 
 SNR_MODES = ("clip", "active")
 

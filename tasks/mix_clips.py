@@ -12,11 +12,11 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from benchmark.errors import ConfigError, DataError
-from benchmark.registry import register_corruption
+from benchmark.core.errors import ConfigError, DataError
+from benchmark.core.registry import register_corruption
 
-from .base import Clip
-from .corruption import AdditiveNoise, ClipContext, fit_segment, is_silent
+from benchmark.tasks.base import Clip
+from benchmark.tasks.corruption import AdditiveNoise, ClipContext, fit_segment, is_silent
 
 DRAWS = 8
 

@@ -16,11 +16,11 @@ from typing import Callable, Dict, List
 import numpy as np
 import soundfile as sf
 
-from benchmark.cache import cache_dir
-from benchmark.params import require_number
-from benchmark.registry import register_task
+from benchmark.core.cache import cache_dir
+from benchmark.core.params import require_number
+from benchmark.core.registry import register_task
 
-from .esc50 import ESC50, FOLDS
+from benchmark.tasks.esc50 import ESC50, FOLDS
 
 GENERATOR_VERSION = 7
 

@@ -9,9 +9,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from benchmark.evaluate import pack_mask
-from benchmark.examples import example_spectrograms
-from benchmark.results import SCHEMA, result_path
+from benchmark.measure.evaluate import pack_mask
+from benchmark.data.examples import example_spectrograms
+from benchmark.records.store import SCHEMA, result_path
 
 GRID = (8, 8)
 

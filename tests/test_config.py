@@ -1,7 +1,7 @@
 import pytest
 
-from benchmark.config import expand, load_config, parse_config
-from benchmark.errors import ConfigError
+from benchmark.run.config import expand, load_config, parse_config
+from benchmark.core.errors import ConfigError
 
 
 def test_default_config_expands_into_the_default_grid():

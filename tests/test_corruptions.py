@@ -5,8 +5,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from benchmark.errors import ConfigError, DataError
-from benchmark.registry import CORRUPTIONS, TASKS
+from benchmark.core.errors import ConfigError, DataError
+from benchmark.core.registry import CORRUPTIONS, TASKS
 from benchmark.tasks.corruption import ClipContext
 
 from conftest import write_esc_layout
@@ -148,9 +148,9 @@ def test_mix_clips_without_a_task_is_a_clear_error():
 
 def test_silent_fraction_of_each_clip_is_recorded(tmp_path):
     """Noise changes digital silence wholesale: each clip's silent share travels to the records."""
-    from benchmark.features import FeatureStore, silent_fraction
-    from benchmark.frontend import FrontEnd
-    from benchmark.variant import TaskVariant
+    from benchmark.data.features import FeatureStore, silent_fraction
+    from benchmark.audio.kaldi import FrontEnd
+    from benchmark.data.variant import TaskVariant
 
     half = torch.cat([tone(8000), torch.zeros(8000)])
     assert silent_fraction(half, 16000) == pytest.approx(0.5)

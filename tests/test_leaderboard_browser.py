@@ -13,7 +13,7 @@ import yaml
 
 from benchmark.leaderboard.browser import file_url, open_browser, unavailable_reason
 from benchmark.leaderboard.render import render_leaderboard
-from benchmark.results import load_records
+from benchmark.records.store import load_records
 
 from conftest import TINY
 from leaderboard_records import write_records

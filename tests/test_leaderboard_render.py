@@ -6,7 +6,7 @@ import shutil
 import torch
 
 from benchmark.cli import main
-from benchmark.examples import decode_image, encode_image, example_ids, example_spectrograms
+from benchmark.data.examples import decode_image, encode_image, example_ids, example_spectrograms
 from benchmark.leaderboard.plots import nice_ticks, pareto_front
 from benchmark.leaderboard.render import render_html, render_leaderboard
 

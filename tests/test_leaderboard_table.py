@@ -6,7 +6,7 @@ from benchmark.leaderboard.buckets import bucket_table
 from benchmark.leaderboard.collect import merge
 from benchmark.leaderboard.robustness_view import comparisons, detail_table, verdict_table
 from benchmark.leaderboard.table import main_table
-from benchmark.summary import pivot, summary_table
+from benchmark.analysis.summary import pivot, summary_table
 
 from leaderboard_records import make_record
 

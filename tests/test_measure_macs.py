@@ -8,14 +8,14 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark.counters import COUNTERS, check_macs, count_macs
-from benchmark.evaluate import evaluate
-from benchmark.features import FeatureSet
-from benchmark.macs import FLOPS_PER_MAC, forward_macs, model_macs
+from benchmark.measure.counters import COUNTERS, check_macs, count_macs
+from benchmark.measure.evaluate import evaluate
+from benchmark.data.features import FeatureSet
+from benchmark.measure.macs import FLOPS_PER_MAC, forward_macs, model_macs
 from benchmark.models import build_model
-from benchmark.profile import macs_per_sample
-from benchmark.registry import METHODS
-from benchmark.shapes import bucket_shape, make_batch, nominal_shape
+from benchmark.measure.profile import macs_per_sample
+from benchmark.core.registry import METHODS
+from benchmark.measure.shapes import bucket_shape, make_batch, nominal_shape
 
 from conftest import TINY
 
@@ -90,8 +90,8 @@ def test_reported_macs_equal_the_analytic_count(name, params):
 
 
 def test_flops_are_labelled_twice_the_macs():
-    from benchmark.profile import _rows
-    from benchmark.throughput import Throughput
+    from benchmark.measure.profile import _rows
+    from benchmark.measure.throughput import Throughput
 
     model = tiny()
     methods = [METHODS.get("none")(), METHODS.get("topk")(keep_rate=0.5)]

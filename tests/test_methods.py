@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from benchmark.method import default_reduction_layers, kept_count
 from benchmark.models.attention import attention_forward
-from benchmark.registry import METHODS
-from benchmark.tokens import MergePlan, TokenState
+from benchmark.core.registry import METHODS
+from benchmark.method.tokens import MergePlan, TokenState
 
 from conftest import TINY
 
@@ -288,7 +288,7 @@ def test_properties_on_random_shapes(tiny_model, name):
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_validate_method_passes_every_builtin(name):
-    from benchmark.validate import validate_method
+    from benchmark.run.validate import validate_method
 
     checks = validate_method(name)
     failed = [c for c in checks if not c.passed]
@@ -340,7 +340,7 @@ def _broken_methods():
 
 @pytest.mark.parametrize("name", ["broken-macs", "broken-prefix", "broken-rng", "broken-identity"])
 def test_validate_method_catches_a_broken_method(name):
-    from benchmark.validate import validate_method
+    from benchmark.run.validate import validate_method
 
     cls, failing_check = _broken_methods()[name]
     METHODS.add(name, cls)

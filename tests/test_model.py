@@ -5,9 +5,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark.macs import model_macs
+from benchmark.measure.macs import model_macs
 from benchmark.method import default_reduction_layers, kept_count
-from benchmark.registry import METHODS
+from benchmark.core.registry import METHODS
 
 from conftest import TINY
 

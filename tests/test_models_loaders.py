@@ -21,10 +21,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from benchmark.errors import DataError, PrunebenchError
+from benchmark.core.errors import DataError, PrunebenchError
 from benchmark.models import load_backbone, load_model
 from benchmark.models.audio_vit import AudioViT, AudioViTConfig
-from benchmark.registry import MODELS
+from benchmark.core.registry import MODELS
 
 WIDTH, DEPTH, HEADS, CLASSES = 64, 2, 4, 7
 TOL = 1e-4

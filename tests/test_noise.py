@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from benchmark.errors import ConfigError, DataError
-from benchmark.registry import CORRUPTIONS
+from benchmark.core.errors import ConfigError, DataError
+from benchmark.core.registry import CORRUPTIONS
 
 
 def signal(seed=0, n=16000):

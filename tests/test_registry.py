@@ -4,9 +4,9 @@ import textwrap
 
 import pytest
 
-from benchmark.errors import PluginError
-from benchmark.registry import METHODS, Registry
-from benchmark.plugins import load_plugin_file, load_plugins
+from benchmark.core.errors import PluginError
+from benchmark.core.registry import METHODS, Registry
+from benchmark.core.plugins import load_plugin_file, load_plugins
 
 
 def test_duplicate_name_is_an_error():

@@ -10,9 +10,9 @@ import torch
 import yaml
 
 from benchmark.cli import main
-from benchmark.errors import DataError
-from benchmark.plugins import load_plugin_file
-from benchmark.results import (InvalidRecord, load_records, read_record, remove_stale_temporaries, validate_record,
+from benchmark.core.errors import DataError
+from benchmark.core.plugins import load_plugin_file
+from benchmark.records.store import (InvalidRecord, load_records, read_record, remove_stale_temporaries, validate_record,
                                write_record)
 
 from conftest import TINY, run_config
@@ -91,7 +91,7 @@ def test_method_that_changes_the_weights_is_caught_and_the_model_reloaded(tmp_pa
 
 
 def test_task_whose_data_breaks_fails_alone(tmp_path, tiny_checkpoint):
-    from benchmark.registry import TASKS
+    from benchmark.core.registry import TASKS
 
     root, checkpoint = tiny_checkpoint
     TASKS.get("synth-esc")(root=str(root), clips_per_fold=2).rows()  # generate, then copy
@@ -177,7 +177,7 @@ def test_records_are_validated_on_write(tmp_path, finished):
 
 
 def test_write_is_atomic_temp_fsync_rename(tmp_path, finished, monkeypatch):
-    import benchmark.results as results
+    import benchmark.records.store as results
 
     record = read_record(next((finished[0] / "results").rglob("fold5.json")))
     target = tmp_path / "r.json"
@@ -229,9 +229,9 @@ def test_same_config_and_seed_gives_identical_outcomes(tmp_path, finished, monke
 
 
 def test_training_is_deterministic(tmp_path, tiny_checkpoint):
-    from benchmark.config import TRAIN_DEFAULTS
-    from benchmark.registry import TASKS
-    from benchmark.train import train_model
+    from benchmark.run.config import TRAIN_DEFAULTS
+    from benchmark.core.registry import TASKS
+    from benchmark.train.loop import train_model
 
     root, _ = tiny_checkpoint
     task = TASKS.get("synth-esc")(root=str(root), clips_per_fold=2)

@@ -6,12 +6,12 @@ import soundfile as sf
 import torch
 import yaml
 
-from benchmark.audio import load_audio
+from benchmark.audio.decode import load_audio
 from benchmark.cli import main
-from benchmark.config import load_config, parse_config
-from benchmark.errors import ConfigError, DataError
-from benchmark.frontend import FrontEnd
-from benchmark.results import load_records
+from benchmark.run.config import load_config, parse_config
+from benchmark.core.errors import ConfigError, DataError
+from benchmark.audio.kaldi import FrontEnd
+from benchmark.records.store import load_records
 
 from conftest import TINY, write_esc_layout
 
@@ -67,10 +67,10 @@ def test_bad_audio_is_an_error_naming_the_file(tmp_path, case, message):
 
 
 def test_extreme_samples_make_non_finite_features_an_error(tmp_path):
-    from benchmark.features import clip_features
+    from benchmark.data.features import clip_features
     from benchmark.tasks.base import Clip
-    from benchmark.variant import TaskVariant
-    from benchmark.registry import TASKS
+    from benchmark.data.variant import TaskVariant
+    from benchmark.core.registry import TASKS
 
     path = write(tmp_path / "loud.wav", tone() * 1e30, subtype="FLOAT")
     task = TASKS.get("synth-esc")(root=str(tmp_path / "unused"))
@@ -96,10 +96,10 @@ def test_several_channels_are_downmixed_to_their_mean(tmp_path, channels):
 
 
 def test_short_clip_is_padded_and_long_clip_cropped_and_counted(tmp_path):
-    from benchmark.features import clip_features
+    from benchmark.data.features import clip_features
     from benchmark.tasks.base import Clip
-    from benchmark.variant import TaskVariant
-    from benchmark.registry import TASKS
+    from benchmark.data.variant import TaskVariant
+    from benchmark.core.registry import TASKS
 
     task = TASKS.get("synth-esc")(root=str(tmp_path / "unused"))
     frontend = FrontEnd(target_frames=128)

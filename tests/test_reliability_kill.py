@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.results import load_records
+from benchmark.records.store import load_records
 
 from conftest import run_config
 
@@ -68,7 +68,7 @@ def test_sigkill_mid_run_then_resume_loses_nothing(setup, tmp_path):
 
 KILL_IN_RENAME = """
 import os, signal, sys
-import benchmark.results as results
+import benchmark.records.store as results
 
 class KillOnThirdRename:
     calls = 0

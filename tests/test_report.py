@@ -5,8 +5,8 @@ import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.report import build_report, holm_significant, pool_folds
-from benchmark.results import load_records
+from benchmark.analysis.report import build_report, holm_significant, pool_folds
+from benchmark.records.store import load_records
 
 from conftest import TINY, write_esc_layout
 
@@ -158,7 +158,7 @@ def test_five_fold_run_records_and_report(five_fold_run, capsys):
 def test_merging_methods_have_no_selection_overlap():
     """A merging method keeps every patch in some token: its kept-patch overlap is 1 by
     construction and says nothing, so it is left out (None) rather than reported as stable."""
-    from benchmark.robustness import compare
+    from benchmark.analysis.robustness import compare
 
     records = grid()
     for r in records:

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.results import load_records
+from benchmark.records.store import load_records
 
 from conftest import TINY
 

@@ -5,14 +5,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from benchmark.config import parse_config
-from benchmark.errors import ConfigError, DataError
-from benchmark.features import FeatureStore
-from benchmark.frontend import FrontEnd
-from benchmark.registry import TASKS
-from benchmark.work import variant_frontend
+from benchmark.run.config import parse_config
+from benchmark.core.errors import ConfigError, DataError
+from benchmark.data.features import FeatureStore
+from benchmark.audio.kaldi import FrontEnd
+from benchmark.core.registry import TASKS
+from benchmark.run.work import variant_frontend
 from benchmark.tasks.buckets import LengthBucket
-from benchmark.variant import TaskVariant
+from benchmark.data.variant import TaskVariant
 
 from conftest import TINY, write_esc_layout
 

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.config import parse_config
-from benchmark.recipes import resolve_train
+from benchmark.run.config import parse_config
+from benchmark.train.recipes import resolve_train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -6,13 +6,13 @@ import math
 import pytest
 import torch
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 from benchmark.models import file_sha256, load_model
 from benchmark.models.audio_vit import AudioViT, AudioViTConfig
-from benchmark.recipes import RECIPES, resolve_train
-from benchmark.registry import MODELS
+from benchmark.train.recipes import RECIPES, resolve_train
+from benchmark.core.registry import MODELS
 from benchmark.tasks.esc50 import ESC50
-from benchmark.train import ast_step_factor, keep_rate_at, train_model
+from benchmark.train.loop import ast_step_factor, keep_rate_at, train_model
 
 from conftest import write_esc_layout
 
@@ -99,7 +99,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, esc_root, as
 
 
 def test_pruning_aware_training_anneals_the_keep_rate(tmp_path, esc_root, monkeypatch):
-    import benchmark.train as train_module
+    import benchmark.train.loop as train_module
 
     used = []
     real = train_module.prune_method

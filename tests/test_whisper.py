@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 from benchmark.models import build_model, load_backbone, load_model
 from benchmark.models.whisper_formats import read_ctranslate2
-from benchmark.registry import METHODS
-from benchmark.whisper_frontend import WhisperFrontEnd
+from benchmark.core.registry import METHODS
+from benchmark.audio.whisper import WhisperFrontEnd
 
 TOL = 1e-4
 SHAPES = {"whisper-tiny": (384, 4, 6), "whisper-base": (512, 6, 8)}
@@ -140,7 +140,7 @@ def test_front_end_frames_are_whole_tokens_and_long_clips_fail():
 # -- every method on the Whisper family ----------------------------------------------------------
 @pytest.mark.parametrize("method", ["none", "topk", "tome", "random", "intensity"])
 def test_validate_method_passes_on_whisper(method):
-    from benchmark.validate import tiny_model, validate_method
+    from benchmark.run.validate import tiny_model, validate_method
 
     checks = validate_method(method, model=tiny_model(model_name="whisper-tiny"))
     failed = [f"{c.method_id} {c.check}: {c.detail}" for c in checks if not c.passed]

@@ -10,9 +10,9 @@ import yaml
 from benchmark.cli import main
 from benchmark.models import load_model
 from benchmark.models.whisper import WhisperConfig, WhisperEncoder
-from benchmark.registry import MODELS, TASKS
-from benchmark.results import load_records
-from benchmark.train import train_model
+from benchmark.core.registry import MODELS, TASKS
+from benchmark.records.store import load_records
+from benchmark.train.loop import train_model
 
 from conftest import write_esc_layout
 

@@ -1,9 +1,10 @@
-"""Models: the audio ViT adapter, registered architectures, checkpoint formats and loading."""
-from .audio_vit import AudioViT, AudioViTConfig
-from .checkpoint import (
+"""Models: the shared token encoder, the audio ViTs and Whisper, weight formats and loading.
+May import: core, audio, method."""
+from benchmark.models.audio_vit import AudioViT, AudioViTConfig
+from benchmark.models.checkpoint import (
     build_model, checkpoint_sha256, file_sha256, load_backbone, load_model, registered_config, save_checkpoint,
 )
-from .hub import resolve_checkpoint
+from benchmark.models.hub import resolve_checkpoint
 
 __all__ = ["AudioViT", "AudioViTConfig", "build_model", "checkpoint_sha256", "file_sha256", "load_backbone",
            "load_model", "registered_config", "resolve_checkpoint", "save_checkpoint"]

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..method import AttentionInfo
+from benchmark.method import AttentionInfo
 
 
 def attention_forward(

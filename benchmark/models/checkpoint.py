@@ -13,12 +13,12 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ..errors import DataError, PrunebenchError
-from ..registry import MODELS
-from .audio_vit import AudioViT, AudioViTConfig, adapt_positions
-from .formats import CHECKPOINT_FORMAT, StateDict, Weights, read_weights, weight_files
-from .hub import resolve_checkpoint
-from .whisper_formats import read_whisper_weights
+from benchmark.core.errors import DataError, PrunebenchError
+from benchmark.core.registry import MODELS
+from benchmark.models.audio_vit import AudioViT, AudioViTConfig, adapt_positions
+from benchmark.models.formats import CHECKPOINT_FORMAT, StateDict, Weights, read_weights, weight_files
+from benchmark.models.hub import resolve_checkpoint
+from benchmark.models.whisper_formats import read_whisper_weights
 
 
 def build_model(name: str, **overrides: Any) -> AudioViT:

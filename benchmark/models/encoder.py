@@ -14,9 +14,9 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ..method import Method, ModelDims
-from ..tokens import BlockTrace, TokenState
-from .attention import attention_forward
+from benchmark.method import Method, ModelDims
+from benchmark.method.tokens import BlockTrace, TokenState
+from benchmark.models.attention import attention_forward
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,121 @@
+"""One generic registry class behind methods, tasks, corruptions and models.
+
+Built-in plugins register themselves with decorators when their module is imported; the
+registries import those modules lazily (on first lookup), so `prunebench list` stays cheap and
+third-party plugins loaded later sit beside the built-ins.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from benchmark.core.errors import PluginError, did_you_mean
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    obj: Any
+    description: str
+    origin: str  # module that registered it: "builtin" modules or a plugin's path
+
+
+class Registry:
+    """A name -> object map with clear duplicate errors and did-you-mean lookups."""
+
+    def __init__(self, kind: str, builtin_modules: Tuple[str, ...] = ()):
+        self.kind = kind
+        self._builtin_modules = builtin_modules
+        self._builtins_loaded = False
+        self._entries: Dict[str, Entry] = {}
+
+    def _load_builtins(self) -> None:
+        if self._builtins_loaded:
+            return
+        self._builtins_loaded = True
+        for module in self._builtin_modules:
+            importlib.import_module(module)
+
+    def register(self, name: Optional[str] = None, description: Optional[str] = None) -> Callable:
+        """Decorator: `@register_method("topk")` on a class or factory function."""
+
+        def decorator(obj: Any) -> Any:
+            key = name or getattr(obj, "name", None) or obj.__name__
+            self.add(key, obj, description)
+            return obj
+
+        return decorator
+
+    def add(self, name: str, obj: Any, description: Optional[str] = None) -> None:
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise PluginError(f"{self.kind} name {name!r} must be a non-empty string without spaces")
+        if name in self._entries:
+            previous = self._entries[name]
+            raise PluginError(
+                f"{self.kind} {name!r} is already registered (by {previous.origin}); "
+                f"choose another name"
+            )
+        doc = description or _first_line(getattr(obj, "__doc__", None)) or ""
+        origin = getattr(obj, "__module__", "?")
+        self._entries[name] = Entry(name, obj, doc, origin)
+
+    def remove(self, name: str) -> None:
+        """Unregister (for tests and for plugins that replace themselves on reload)."""
+        self._entries.pop(name, None)
+
+    def get(self, name: str) -> Any:
+        self._load_builtins()
+        try:
+            return self._entries[name].obj
+        except KeyError:
+            known = ", ".join(sorted(self._entries)) or "none"
+            raise PluginError(
+                f"unknown {self.kind} {name!r}{did_you_mean(name, self._entries)}; known: {known}"
+            ) from None
+
+    def entries(self) -> List[Entry]:
+        self._load_builtins()
+        return [self._entries[k] for k in sorted(self._entries)]
+
+    def names(self) -> List[str]:
+        return [e.name for e in self.entries()]
+
+    def __contains__(self, name: object) -> bool:
+        self._load_builtins()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+def _first_line(text: Optional[str]) -> str:
+    if not text:
+        return ""
+    for line in text.strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+METHODS = Registry(
+    "method",
+    (
+        "benchmark.methods.none",
+        "benchmark.methods.topk",
+        "benchmark.methods.tome",
+        "benchmark.methods.random",
+        "benchmark.methods.intensity",
+    ),
+)
+TASKS = Registry("task", ("benchmark.tasks.esc50", "benchmark.tasks.synth_esc", "benchmark.tasks.audio_folder",
+                         "benchmark.tasks.as20k"))
+CORRUPTIONS = Registry("corruption", ("benchmark.tasks.noise", "benchmark.tasks.noise_files", "benchmark.tasks.mix_clips"))
+MODELS = Registry("model", ("benchmark.models.ast", "benchmark.models.audiomae", "benchmark.models.whisper"))
+
+register_method = METHODS.register
+register_task = TASKS.register
+register_corruption = CORRUPTIONS.register
+register_model = MODELS.register
+
+ALL_REGISTRIES = {"model": MODELS, "task": TASKS, "corruption": CORRUPTIONS, "method": METHODS}

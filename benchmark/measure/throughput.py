@@ -1,0 +1,269 @@
+"""Throughput in the manner of timm's benchmark.py, with methods interleaved against `none`.
+
+- eval mode and `torch.inference_mode`, optional autocast (bfloat16, float16) and `torch.compile`;
+- one attention kernel for every method, pinned and recorded (benchmark/kernels.py);
+- warm-up steps (compilation, allocator and kernel caches), the last one timed to calibrate: each
+  timed repeat runs enough steps to last `min_repeat_s`, so a fast step is not dominated by timer
+  resolution and scheduler noise;
+- synchronised timing (CUDA events on a GPU, benchmark/timing.py), the median over repeats and the
+  spread (max - min) / median;
+- methods interleaved: round r times every method once, in an order rotated by r, so drift of the
+  machine (clocks, other load) and position in the round hit all methods alike; the speedup of a
+  method is the median over rounds of its throughput divided by `none`'s in the same round;
+- a fixed batch size; out of memory, the batch is halved for all methods and the measurement
+  restarts (recorded: `requested_batch_size`, `batch_size`);
+- threads, dtype, float32 matmul precision, timer and attention backend recorded with the numbers.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import statistics
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from benchmark.core.errors import ConfigError
+from benchmark.measure.kernels import attention_backend, choose_backend, is_out_of_memory
+from benchmark.measure.memory import MemoryReading, cpu_peak_in_fresh_process, cuda_peak, process_spec
+from benchmark.method import Method
+from benchmark.measure.shapes import InputShape, make_batch
+from benchmark.measure.timing import StepTimer
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MAX_STEPS_PER_REPEAT = 10_000
+
+
+@dataclass
+class Throughput:
+    samples_per_s: float  # median over repeats
+    spread: float  # (max - min) / median of the per-repeat throughputs
+    batch_size: int  # the batch actually timed (after any out-of-memory back-off)
+    repeats: int
+    device: str
+    dtype: str
+    threads: int
+    speedup_vs_none: Optional[float] = None  # median over rounds of samples_per_s / none's, same round
+    # Added with issue 5; records written before lack them.
+    requested_batch_size: Optional[int] = None
+    steps_per_repeat: int = 1
+    seconds_per_repeat: Optional[float] = None  # median
+    min_repeat_s: Optional[float] = None
+    warmup: Optional[int] = None
+    samples_per_s_repeats: List[float] = field(default_factory=list)
+    speedup_spread: Optional[float] = None  # (max - min) / median of the per-round speedups
+    frames: Optional[int] = None
+    valid_frames: Optional[int] = None
+    attention_backend: Optional[str] = None
+    timer: Optional[str] = None
+    compiled: Optional[str] = None  # torch.compile backend, or None (eager)
+    float32_matmul_precision: Optional[str] = None
+    interop_threads: Optional[int] = None
+    peak_memory_bytes: Optional[int] = None  # one forward, above resting (see benchmark/memory.py)
+    resting_memory_bytes: Optional[int] = None
+    memory_kind: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: this torch build sees no CUDA device")
+    return device
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ConfigError(f"dtype {name!r}: expected one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype):
+    """float32: no autocast; bfloat16/float16: autocast on the device (weights stay float32)."""
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class BoundForward(torch.nn.Module):
+    """One method's inference forward as a module of its own (what torch.compile compiles)."""
+
+    def __init__(self, model: torch.nn.Module, method: Method):
+        super().__init__()
+        self.model = model
+        self.method = method
+
+    def forward(self, fbank: torch.Tensor, valid_frames: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.model.forward_with_state(fbank, self.method, valid_frames, track_provenance=False)[0]
+
+
+def bound_forward(model: torch.nn.Module, method: Method, fbank: torch.Tensor, valid: Optional[torch.Tensor],
+                  compile_backend: Optional[str] = None) -> Callable[[], torch.Tensor]:
+    """A no-argument step: the model's forward with `method` on this batch (compiled if asked)."""
+    module = BoundForward(model, method)
+    if compile_backend:
+        module = torch.compile(module, backend=compile_backend, dynamic=False)
+    return lambda: module(fbank, valid)
+
+
+def measure_interleaved(
+    model: torch.nn.Module,
+    methods: Sequence[Method],
+    frames: int,
+    batch_size: int = 32,
+    device: str = "auto",
+    dtype: str = "float32",
+    warmup: int = 2,
+    repeats: int = 5,
+    steps_per_repeat: Optional[int] = None,
+    seed: int = 0,
+    *,
+    valid_frames: Optional[int] = None,
+    min_repeat_s: float = 0.2,
+    attention: str = "auto",
+    compile_backend: Optional[str] = None,
+    memory: bool = False,
+    plugin_files: Sequence[str] = (),
+) -> Dict[str, Throughput]:
+    """Samples per second of each method on a random fbank batch of `frames` frames.
+
+    `valid_frames`: frames before the padding (a `pad` length bucket), None: all real.
+    `steps_per_repeat`: None calibrates it per method from `min_repeat_s`.
+    `compile_backend`: run each method through `torch.compile(backend=...)` ("inductor"), or eager.
+    `memory`: also read each method's peak memory (on CPU: one fresh process per method).
+    Speedups are relative to the method with id "none" (include it; the runner puts it first).
+    """
+    dev = resolve_device(device)
+    resolve_dtype(dtype)
+    if repeats < 1 or warmup < 0 or min_repeat_s < 0:
+        raise ConfigError(f"measure: repeats must be >= 1, warmup and min_repeat_s >= 0 (got {repeats}, {warmup}, {min_repeat_s})")
+    ids = [m.id for m in methods]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"measure: methods listed twice: {sorted({i for i in ids if ids.count(i) > 1})}")
+    model = model.to(dev).eval()
+    requested = batch_size
+    while True:
+        try:
+            return _measure(model, methods, frames, valid_frames, batch_size, requested, dev, dtype, warmup, repeats,
+                            steps_per_repeat, seed, min_repeat_s, attention, compile_backend, memory, plugin_files)
+        except RuntimeError as exc:
+            if not is_out_of_memory(exc) or batch_size == 1:
+                raise
+        # out of memory: back off here, outside the handler, so the traceback's tensors are freed
+        log.warning("out of memory at batch %d on %s: halving the batch for all methods", batch_size, dev)
+        batch_size //= 2
+        gc.collect()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _measure(model, methods, frames, valid_frames, batch_size, requested, dev, dtype, warmup, repeats,
+             steps_per_repeat, seed, min_repeat_s, attention, compile_backend, memory, plugin_files) -> Dict[str, Throughput]:
+    shape = InputShape(frames, valid_frames or frames, "timed")
+    fbank, valid = make_batch(shape, batch_size, model.config.num_mel_bins, seed)
+    fbank = fbank.to(dev)
+    valid = None if valid is None else valid.to(dev)
+    timer = StepTimer(dev)
+    ids = [m.id for m in methods]
+
+    def runs_on(backend: str) -> None:  # one small eager forward of every method on this backend
+        with attention_backend(backend):
+            for m in methods:
+                bound_forward(model, m, fbank[:1], None if valid is None else valid[:1])()
+
+    limit = _compile_cache_limit(len(methods)) if compile_backend else nullcontext()
+    with torch.inference_mode(), autocast_for(dev, DTYPES[dtype]), limit:
+        backend = choose_backend(attention, runs_on)
+        with attention_backend(backend):
+            steps = {m.id: bound_forward(model, m, fbank, valid, compile_backend) for m in methods}
+            n_steps = {}
+            # The last of 2+ warm-up steps is timed to calibrate the steps per repeat, so a big
+            # model pays no extra step; the first step is cold (lazy initialisation), so with
+            # fewer warm-up steps one more step is timed after them.
+            calibrate = steps_per_repeat is None or warmup >= 2
+            for m in methods:
+                for _ in range(warmup - 1 if warmup >= 2 else warmup):
+                    steps[m.id]()
+                one = timer.seconds(steps[m.id], 1) if calibrate else 0.0
+                n_steps[m.id] = steps_per_repeat if steps_per_repeat is not None else steps_to_fill(min_repeat_s, one)
+            seconds: Dict[str, List[float]] = {i: [] for i in ids}
+            rates: Dict[str, List[float]] = {i: [] for i in ids}
+            for r in range(repeats):
+                for m in methods[r % len(methods):] + methods[:r % len(methods)]:
+                    elapsed = max(timer.seconds(steps[m.id], n_steps[m.id]), 1e-12)
+                    seconds[m.id].append(elapsed)
+                    rates[m.id].append(batch_size * n_steps[m.id] / elapsed)
+            readings = _memory(model, methods, steps, shape, batch_size, dev, dtype, backend, compile_backend,
+                               plugin_files, seed) if memory else {}
+
+    results = {}
+    for m in methods:
+        values = rates[m.id]
+        median = statistics.median(values)
+        reading = readings.get(m.id, MemoryReading(None, None, "not measured"))
+        results[m.id] = Throughput(
+            samples_per_s=median, spread=relative_range(values, median), batch_size=batch_size,
+            repeats=repeats, device=str(dev), dtype=dtype, threads=torch.get_num_threads(),
+            requested_batch_size=requested, steps_per_repeat=n_steps[m.id],
+            seconds_per_repeat=statistics.median(seconds[m.id]), min_repeat_s=min_repeat_s, warmup=warmup,
+            samples_per_s_repeats=values, frames=frames, valid_frames=shape.valid_frames,
+            attention_backend=backend, timer=timer.kind, compiled=compile_backend,
+            float32_matmul_precision=torch.get_float32_matmul_precision(),
+            interop_threads=torch.get_num_interop_threads(),
+            peak_memory_bytes=reading.peak_bytes, resting_memory_bytes=reading.resting_bytes,
+            memory_kind=reading.kind,
+        )
+    if "none" in rates:
+        base = rates["none"]
+        for method_id, result in results.items():
+            ratios = [a / b for a, b in zip(rates[method_id], base)]
+            result.speedup_vs_none = statistics.median(ratios)
+            result.speedup_spread = relative_range(ratios, result.speedup_vs_none)
+    return results
+
+
+def relative_range(values: Sequence[float], median: Optional[float] = None) -> float:
+    """(max - min) / median: the spread of repeated measurements, or the agreement of runs."""
+    return (max(values) - min(values)) / (statistics.median(values) if median is None else median)
+
+
+def steps_to_fill(min_repeat_s: float, step_s: float) -> int:
+    """Steps of `step_s` seconds that make a timed repeat last at least `min_repeat_s`."""
+    return max(1, min(MAX_STEPS_PER_REPEAT, math.ceil(min_repeat_s / max(step_s, 1e-9))))
+
+
+def _memory(model, methods, steps, shape: InputShape, batch_size, dev, dtype, backend, compile_backend,
+            plugin_files, seed) -> Dict[str, MemoryReading]:
+    if dev.type == "cuda":
+        return {m.id: cuda_peak(steps[m.id], dev) for m in methods}
+    if dev.type != "cpu":
+        return {m.id: MemoryReading(None, None, "unavailable", f"no peak memory reading on {dev.type}") for m in methods}
+    if compile_backend:
+        note = "CPU peak RSS of a compiled forward is not measured: compilation's own allocations blur it"
+        return {m.id: MemoryReading(None, None, "unavailable", note) for m in methods}
+    valid = shape.valid_frames if shape.valid_frames < shape.frames else None
+    return {m.id: cpu_peak_in_fresh_process(process_spec(model, m, shape.frames, valid, batch_size, dtype, backend,
+                                                         torch.get_num_threads(), plugin_files, seed))
+            for m in methods}
+
+
+def _compile_cache_limit(n_methods: int):
+    """Every method is its own graph of the same forward code: give dynamo room for all of them,
+    or it would silently fall back to eager after its recompile limit (8)."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    return config.patch(**{name: max(getattr(config, name), 4 * n_methods + 8)})

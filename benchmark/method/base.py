@@ -1,0 +1,175 @@
+"""The method API: what a token pruning or merging plugin implements.
+
+A method is a class with a registered name, declared parameters with defaults, and a `reduce`
+called between attention and MLP at the reduction layers. Score-based pruning only has to
+implement `score` (see `ScorePruning`). A new method is one file and one decorator:
+
+    @register_method("mine")
+    class Mine(ScorePruning):
+        '''One line shown by `prunebench list`.'''
+        defaults = {**ScorePruning.defaults, "alpha": 1.0}
+        def score(self, x, state, info): ...
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, FrozenSet, Optional, Sequence, Tuple
+
+import torch
+
+from benchmark.core.errors import ConfigError
+from benchmark.core.params import Configurable, require_number
+from benchmark.method.tokens import TokenState
+
+PROTOCOL_LAYERS = (3, 6, 9)  # of 12 blocks, 0-indexed (EViT, ECAI 2025 audio pruning)
+PROTOCOL_DEPTH = 12
+
+
+def default_reduction_layers(depth: int) -> Tuple[int, ...]:
+    """Blocks 3, 6, 9 of 12, scaled to the model depth (6 blocks: 1, 3, 4)."""
+    return tuple(sorted({int(layer * depth / PROTOCOL_DEPTH) for layer in PROTOCOL_LAYERS}))
+
+
+def kept_count(keep_rate: float, n_tokens: int) -> int:
+    """ceil(k * N) patch tokens survive a stage; at least one. Rounded first: 0.7 * 10 is 7.000000000000001."""
+    return max(1, min(n_tokens, math.ceil(round(keep_rate * n_tokens, 6))))
+
+
+@dataclass
+class ModelDims:
+    """What a method may need to know of the model, for scheduling and MAC accounting."""
+
+    depth: int
+    embed_dim: int
+    num_heads: int
+    num_prefix: int
+    grid: Tuple[int, int]
+    pooling: str  # "prefix" (CLS + dist average) or "mean" (over patch tokens)
+    patch_size: Optional[Tuple[int, int]] = None  # patch embedding kernel (freq, time)
+    stride: Optional[Tuple[int, int]] = None  # patch embedding stride (freq, time)
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+
+@dataclass
+class AttentionInfo:
+    """What the attention of a reduction block hands to the method, computed only if asked."""
+
+    cls_scores: Optional[torch.Tensor] = None  # (b, n_patch) CLS row, head-averaged, over patches
+    received: Optional[torch.Tensor] = None  # (b, n_patch) mean attention each patch receives
+    keys: Optional[torch.Tensor] = None  # (b, n, head_dim) keys averaged over heads, prefix incl.
+
+
+class Method(Configurable):
+    """Base class of token reduction methods (the `none` method is this class as it is)."""
+
+    name: ClassVar[str] = "none"
+    kind: ClassVar[str] = "method"
+    defaults: ClassVar[Dict[str, Any]] = {}
+    # Parameter sets that must reproduce the unpruned model exactly (keep rate 1, r = 0), checked
+    # by `prunebench validate-method`; None: the method declares none.
+    identity_params: ClassVar[Optional[Tuple[Dict[str, Any], ...]]] = ({},)
+    # Parameter sets `prunebench validate-method` checks (beside the defaults, the first entry).
+    validation_params: ClassVar[Tuple[Dict[str, Any], ...]] = ({},)
+
+    # -- schedule ---------------------------------------------------------------------------
+    def reduction_layers(self, depth: int) -> Tuple[int, ...]:
+        layers = self.params.get("layers")
+        if layers is None:
+            return default_reduction_layers(depth)
+        layers = tuple(int(v) for v in layers)
+        bad = [v for v in layers if not 0 <= v < depth]
+        if bad:
+            raise ConfigError(f"method {self.name!r}: layers {bad} outside 0..{depth - 1}")
+        return layers
+
+    def patch_tokens_after(self, n_patch: int, layer: int, dims: ModelDims) -> int:
+        """Patch tokens leaving reduction block `layer` when `n_patch` enter it: the schedule,
+        stated independently of `reduce`, which `prunebench validate-method` holds it to."""
+        return n_patch
+
+    def attention_requests(self, dims: ModelDims) -> FrozenSet[str]:
+        """What the attention of a reduction block must hand over: any of "cls_scores",
+        "received", "keys" (see AttentionInfo). Nothing is computed that is not asked for."""
+        return frozenset()
+
+    # -- per-forward hooks ------------------------------------------------------------------
+    def begin(self, fbank: torch.Tensor, state: TokenState, dims: ModelDims, valid_frames: Optional[torch.Tensor]) -> None:
+        """Called once at the start of every forward (per-forward reset); default: nothing."""
+
+    def reduce(
+        self, x: torch.Tensor, state: TokenState, info: AttentionInfo, layer: int, dims: ModelDims
+    ) -> torch.Tensor:
+        """Called between attention and MLP at a reduction layer; returns the new hidden states."""
+        return x
+
+    def overhead_macs(self, tokens: int, dims: ModelDims) -> int:
+        """MACs per sample of the method's own work at one reduction block with `tokens` tokens."""
+        return 0
+
+
+class ScorePruning(Method):
+    """Keep the ceil(k * N) highest-scoring patch tokens at each reduction layer."""
+
+    defaults: ClassVar[Dict[str, Any]] = {"keep_rate": 0.7, "layers": None}
+    id_params: ClassVar[tuple] = ("keep_rate",)
+    identity_params = ({"keep_rate": 1.0},)
+    validation_params = ({}, {"keep_rate": 0.5}, {"keep_rate": 0.25, "layers": [0, 2]})
+
+    def validate(self) -> None:
+        require_number(f"method {self.name!r}", "keep_rate", self.params["keep_rate"], 0, 1, lo_open=True)
+        layers = self.params["layers"]
+        if layers is not None and (
+            not isinstance(layers, (list, tuple)) or not all(isinstance(v, int) for v in layers)
+        ):
+            raise ConfigError(f"method {self.name!r}: layers must be a list of block indices, got {layers!r}")
+
+    def score(self, x: torch.Tensor, state: TokenState, info: AttentionInfo) -> torch.Tensor:
+        """(b, n_patch) scores of the current patch tokens; higher survives."""
+        raise NotImplementedError
+
+    def patch_tokens_after(self, n_patch: int, layer: int, dims: ModelDims) -> int:
+        return kept_count(self.params["keep_rate"], n_patch)
+
+    def reduce(self, x, state, info, layer, dims):
+        scores = self.score(x, state, info)
+        n_patch = x.shape[1] - state.num_prefix
+        keep = kept_count(self.params["keep_rate"], n_patch)
+        if keep >= n_patch:
+            return x
+        keep_idx = scores.topk(keep, dim=1, sorted=False).indices.sort(dim=1).values
+        return state.keep(x, keep_idx)
+
+
+def parse_method_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
+    """`topk:keep_rate=0.5,fuse=true` -> ("topk", {"keep_rate": 0.5, "fuse": True})."""
+    import yaml
+
+    name, _, rest = spec.partition(":")
+    params: Dict[str, Any] = {}
+    if rest:
+        for item in _split_params(rest):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise ConfigError(f"method spec {spec!r}: expected key=value, got {item!r}")
+            params[key.strip()] = yaml.safe_load(value.strip())
+    return name.strip(), params
+
+
+def _split_params(text: str) -> Sequence[str]:
+    """Split on commas outside brackets, so `layers=[3,6,9]` stays whole."""
+    items, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "[(" 
+        depth -= ch in "])"
+        if ch == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    if current:
+        items.append(current)
+    return items

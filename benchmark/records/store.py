@@ -1,0 +1,341 @@
+"""Result records: one JSON file per (model, method config, task variant), written atomically.
+
+Layout: `<out>/<model>/<method-id>/<task>/<split+variant>.json`, e.g.
+`results/ast-tiny/topk-keep_rate=0.5/synth-esc/fold5+white@20dB.json`.
+
+A record has `status: ok` (scores, per-clip outcomes, MACs, tokens, throughput) or
+`status: failed` (the error, its traceback and the stage that raised). Both are checked against the
+schema below when written and when read: a file that does not fit, an unknown schema version, a
+corrupted file or a record of another run configuration is an error naming the file, never a row.
+A failed record is not a finished one: a rerun retries the pair.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from benchmark.core.errors import DataError
+from benchmark.core.version import VERSION
+
+SCHEMA = "prunebench-result-2"
+STATUSES = ("ok", "failed")
+TMP_MARK = ".tmp"
+
+# Required fields as dotted paths -> accepted JSON types. More fields may be present.
+_STR, _INT, _NUM, _DICT, _LIST, _NONE = str, int, (int, float), dict, list, type(None)
+COMMON_FIELDS: Dict[str, Any] = {
+    "model.name": _STR,
+    "method.name": _STR, "method.id": _STR, "method.params": _DICT,
+    "task.name": _STR, "task.split": _STR, "task.variant": _STR,
+    "provenance.config_hash": _STR, "provenance.seed": _INT,
+}
+OK_FIELDS: Dict[str, Any] = {
+    "model.checkpoint_sha256": _STR,
+    "metrics": _DICT, "per_clip.ids": _LIST, "data.clips": _INT,
+    "macs.per_sample": _NUM, "macs.units": _STR, "tokens.per_layer": _LIST, "throughput": (_DICT, _NONE),
+}
+FAILED_FIELDS: Dict[str, Any] = {"error.type": _STR, "error.message": _STR, "error.traceback": _STR, "error.stage": _STR}
+
+
+def result_path(out: str | Path, model: str, method_id: str, variant_id: str) -> Path:
+    return Path(out) / _safe(model) / _safe(method_id) / (variant_id + ".json")
+
+
+def _safe(part: str) -> str:
+    """Path-safe id: separators would create folders, so they are replaced."""
+    return part.replace("/", "_").replace("\\", "_")
+
+
+def is_ok(record: Dict[str, Any]) -> bool:
+    return record.get("status") == "ok"
+
+
+class InvalidRecord(DataError):
+    """A record does not fit the schema (on write: a bug in a method or in prunebench)."""
+
+
+def write_record(path: Path, record: Dict[str, Any]) -> None:
+    """Validate, then write to a temporary file, fsync and rename: never a partial record.
+
+    A kill at any moment leaves either the previous file or the new one, and at worst a hidden
+    temporary file (`.<name>.tmp<pid>`), which readers ignore and `remove_stale_temporaries` clears.
+    Raises InvalidRecord for a record that does not fit the schema, DataError if the file cannot
+    be written.
+    """
+    validate_record(record, str(path))
+    try:
+        text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False)
+    except ValueError as exc:  # NaN or infinity somewhere: not valid JSON
+        raise InvalidRecord(f"result {path}: {exc}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"cannot write result file {path}: {exc.strerror or exc}") from None
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); harmless where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_record(path: Path) -> Dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        record = json.loads(text, parse_constant=_reject_constant)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"result file {path} is unreadable or corrupted ({_one_line(exc)}): delete it or rerun with --overwrite") from None
+    validate_record(record, str(path))
+    return record
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def validate_record(record: Any, where: str) -> None:
+    """Raise DataError naming `where` and the field unless `record` fits the schema."""
+    if not isinstance(record, dict):
+        raise InvalidRecord(f"result {where}: not a JSON object")
+    schema = record.get("schema")
+    if schema != SCHEMA:
+        raise InvalidRecord(f"result {where}: unknown schema version {schema!r} (this prunebench reads {SCHEMA}); "
+                        f"rerun with --overwrite to recompute it")
+    status = record.get("status")
+    if status not in STATUSES:
+        raise InvalidRecord(f"result {where}: status must be one of {', '.join(STATUSES)}, got {status!r}")
+    fields = {**COMMON_FIELDS, **(OK_FIELDS if status == "ok" else FAILED_FIELDS)}
+    for dotted, types in fields.items():
+        value = _lookup(record, dotted, where)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise InvalidRecord(f"result {where}: field {dotted} must be {_type_names(types)}, got {_short_repr(value)}")
+    if status == "ok":
+        _validate_ok(record, where)
+
+
+def _validate_ok(record: Dict[str, Any], where: str) -> None:
+    metrics = record["metrics"]
+    if not metrics:
+        raise InvalidRecord(f"result {where}: metrics must be a non-empty object")
+    for name, value in metrics.items():
+        number = value.get("value") if isinstance(value, dict) else None
+        if not _finite(number):
+            raise InvalidRecord(f"result {where}: metrics.{name}.value must be a finite number, got {_short_repr(number)}")
+        interval = value.get("ci95")
+        if interval is not None and not (isinstance(interval, list) and len(interval) == 2 and all(_finite(v) for v in interval)):
+            raise InvalidRecord(f"result {where}: metrics.{name}.ci95 must be [low, high], got {_short_repr(interval)}")
+    per_clip = record["per_clip"]
+    n = len(per_clip["ids"])
+    for key in ("pred", "correct", "scores", "kept_patches"):
+        values = per_clip.get(key)
+        if values is not None and (not isinstance(values, list) or len(values) != n):
+            raise InvalidRecord(f"result {where}: per_clip.{key} must be a list of {n} entries, one per clip id")
+    if not _finite(record["macs"]["per_sample"]) or record["macs"]["per_sample"] < 0:
+        raise InvalidRecord(f"result {where}: macs.per_sample must be a finite number >= 0")
+    if record["data"]["clips"] != n:
+        raise InvalidRecord(f"result {where}: data.clips is {record['data']['clips']} but per_clip holds {n} clip ids")
+
+
+def _lookup(record: Dict[str, Any], dotted: str, where: str) -> Any:
+    value: Any = record
+    walked = []
+    for key in dotted.split("."):
+        walked.append(key)
+        if not isinstance(value, dict) or key not in value:
+            raise InvalidRecord(f"result {where}: missing field {'.'.join(walked)}")
+        value = value[key]
+    return value
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _type_names(types: Any) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", dict: "an object", list: "a list", type(None): "null"}
+    types = types if isinstance(types, tuple) else (types,)
+    if set(types) == {int, float}:
+        return "a number"
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _one_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def iter_result_files(out: str | Path) -> Iterator[Path]:
+    root = Path(out)
+    if not root.is_dir():
+        raise DataError(f"results folder not found: {root}")
+    for path in sorted(root.rglob("*.json")):
+        if not path.name.startswith("."):
+            yield path
+
+
+def read_records(out: str | Path) -> List[Dict[str, Any]]:
+    """Every record under a folder, ok and failed, each validated (a bad file is an error naming
+    it), with its path in `_path`; no checks across files: the leaderboard reads several runs side
+    by side this way and reports their conflicts itself."""
+    records = []
+    for path in iter_result_files(out):
+        record = read_record(path)
+        record["_path"] = str(path)
+        records.append(record)
+    return records
+
+
+def load_records(out: str | Path, include_failed: bool = False, config_hash: Optional[str] = None) -> List[Dict[str, Any]]:
+    """The ok records of a results folder (and the failed ones with `include_failed`).
+
+    Every file is read and validated either way: a bad file is an error naming it. One folder
+    holds one run configuration: records of two config hashes (or of another hash than
+    `config_hash`) are an error, as are two files that claim the same (model, method, variant).
+    A failed record has `status: failed` and `error: {type, message, traceback, stage,
+    input_error}` instead of metrics.
+    """
+    records = []
+    first_of_hash: Dict[str, str] = {}
+    seen: Dict[Tuple[str, str, str], str] = {}
+    for record in read_records(out):
+        path = record["_path"]
+        found = record["provenance"]["config_hash"]
+        if config_hash is not None and found != config_hash:
+            raise DataError(f"result {path} belongs to run configuration {found}, not {config_hash}: "
+                            f"one results folder holds one configuration")
+        first_of_hash.setdefault(found, str(path))
+        if len(first_of_hash) > 1:
+            (h1, p1), (h2, p2) = list(first_of_hash.items())[:2]
+            raise DataError(f"results folder {out} mixes run configurations {h1} ({p1}) and {h2} ({p2}): "
+                            f"one results folder holds one configuration")
+        key = pair_key(record)
+        if key in seen:
+            raise DataError(f"results {seen[key]} and {path} are both {' / '.join(key)}")
+        seen[key] = str(path)
+        if include_failed or is_ok(record):
+            records.append(record)
+    return records
+
+
+def pair_key(record: Dict[str, Any]) -> Tuple[str, str, str]:
+    return (record["model"]["name"], record["method"]["id"], record["task"]["variant"])
+
+
+def remove_stale_temporaries(out: str | Path) -> List[Path]:
+    """Delete temporary files left by writers that were killed (their process is gone)."""
+    root = Path(out)
+    removed = []
+    if not root.is_dir():
+        return removed
+    for tmp in root.rglob(f".*.json{TMP_MARK}*"):
+        pid_text = tmp.name.rsplit(TMP_MARK, 1)[1]
+        if pid_text.isdigit() and _process_alive(int(pid_text)):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def failure_info(exc: BaseException, stage: str, trace: Optional[str] = None) -> Dict[str, Any]:
+    """The `error` object of a failed record; `input_error` marks bad input (exit code 2)."""
+    import traceback
+
+    from benchmark.core.errors import PrunebenchError
+
+    message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    if isinstance(exc, PrunebenchError):
+        message = str(exc)
+    return {
+        "type": type(exc).__name__,
+        "message": message,
+        "traceback": trace if trace is not None else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "stage": stage,
+        "input_error": isinstance(exc, PrunebenchError),
+    }
+
+
+def failed_record(model: Dict[str, Any], method: Dict[str, Any], task: Dict[str, Any], error: Dict[str, Any],
+                  provenance_: Dict[str, Any]) -> Dict[str, Any]:
+    return {"schema": SCHEMA, "status": "failed", "model": model, "method": method, "task": task,
+            "error": error, "provenance": provenance_}
+
+
+def provenance(seed: int, config: Dict[str, Any], config_hash: str, device: str,
+               executor: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    import torch
+
+    return {
+        "git_commit": git_commit(),
+        "versions": _versions(),
+        "device": device,
+        "host": {"name": platform.node(), "machine": platform.machine(), "processor": platform.processor() or None,
+                 "cpus": os.cpu_count(), "threads": torch.get_num_threads()},
+        "executor": executor or {"name": "local"},
+        "seed": seed,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "config_hash": config_hash,
+        "config": config,
+    }
+
+
+@lru_cache(maxsize=1)
+def _versions() -> Dict[str, str]:
+    import timm
+    import torch
+    import torchaudio
+
+    return {"prunebench": VERSION, "python": platform.python_version(), "torch": torch.__version__,
+            "torchaudio": torchaudio.__version__, "timm": timm.__version__}
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> Optional[str]:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")

@@ -1,0 +1,53 @@
+"""The local executor (the default): every unit in this process, one group after another.
+
+Per (model, task): prepare the model once, time the pending methods once per input shape, then
+evaluate the variants in turn, each variant's features computed once (and cached on disk).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Tuple
+
+from benchmark.run.config import RunConfig
+from benchmark.run.plan import Plan
+from benchmark.records.store import failure_info
+from benchmark.run.work import Work
+from benchmark.run.executors.base import Sink
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, echo: Callable[[str], None] = print, progress: bool = True):
+        self.echo = echo
+        self.progress = progress
+
+    def info(self) -> Dict[str, Any]:
+        return {"name": self.name}
+
+    def execute(self, config: RunConfig, plan: Plan, sink: Sink, plugin_files: List[Tuple[str, str]]) -> None:
+        work = Work(config, self.info(), echo=self.echo, progress=self.progress)
+        for group in plan.groups:
+            try:
+                prepared = work.prepare(group.model_index, group.task_index)
+            except Exception as exc:  # training or loading failed: every pair of the group fails
+                error = failure_info(exc, "prepare")
+                for unit in group.units:
+                    sink.evaluated(unit, None, work.failed_unit(unit, error))
+                continue
+            sink.prepared(group, prepared.sha256)
+            model = prepared.build()
+            if config.measure["throughput"]:
+                try:
+                    speeds, model = work.time(prepared, model, group.units)
+                    sink.timed(group, speeds)
+                except Exception as exc:
+                    sink.timed(group, None, failure_info(exc, "timing"))
+                    model = prepared.build()
+            for unit in group.units:
+                try:
+                    features = work.features(prepared, unit)
+                except Exception as exc:  # the variant's data is unusable: its pairs fail
+                    sink.evaluated(unit, None, work.failed_unit(unit, failure_info(exc, "features"), prepared))
+                    continue
+                records, model = work.evaluate(prepared, model, unit, features)
+                sink.evaluated(unit, work.timing_frames(prepared, unit), records)

@@ -1,0 +1,215 @@
+"""The runner: every (model, task variant, method) pair of a config, resumable, fault isolated.
+
+plan (which pairs are pending: finished records are skipped unless `overwrite`, failed ones are
+retried) -> execute (an executor runs the units: in this process by default, or on Ray) ->
+write (here, in the driver: throughput attached, each record checked and written atomically).
+A kill at any moment loses at most the pairs in flight; rerunning finishes the missing ones.
+A pair that raises is written as a failed record (error, traceback) and the grid goes on.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+from tqdm import tqdm
+
+from benchmark.run.config import RunConfig
+from benchmark.core.errors import DataError
+from benchmark.run.executors import Executor, make_executor
+from benchmark.data.features import COUNTER
+from benchmark.models import resolve_checkpoint
+from benchmark.run.plan import Group, Plan, plan_run
+from benchmark.core.plugins import loaded_plugin_sources
+from benchmark.records.store import InvalidRecord, failure_info, is_ok, pair_key, remove_stale_temporaries, result_path, write_record
+from benchmark.analysis.robustness import annotate_run
+from benchmark.run.work import EvalUnit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    written: List[Path] = field(default_factory=list)
+    skipped: List[Path] = field(default_factory=list)
+    failed: List[Tuple[str, str]] = field(default_factory=list)  # (pair, one-line error)
+    records: List[Dict[str, Any]] = field(default_factory=list)  # ok records, new and skipped
+    failed_records: List[Dict[str, Any]] = field(default_factory=list)
+    retried: List[Path] = field(default_factory=list)  # failed records of an earlier run, run again
+    seconds: float = 0.0
+
+    @property
+    def only_input_errors(self) -> bool:
+        """Every failure was bad input (config, data): the CLI exits 2 rather than 1."""
+        return bool(self.failed_records) and all(r["error"].get("input_error") for r in self.failed_records)
+
+
+class Runner:
+    def __init__(self, config: RunConfig, out: str | Path, overwrite: bool = False, progress: bool = True,
+                 echo: Callable[[str], None] = print, executor: Optional[Executor] = None):
+        self.config = config
+        self.out = Path(out)
+        self.overwrite = overwrite
+        self.progress = progress
+        self.echo = echo
+        self.executor = executor or make_executor("local", echo=echo, progress=progress)
+
+    def run(self) -> RunSummary:
+        started = time.perf_counter()
+        summary = RunSummary()
+        for tmp in remove_stale_temporaries(self.out):
+            log.info("removed %s, left by a killed run", tmp)
+        plan = plan_run(self.config, self.out, self.overwrite)
+        summary.skipped = [path for path, _ in plan.done]
+        summary.records = [record for _, record in plan.done]
+        summary.retried = list(plan.retried)
+        if not plan.pending:
+            self.echo(f"all {plan.total} records present, skipped")
+        else:
+            preflight(self.config, plan)
+            if plan.done or plan.retried:
+                self.echo(f"{len(plan.done)} of {plan.total} records present; {plan.pending} to do"
+                          + (f" ({len(plan.retried)} failed before, retried)" if plan.retried else ""))
+            sink = RecordSink(self.config, self.out, plan, summary, self.progress)
+            try:
+                self.executor.execute(self.config, plan, sink, loaded_plugin_sources())
+                sink.finish()
+            finally:
+                sink.close()
+            if self.executor.name == "local":
+                self.echo(str(COUNTER))
+        annotate_run(self.out, self.config)  # the robustness block of every noisy record, once all are written
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+
+def preflight(config: RunConfig, plan: Plan) -> None:
+    """Fail fast, before any work, on input that would fail every pair: a missing checkpoint, a
+    dataset root or metadata file that is absent or malformed, a listed audio file that is not
+    there. (Generated datasets are generated here, once, not by concurrent workers.)"""
+    for mi, ti in sorted({(g.model_index, g.task_index) for g in plan.groups}):
+        given = config.models[mi].checkpoint_for(config.tasks[ti].task)  # one per held-out split
+        if given:
+            resolve_checkpoint(given)  # a file or folder, a Hub id or a zoo name; else "checkpoint not found"
+    for ti in sorted({g.task_index for g in plan.groups}):
+        task = config.tasks[ti].task
+        if not task.test_clips():
+            raise DataError(f"task {task.id}: no clips in the evaluated split")
+
+
+class RecordSink:
+    """Receives executors' outcomes in the driver; attaches throughput and writes every record."""
+
+    def __init__(self, config: RunConfig, out: Path, plan: Plan, summary: RunSummary, progress: bool):
+        self.config = config
+        self.out = out
+        self.plan = plan
+        self.summary = summary
+        self.timing = bool(config.measure["throughput"])
+        self.speeds: Dict[Tuple[int, int], Dict[int, Dict[str, Any]]] = {}
+        self.timing_errors: Dict[Tuple[int, int], Dict[str, Any]] = {}
+        self.waiting: Dict[Tuple[int, int], List[Tuple[Optional[int], Dict[str, Any]]]] = {}
+        self.expected: Set[Tuple[str, str, str]] = set()
+        for group in plan.groups:
+            for unit in group.units:
+                self.expected.update(_unit_keys(config, unit))
+        self.bar = tqdm(total=plan.pending, desc="pairs", disable=not progress, leave=False)
+
+    # -- what executors report --------------------------------------------------------------
+    def prepared(self, group: Group, checkpoint_sha256: str) -> None:
+        name = self.config.models[group.model_index].name
+        task = self.config.tasks[group.task_index].task
+        for path, record in self.plan.done:
+            made_with = record["model"]["checkpoint_sha256"]
+            same_task = (record["task"]["name"], record["task"]["split"]) == (task.name, task.split)  # one model per fold
+            if record["model"]["name"] == name and same_task and made_with != checkpoint_sha256:
+                raise DataError(f"{path} was made with checkpoint {made_with[:12]}, this run uses "
+                                f"{checkpoint_sha256[:12]}: rerun with --overwrite or write to another --out")
+
+    def timed(self, group: Group, speeds: Optional[Dict[int, Dict[str, Any]]], error: Optional[Dict[str, Any]] = None) -> None:
+        if speeds is None:
+            self.timing_errors[group.key] = error or {"type": "RuntimeError", "message": "timing failed", "traceback": "",
+                                                      "stage": "timing", "input_error": False}
+        else:
+            self.speeds[group.key] = speeds
+        for frames, record in self.waiting.pop(group.key, []):
+            self._write(self._with_throughput(group.key, frames, record))
+
+    def evaluated(self, unit: EvalUnit, frames: Optional[int], records: List[Dict[str, Any]]) -> None:
+        for record in records:
+            if not is_ok(record) or not self.timing:
+                self._write(record)
+            elif unit.group in self.speeds or unit.group in self.timing_errors:
+                self._write(self._with_throughput(unit.group, frames, record))
+            else:
+                self.waiting.setdefault(unit.group, []).append((frames, record))
+
+    def status(self, text: str) -> None:
+        self.bar.set_postfix_str(text, refresh=False)
+
+    # -- end of the run ---------------------------------------------------------------------
+    def finish(self) -> None:
+        """Pairs that never got an outcome (an executor lost them) become failed records."""
+        for key, waiting in list(self.waiting.items()):
+            error = {"type": "RuntimeError", "message": "the timing of this group never arrived", "traceback": "",
+                     "stage": "timing", "input_error": False}
+            self.timing_errors[key] = error
+            self.timed(_group(key), None, error)
+        if self.expected:
+            missing = sorted(self.expected)
+            raise RuntimeError(f"executor finished without reporting {len(missing)} pairs, e.g. {' / '.join(missing[0])}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+    # -- writing ----------------------------------------------------------------------------
+    def _with_throughput(self, key: Tuple[int, int], frames: Optional[int], record: Dict[str, Any]) -> Dict[str, Any]:
+        error = self.timing_errors.get(key)
+        speed = None
+        if error is None:
+            speed = self.speeds.get(key, {}).get(frames, {}).get(record["method"]["id"])
+            if speed is None:
+                error = {"type": "RuntimeError", "message": f"no throughput measured for {record['method']['id']} at {frames} frames",
+                         "traceback": "", "stage": "timing", "input_error": False}
+            elif "error" in speed:
+                error = speed["error"]
+        if error is not None:
+            return _as_failed(record, error)
+        return {**record, "throughput": speed}
+
+    def _write(self, record: Dict[str, Any]) -> None:
+        key = pair_key(record)
+        path = result_path(self.out, *key)
+        try:
+            write_record(path, record)
+        except InvalidRecord as exc:  # a record that does not fit the schema is a failure, not a row
+            if not is_ok(record):
+                raise
+            record = _as_failed(record, failure_info(exc, "validate", trace=""))
+            write_record(path, record)
+        self.expected.discard(key)
+        self.summary.written.append(path)
+        if is_ok(record):
+            self.summary.records.append(record)
+        else:
+            self.summary.failed_records.append(record)
+            self.summary.failed.append((" / ".join(key), record["error"]["message"].splitlines()[0]))
+        self.bar.update(1)
+
+
+def _as_failed(record: Dict[str, Any], error: Dict[str, Any]) -> Dict[str, Any]:
+    from benchmark.records.store import failed_record
+
+    return failed_record(record["model"], record["method"], record["task"], error, record["provenance"])
+
+
+def _unit_keys(config: RunConfig, unit: EvalUnit) -> List[Tuple[str, str, str]]:
+    variant = config.tasks[unit.task_index].variants[unit.variant_index]
+    name = config.models[unit.model_index].name
+    return [(name, config.methods[i].id, variant.id) for i in unit.method_indices]
+
+
+def _group(key: Tuple[int, int]) -> Group:
+    return Group(key[0], key[1])

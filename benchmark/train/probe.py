@@ -1,0 +1,166 @@
+"""A linear probe on a frozen pretrained encoder: the `probe` training recipe.
+
+The encoder (any family; Whisper's is the one that runs here) is frozen; its pooled output (the
+same size-weighted mean the model's head reads) is computed once per clip and cached, and a
+multinomial logistic regression is fitted on it by L-BFGS in seconds: standardised inputs, L2
+penalty `probe_l2` on the weights (mean cross-entropy + probe_l2 * ||W||^2), the standardisation
+folded into the head afterwards, so the saved model is the encoder plus one `nn.Linear`, exactly
+what `prunebench run` evaluates.
+
+With `prune: SPEC` the pooled outputs come from the pruned encoder at the spec's keep rate (no
+annealing: nothing in the encoder learns), so the head is fitted on what the pruned model
+produces: a pruning-aware probe, to compare with the off-the-shelf head (fitted unpruned).
+
+Pooled outputs are cached per clip (keyed by the encoder's weights, the front end, the method and
+the task variant; each entry checked against the clip's own features key), so the five folds of
+ESC-50 encode each of the 2000 clips once, not five times.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from benchmark.core.cache import cache_dir
+from benchmark.core.errors import ConfigError
+from benchmark.data.features import FeatureSet, FeatureStore
+from benchmark.method import Method
+from benchmark.models.checkpoint import atomic_save, load_backbone
+from benchmark.tasks.base import Task
+from benchmark.measure.throughput import resolve_device
+from benchmark.train.loop import weights_sha256
+from benchmark.data.variant import TaskVariant
+
+log = logging.getLogger(__name__)
+POOLED_VERSION = 1
+
+
+def train_probe(model_name: str, task: Task, cfg: Dict[str, Any], method: Optional[Method], store: FeatureStore,
+                progress: bool = True) -> Tuple[torch.nn.Module, Dict[str, Any]]:
+    """Fit the head of `cfg["init"]`'s frozen encoder on the task's training clips; return the
+    model (encoder + fitted head, on the CPU, eval mode) and what the training metadata adds."""
+    if not cfg["init"]:
+        raise ConfigError("train: recipe 'probe' fits a head on a pretrained encoder: give init (e.g. --init whisper-tiny.en)")
+    if task.metric != "accuracy":
+        raise ConfigError(f"train: recipe 'probe' fits a single-label head; task {task.name!r} is multi-label")
+    started = time.perf_counter()
+    model, weights = load_backbone(model_name, cfg["init"], task.num_classes)
+    device = resolve_device(cfg["device"])
+    model = model.to(device).eval().requires_grad_(False)
+    frontend = model.config.frontend(task.sample_rate, task.norm_stats)
+    pooled = PooledCache(model, frontend, method, TaskVariant(task), store, device, progress)
+    train_x, train_y, _ = pooled.split(task, "train", cfg["batch_size"])
+    test_x, test_y, test_ids = pooled.split(task, "test", cfg["batch_size"])
+    encode_seconds = time.perf_counter() - started
+    weight, bias = fit_logistic(train_x, train_y, task.num_classes, cfg["probe_l2"], cfg["probe_max_iter"])
+    model = model.cpu()
+    with torch.no_grad():
+        model.head.weight.copy_(weight)
+        model.head.bias.copy_(bias)
+    predictions = (test_x @ weight.T + bias).argmax(dim=1)
+    score = float((predictions == test_y).float().mean())
+    return model.requires_grad_(True), {
+        "init_format": weights.format, "train_clips": len(train_y), "test_clips": len(test_y),
+        "test_score": score, "test_predictions": dict(zip(test_ids, predictions.tolist())),
+        "encode_seconds": round(encode_seconds, 1), "fit_seconds": round(time.perf_counter() - started - encode_seconds, 2),
+        "pooled_computed": pooled.computed, "pooled_reused": pooled.reused,
+        "probe": {"method": None if method is None else method.id, "l2": cfg["probe_l2"]},
+    }
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float, max_iter: int = 500) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression on standardised inputs by L-BFGS (deterministic, float64);
+    returns (weight (classes, dim), bias) for the raw inputs."""
+    x = x.double()
+    mean, std = x.mean(dim=0), x.std(dim=0).clamp_min(1e-8)
+    z = (x - mean) / std
+    w = torch.zeros(classes, x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
+                                  history_size=20, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(z @ w.T + b, y) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        weight = w / std
+        bias = b - weight @ mean
+    return weight.float(), bias.float()
+
+
+class PooledCache:
+    """Pooled encoder outputs per clip: computed once, kept on disk in one file per task variant
+    (clip id -> vector, with the key of the features it came from)."""
+
+    def __init__(self, model, frontend, method: Optional[Method], variant: TaskVariant, store: FeatureStore,
+                 device: torch.device, progress: bool):
+        self.model, self.frontend, self.method, self.variant, self.store = model, frontend, method, variant, store
+        self.device, self.progress = device, progress
+        self.computed = self.reused = 0
+        spec = {"version": POOLED_VERSION, "weights": weights_sha256(model, skip_prefix="head."), "frontend": frontend.config(),
+                "method": None if method is None else method.id, "task": variant.task.name,
+                "params": {k: str(v) for k, v in variant.task.params.items() if k not in ("root", "split")},
+                "seed": store.run_seed}
+        self.path = cache_dir("pooled") / (hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24] + ".pt")
+        self.saved = self._read()
+
+    def split(self, task: Task, which: str, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
+        """(pooled (n, dim), labels (n,), clip ids) of the task's 'train' or 'test' clips."""
+        clips = task.test_clips() if which == "test" else task.train_clips()
+        stamps = {c.id: clip_stamp(c) for c in clips}
+        saved = self.saved
+        if all(saved.get(i, (None,))[0] == s for i, s in stamps.items()):
+            self.reused += len(clips)
+            vectors = torch.stack([saved[c.id][1] for c in clips])
+            return vectors, torch.tensor([c.labels[0] for c in clips]), [c.id for c in clips]
+        features = self.store.get(self.variant, self.frontend, split=which)
+        vectors = self._encode(features, batch_size, which)
+        saved.update({i: (stamps[i], v) for i, v in zip(features.ids, vectors)})
+        self._write(saved)
+        return vectors, features.labels, list(features.ids)
+
+    def _encode(self, features: FeatureSet, batch_size: int, which: str) -> torch.Tensor:
+        out: List[Optional[torch.Tensor]] = [None] * len(features)
+        bar = tqdm(total=len(features), desc=f"encode {which} clips of {self.variant.id}", unit="clip",
+                   disable=not self.progress, leave=False)
+        with torch.inference_mode():
+            for idx, fbank, valid in features.batches(batch_size):
+                pooled, _ = self.model.encode(fbank.to(self.device), self.method, valid.to(self.device))
+                for row, i in enumerate(idx):
+                    out[i] = pooled[row].float().cpu()
+                bar.update(len(idx))
+        bar.close()
+        self.computed += len(features)
+        return torch.stack(out)
+
+    def _read(self) -> Dict[str, Tuple[str, torch.Tensor]]:
+        if not self.path.is_file():
+            return {}
+        try:
+            payload = torch.load(str(self.path), map_location="cpu", weights_only=True)
+            return {i: (s, v) for i, s, v in zip(payload["ids"], payload["stamps"], payload["vectors"])}
+        except Exception as exc:  # a damaged cache is rebuilt, never trusted
+            log.warning("pooled-output cache %s unreadable (%s); recomputing", self.path, exc)
+            return {}
+
+    def _write(self, saved: Dict[str, Tuple[str, torch.Tensor]]) -> None:
+        ids = sorted(saved)
+        atomic_save({"ids": ids, "stamps": [saved[i][0] for i in ids], "vectors": torch.stack([saved[i][1] for i in ids])},
+                    Path(self.path))
+
+
+def clip_stamp(clip) -> str:
+    """What identifies a clip's audio whatever split it is in: id, labels, file size and time."""
+    stat = clip.path.stat() if clip.index is None and clip.path.exists() else None
+    return f"{clip.id}|{clip.labels}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}"

@@ -1,0 +1,98 @@
+"""The layout is the architecture: a layer imports only the layers below it (every import, also the
+ones inside functions). The table here is the rule; each package's docstring says the same in words."""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# The installed name of each top-level folder (pyproject.toml's package-dir).
+FOLDERS = {"benchmark": "benchmark", "tasks": "benchmark.tasks", "methods": "benchmark.methods",
+           "leaderboard": "benchmark.leaderboard"}
+
+# layer -> the layers it may import (besides itself)
+ALLOWED = {
+    "core": set(),
+    "audio": {"core"},
+    "method": {"core"},
+    "records": {"core"},
+    "tasks": {"core", "audio"},
+    "models": {"core", "audio", "method"},
+    "methods": {"core", "method"},
+    "data": {"core", "audio", "tasks"},
+    "measure": {"core", "audio", "method", "models", "data"},
+    "train": {"core", "audio", "method", "tasks", "models", "data", "measure"},
+    "run": {"core", "audio", "method", "tasks", "models", "data", "measure", "train", "records"},
+    "analysis": {"core", "records", "measure"},
+    "leaderboard": {"core", "records", "analysis"},
+    # the package's front (register_*, load_model) and the command line sit on top
+    "facade": {"core", "models"},
+    "cli": set(),
+}
+ANYTHING = {"cli"}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "facade"
+    return parts[1]
+
+
+def modules():
+    for folder, package in FOLDERS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = [package, *path.relative_to(ROOT / folder).with_suffix("").parts]
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            yield ".".join(parts), path
+
+
+def imported(path: Path, module: str):
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")[: len(module.split(".")) - node.level + is_package]
+                yield ".".join(base + ([node.module] if node.module else []))
+            else:
+                yield node.module
+
+
+def test_every_layer_is_known():
+    layers = {layer_of(module) for module, _ in modules()}
+    assert layers <= set(ALLOWED), f"packages without a rule here: {layers - set(ALLOWED)}"
+
+
+def test_every_package_says_what_it_owns_and_may_import():
+    for module, path in modules():
+        if path.name == "__init__.py" and module.count(".") == 1:
+            doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+            assert "May import" in doc or "Imports nothing" in doc, f"{module}: its docstring does not say what it may import"
+
+
+def test_no_layer_imports_a_higher_one():
+    wrong = []
+    for module, path in modules():
+        mine = layer_of(module)
+        if mine in ANYTHING:
+            continue
+        for target in imported(path, module):
+            if not target or target.split(".")[0] != "benchmark":
+                continue
+            theirs = layer_of(target)
+            if theirs != mine and theirs not in ALLOWED[mine]:
+                wrong.append(f"{module} imports {target} ({mine} may import: {', '.join(sorted(ALLOWED[mine])) or 'nothing'})")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from benchmark.leaderboard.table import x\n", "leaderboard"),
+    ("def f():\n    from ..run import work\n", "run"),
+])
+def test_the_check_sees_top_level_and_nested_relative_imports(tmp_path, source, expected):
+    path = tmp_path / "mod.py"
+    path.write_text(source)
+    assert [layer_of(t) for t in imported(path, "benchmark.data.mod")] == [expected]
