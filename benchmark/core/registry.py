@@ -98,6 +98,9 @@ def _first_line(text: Optional[str]) -> str:
     return ""
 
 
+# The method every comparison is measured against (no reduction): the one place its name is written.
+BASELINE = "none"
+
 METHODS = Registry(
     "method",
     (
