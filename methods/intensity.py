@@ -25,7 +25,6 @@ STATISTICS = ("mean", "std")
 class Intensity(ScorePruning):
     """Intensity: keep ceil(k*N) patches with the highest input mean (or std) at each reduction layer."""
 
-    name = "intensity"
     defaults = {**ScorePruning.defaults, "statistic": "mean"}
     validation_params = ScorePruning.validation_params + ({"statistic": "std"},)
 

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from benchmark.method import Method
-from benchmark.core.registry import register_method
+from benchmark.core.registry import BASELINE, register_method
 
 
-@register_method("none")
+@register_method(BASELINE)
 class NoPruning(Method):
     """No pruning: all tokens reach every block (the baseline)."""
 
-    name = "none"

@@ -22,7 +22,6 @@ from benchmark.method.tokens import TokenState
 class RandomPruning(ScorePruning):
     """Random: keep a seeded random ceil(k*N) of the patch tokens at each reduction layer."""
 
-    name = "random"
     defaults = {**ScorePruning.defaults, "seed": 0}
     validation_params = ScorePruning.validation_params + ({"seed": 1},)
 

@@ -89,7 +89,6 @@ def merge_rounds(n: int, target: int) -> List[Tuple[int, int]]:
 class ToMe(Method):
     """ToMe: bipartite merging of similar tokens, size-weighted, proportional attention (iso or constant r)."""
 
-    name = "tome"
     defaults: Dict[str, Any] = {"schedule": "iso", "keep_rate": 0.7, "r": None, "layers": None, "prop_attn": True}
     id_params = ("keep_rate",)
     identity_params = ({"keep_rate": 1.0}, {"schedule": "constant", "r": 0})
@@ -142,7 +141,7 @@ class ToMe(Method):
     def reduce(self, x: torch.Tensor, state: TokenState, info: AttentionInfo, layer: int, dims: ModelDims) -> torch.Tensor:
         p = state.num_prefix
         rounds = merge_rounds(x.shape[1] - p, self._target(x.shape[1] - p))
-        keys = info.keys[:, p:]
+        keys = info.keys
         for i, (_, r) in enumerate(rounds):
             plan = bipartite_soft_matching(keys, r)
             if i + 1 < len(rounds):  # the next round matches the merged tokens' averaged keys

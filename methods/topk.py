@@ -20,7 +20,6 @@ from benchmark.method.tokens import TokenState
 class TopK(ScorePruning):
     """TopK/EViT: keep ceil(k*N) patches with the highest CLS attention at each reduction layer."""
 
-    name = "topk"
     defaults = {**ScorePruning.defaults, "fuse": False}
     validation_params = ScorePruning.validation_params + ({"fuse": True}, {"keep_rate": 0.5, "fuse": True})
 
@@ -31,14 +30,9 @@ class TopK(ScorePruning):
     def score(self, x: torch.Tensor, state: TokenState, info: AttentionInfo) -> torch.Tensor:
         return info.cls_scores if info.cls_scores is not None else info.received
 
-    def reduce(self, x, state, info, layer, dims):
+    def select(self, x: torch.Tensor, state: TokenState, scores: torch.Tensor, keep: int) -> torch.Tensor:
         if not self.params["fuse"]:
-            return super().reduce(x, state, info, layer, dims)
-        scores = self.score(x, state, info)
-        n_patch = x.shape[1] - state.num_prefix
-        keep = kept_count(self.params["keep_rate"], n_patch)
-        if keep >= n_patch:
-            return x
+            return super().select(x, state, scores, keep)
         order = scores.argsort(dim=1, descending=True)
         keep_idx = order[:, :keep].sort(dim=1).values
         return state.keep_and_fuse(x, keep_idx, order[:, keep:], scores)

@@ -11,6 +11,7 @@ import torch
 
 from benchmark.audio.decode import load_audio
 from benchmark.core.params import Configurable
+from benchmark.core.registry import TASKS
 
 
 @dataclass(frozen=True)
@@ -109,3 +110,6 @@ def check_disjoint(test: List[Clip], train: List[Clip], where: str) -> None:
             from benchmark.core.errors import DataError
 
             raise DataError(f"{where}: clip {clip.id} ({clip.path}) is in both the evaluated and the training split")
+
+
+TASKS.require_base(Task)

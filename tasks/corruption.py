@@ -15,6 +15,7 @@ import torch
 
 from benchmark.core.errors import ConfigError, DataError
 from benchmark.core.params import Configurable, require_number
+from benchmark.core.registry import CORRUPTIONS
 
 if TYPE_CHECKING:
     from benchmark.tasks.base import Clip, Task
@@ -129,3 +130,6 @@ def fit_segment(noise: torch.Tensor, n: int, generator: torch.Generator) -> torc
 
 def is_silent(segment: torch.Tensor) -> bool:
     return not bool(segment.double().pow(2).mean() > 0)
+
+
+CORRUPTIONS.require_base(Corruption)

@@ -5,6 +5,7 @@ import textwrap
 import pytest
 
 from benchmark.core.errors import PluginError
+from benchmark import register_method
 from benchmark.core.registry import METHODS, Registry
 from benchmark.core.plugins import load_plugin_file, load_plugins
 
@@ -21,8 +22,92 @@ def test_unknown_name_suggests_close_match():
         METHODS.get("topkk")
 
 
+LAZY_PROBE = textwrap.dedent("""
+    import contextlib, io, json, sys
+    def loaded(names):
+        return sorted(n for n in names if n in sys.modules)
+    HEAVY = ["torch", "timm", "torchaudio", "transformers", "datasets", "ray", "ctranslate2", "ptflops",
+             "torchmetrics", "sklearn", "jinja2", "benchmark.run", "benchmark.measure", "benchmark.train",
+             "benchmark.data", "benchmark.leaderboard", "benchmark.methods.topk", "benchmark.models.ast"]
+    import benchmark
+    from benchmark.core.registry import METHODS
+    seen = {"import": loaded(HEAVY)}
+    names = METHODS.names()
+    seen["methods"] = loaded(HEAVY)
+    from benchmark.cli import main
+    with contextlib.redirect_stdout(io.StringIO()):
+        main(["list"])
+    seen["list"] = loaded(HEAVY)
+    print(json.dumps({"names": names, "seen": seen}))
+""")
+
+
 def test_builtins_are_registered_lazily():
-    assert {"none", "topk"} <= set(METHODS.names())
+    """Importing the package loads no plugin and no torch; listing methods loads the method modules
+    (torch, nothing of timm or torchaudio); `prunebench list` none of the run, measurement,
+    training or leaderboard layers and no optional dependency."""
+    import json
+
+    out = subprocess.run([sys.executable, "-c", LAZY_PROBE], capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"none", "topk", "tome", "random", "intensity"} <= set(report["names"])
+    assert report["seen"]["import"] == []
+    assert report["seen"]["methods"] == ["benchmark.methods.topk", "torch"]
+    assert report["seen"]["list"] == ["benchmark.methods.topk", "benchmark.models.ast", "timm", "torch", "torchaudio"]
+
+
+def test_the_registration_names_a_method():
+    """The example in benchmark.method's docstring has no `name =` line: its records must say "mine"."""
+    from benchmark.method import ScorePruning
+
+    @register_method("mine-unnamed")
+    class Mine(ScorePruning):
+        def score(self, x, state, info):
+            return x[:, state.num_prefix:, 0]
+
+    try:
+        assert Mine.name == "mine-unnamed"
+        assert METHODS.get("mine-unnamed")(keep_rate=0.5).id == "mine-unnamed-keep_rate=0.5"
+    finally:
+        METHODS.remove("mine-unnamed")
+
+
+def test_a_declared_name_that_differs_from_the_registration_is_an_error():
+    from benchmark.method import Method
+
+    class Other(Method):
+        name = "other"
+
+    with pytest.raises(PluginError, match="declares name = 'other'"):
+        METHODS.add("mine-named", Other)
+    assert "mine-named" not in METHODS
+
+
+def test_only_subclasses_of_the_base_register():
+    with pytest.raises(PluginError, match="not a subclass of benchmark.method.base.Method"):
+        METHODS.add("not-a-method", type("NotAMethod", (), {}))
+    from benchmark.core.registry import TASKS
+
+    TASKS.names()  # the task base class is known once the built-ins are in
+    with pytest.raises(PluginError, match="not a subclass of benchmark.tasks.base.Task"):
+        TASKS.add("not-a-task", lambda: None)
+
+
+def test_an_unknown_attention_request_is_refused():
+    from benchmark.method import Method
+    from benchmark.models import build_model
+
+    @register_method("typo-request")
+    class Typo(Method):
+        def attention_requests(self, dims):
+            return frozenset({"cls_score"})
+
+    model = build_model("ast-tiny", num_classes=3)
+    try:
+        with pytest.raises(PluginError, match=r"'cls_score' \(did you mean 'cls_scores'\?\)"):
+            model(__import__("torch").zeros(1, 128, 128), Typo())
+    finally:
+        METHODS.remove("typo-request")
 
 
 def test_plugin_file_registers_a_method(tmp_path):
@@ -34,7 +119,6 @@ def test_plugin_file_registers_a_method(tmp_path):
         @register_method("first-patches")
         class FirstPatches(ScorePruning):
             """Keep the earliest patches."""
-            name = "first-patches"
             def score(self, x, state, info):
                 n = x.shape[1] - state.num_prefix
                 return -__import__("torch").arange(n, dtype=x.dtype).expand(x.shape[0], -1)
@@ -66,7 +150,6 @@ def test_entry_point_plugin_is_loaded(tmp_path):
         @register_method("ep-method")
         class EP(Method):
             """From an entry point."""
-            name = "ep-method"
     '''))
     dist = pkg / "ep_plugin-0.1.dist-info"
     dist.mkdir()

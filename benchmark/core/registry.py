@@ -3,6 +3,12 @@
 Built-in plugins register themselves with decorators when their module is imported; the
 registries import those modules lazily (on first lookup), so `prunebench list` stays cheap and
 third-party plugins loaded later sit beside the built-ins.
+
+A registry of classes (methods, tasks, corruptions) is told its base class by the module that
+defines it (`METHODS.require_base(Method)`: core cannot import the layers above it). From then on
+it accepts only subclasses, and the registered name is the class's `name`: the registry sets it,
+and rejects a class that declares another one, so the key a config uses and the name a record
+carries cannot differ.
 """
 from __future__ import annotations
 
@@ -29,6 +35,11 @@ class Registry:
         self._builtin_modules = builtin_modules
         self._builtins_loaded = False
         self._entries: Dict[str, Entry] = {}
+        self._base: Optional[type] = None
+
+    def require_base(self, base: type) -> None:
+        """Accept only subclasses of `base` from now on, each named by its registration."""
+        self._base = base
 
     def _load_builtins(self) -> None:
         if self._builtins_loaded:
@@ -41,7 +52,7 @@ class Registry:
         """Decorator: `@register_method("topk")` on a class or factory function."""
 
         def decorator(obj: Any) -> Any:
-            key = name or getattr(obj, "name", None) or obj.__name__
+            key = name or (obj.__dict__.get("name") if isinstance(obj, type) else None) or obj.__name__
             self.add(key, obj, description)
             return obj
 
@@ -56,9 +67,21 @@ class Registry:
                 f"{self.kind} {name!r} is already registered (by {previous.origin}); "
                 f"choose another name"
             )
+        if self._base is not None:
+            self._check_class(name, obj)
         doc = description or _first_line(getattr(obj, "__doc__", None)) or ""
         origin = getattr(obj, "__module__", "?")
         self._entries[name] = Entry(name, obj, doc, origin)
+
+    def _check_class(self, name: str, obj: Any) -> None:
+        base = self._base
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            raise PluginError(f"{self.kind} {name!r}: {obj!r} is not a subclass of {base.__module__}.{base.__qualname__}")
+        declared = obj.__dict__.get("name")
+        if declared not in (None, "", name):
+            raise PluginError(f"{self.kind} {name!r}: class {obj.__qualname__} declares name = {declared!r}; "
+                              f"drop the attribute (the registration names it) or register it as {declared!r}")
+        obj.name = name
 
     def remove(self, name: str) -> None:
         """Unregister (for tests and for plugins that replace themselves on reload)."""

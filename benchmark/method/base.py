@@ -2,7 +2,8 @@
 
 A method is a class with a registered name, declared parameters with defaults, and a `reduce`
 called between attention and MLP at the reduction layers. Score-based pruning only has to
-implement `score` (see `ScorePruning`). A new method is one file and one decorator:
+implement `score` (see `ScorePruning`), and may replace `select` (what becomes of the tokens
+given their scores). A new method is one file and one decorator, which also names it:
 
     @register_method("mine")
     class Mine(ScorePruning):
@@ -18,8 +19,9 @@ from typing import Any, ClassVar, Dict, FrozenSet, Optional, Sequence, Tuple
 
 import torch
 
-from benchmark.core.errors import ConfigError
+from benchmark.core.errors import ConfigError, PluginError, did_you_mean
 from benchmark.core.params import Configurable, require_number
+from benchmark.core.registry import METHODS
 from benchmark.method.tokens import TokenState
 
 PROTOCOL_LAYERS = (3, 6, 9)  # of 12 blocks, 0-indexed (EViT, ECAI 2025 audio pruning)
@@ -56,17 +58,25 @@ class ModelDims:
 
 @dataclass
 class AttentionInfo:
-    """What the attention of a reduction block hands to the method, computed only if asked."""
+    """What the attention of a reduction block hands to the method, computed only if asked.
 
-    cls_scores: Optional[torch.Tensor] = None  # (b, n_patch) CLS row, head-averaged, over patches
+    Every field is indexed like `TokenState`'s token indices: position i is the i-th current
+    patch token, prefix tokens excluded, so a score and a key at the same index are one token."""
+
+    cls_scores: Optional[torch.Tensor] = None  # (b, n_patch) CLS row, head-averaged
     received: Optional[torch.Tensor] = None  # (b, n_patch) mean attention each patch receives
-    keys: Optional[torch.Tensor] = None  # (b, n, head_dim) keys averaged over heads, prefix incl.
+    keys: Optional[torch.Tensor] = None  # (b, n_patch, head_dim) keys averaged over heads
+
+
+# What `Method.attention_requests` may ask for: the fields of AttentionInfo.
+ATTENTION_REQUESTS = frozenset({"cls_scores", "received", "keys"})
 
 
 class Method(Configurable):
-    """Base class of token reduction methods (the `none` method is this class as it is)."""
+    """Base class of token reduction methods (the `none` method is this class as it is).
 
-    name: ClassVar[str] = "none"
+    `name` is set by the registration (`@register_method("mine")`), never written by hand."""
+
     kind: ClassVar[str] = "method"
     defaults: ClassVar[Dict[str, Any]] = {}
     # Parameter sets that must reproduce the unpruned model exactly (keep rate 1, r = 0), checked
@@ -95,6 +105,17 @@ class Method(Configurable):
         """What the attention of a reduction block must hand over: any of "cls_scores",
         "received", "keys" (see AttentionInfo). Nothing is computed that is not asked for."""
         return frozenset()
+
+    def checked_attention_requests(self, dims: ModelDims) -> FrozenSet[str]:
+        """`attention_requests`, refusing names AttentionInfo does not have (a typo would
+        otherwise hand the method None at every block)."""
+        wants = frozenset(self.attention_requests(dims))
+        unknown = sorted(wants - ATTENTION_REQUESTS)
+        if unknown:
+            hint = did_you_mean(unknown[0], ATTENTION_REQUESTS)
+            raise PluginError(f"method {self.name!r} asks the attention for {', '.join(map(repr, unknown))}{hint}; "
+                              f"it can ask for: {', '.join(sorted(ATTENTION_REQUESTS))}")
+        return wants
 
     # -- per-forward hooks ------------------------------------------------------------------
     def begin(self, fbank: torch.Tensor, state: TokenState, dims: ModelDims, valid_frames: Optional[torch.Tensor]) -> None:
@@ -134,14 +155,22 @@ class ScorePruning(Method):
     def patch_tokens_after(self, n_patch: int, layer: int, dims: ModelDims) -> int:
         return kept_count(self.params["keep_rate"], n_patch)
 
+    def select(self, x: torch.Tensor, state: TokenState, scores: torch.Tensor, keep: int) -> torch.Tensor:
+        """The new hidden states given the scores, when `keep` of the patch tokens survive:
+        by default the `keep` best, in their original order, and the rest dropped."""
+        keep_idx = scores.topk(keep, dim=1, sorted=False).indices.sort(dim=1).values
+        return state.keep(x, keep_idx)
+
     def reduce(self, x, state, info, layer, dims):
         scores = self.score(x, state, info)
         n_patch = x.shape[1] - state.num_prefix
         keep = kept_count(self.params["keep_rate"], n_patch)
         if keep >= n_patch:
             return x
-        keep_idx = scores.topk(keep, dim=1, sorted=False).indices.sort(dim=1).values
-        return state.keep(x, keep_idx)
+        return self.select(x, state, scores, keep)
+
+
+METHODS.require_base(Method)
 
 
 def parse_method_spec(spec: str) -> Tuple[str, Dict[str, Any]]:

@@ -46,7 +46,7 @@ def attention_forward(
     if want_received:
         info.received = _received_attention(q * attn.scale, k, bias)[:, num_prefix:]
     if want_keys:
-        info.keys = k.mean(dim=1)
+        info.keys = k.mean(dim=1)[:, num_prefix:]
     out = out.transpose(1, 2).reshape(b, n, -1)
     out = attn.norm(out) if hasattr(attn, "norm") else out
     if gate is not None:

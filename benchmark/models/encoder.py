@@ -114,7 +114,7 @@ class TokenEncoder(nn.Module):
     def _block(self, block, x, state: TokenState, method: Optional[Method], index: int, dims: ModelDims):
         tokens_in = x.shape[1]
         bias = state.attention_bias()
-        wants = method.attention_requests(dims) if method is not None else frozenset()
+        wants = method.checked_attention_requests(dims) if method is not None else frozenset()
         attn_out, info = attention_forward(
             block.attn,
             block.norm1(x),
