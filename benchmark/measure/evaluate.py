@@ -12,7 +12,7 @@ from benchmark.method import Method
 from benchmark.measure.metrics import score_with_interval
 from benchmark.models.encoder import TokenEncoder
 from benchmark.method.patches import patch_statistic
-from benchmark.measure.throughput import autocast_for, resolve_device
+from benchmark.core.device import autocast_for, resolve_device, resolve_dtype
 
 
 @dataclass
@@ -43,7 +43,7 @@ def evaluate(
     macs_total: Dict[str, float] = {}
     tokens: List[Dict[str, int]] = []
     intensity = SelectionIntensity(model)
-    with torch.inference_mode(), autocast_for(dev, getattr(torch, dtype)):
+    with torch.inference_mode(), autocast_for(dev, resolve_dtype(dtype)):
         for idx, fbank, valid in features.batches(batch_size):
             logits, state = model.forward_with_state(fbank.to(dev), method, valid.to(dev), track_provenance=True)
             logits = logits.float().cpu()

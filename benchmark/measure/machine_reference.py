@@ -13,7 +13,8 @@ from typing import List
 
 import torch
 
-from benchmark.measure.throughput import autocast_for, resolve_device, resolve_dtype, steps_to_fill
+from benchmark.core.device import autocast_for, resolve_device, resolve_dtype
+from benchmark.measure.throughput import steps_to_fill
 from benchmark.measure.timing import StepTimer
 
 # ast-tiny's MLP input projection at batch 32: 32 clips x 256 tokens, 192 -> 768.

@@ -109,7 +109,8 @@ def measure_in_this_process(spec: Dict[str, Any]) -> MemoryReading:
     from benchmark.core.plugins import load_plugin_file
     from benchmark.core.registry import METHODS
     from benchmark.measure.shapes import InputShape, make_batch
-    from benchmark.measure.throughput import autocast_for, bound_forward, resolve_dtype
+    from benchmark.core.device import autocast_for, resolve_dtype
+    from benchmark.measure.throughput import bound_forward
 
     for path in spec["plugin_files"]:
         load_plugin_file(path)

@@ -25,7 +25,8 @@ from benchmark.method import Method, parse_method_spec
 from benchmark.models import build_model
 from benchmark.core.registry import METHODS
 from benchmark.measure.shapes import InputShape, bucket_shape, make_batch, nominal_shape, parse_bucket
-from benchmark.measure.throughput import measure_interleaved, relative_range, resolve_device, resolve_dtype
+from benchmark.core.device import resolve_device, resolve_dtype
+from benchmark.measure.throughput import measure_interleaved, relative_range
 
 REPEATABILITY_TOLERANCE = 0.05  # medians of repeated runs of one configuration agree within 5%
 

@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from benchmark.core.device import autocast_for, resolve_device, resolve_dtype
 from benchmark.core.errors import ConfigError
 from benchmark.measure.kernels import attention_backend, choose_backend, is_out_of_memory
 from benchmark.measure.memory import MemoryReading, cpu_peak_in_fresh_process, cuda_peak, process_spec
@@ -35,7 +36,6 @@ from benchmark.measure.timing import StepTimer
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MAX_STEPS_PER_REPEAT = 10_000
 
 
@@ -70,31 +70,6 @@ class Throughput:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device {name!r}: expected auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r}: this torch build sees no CUDA device")
-    return device
-
-
-def resolve_dtype(name: str) -> torch.dtype:
-    if name not in DTYPES:
-        raise ConfigError(f"dtype {name!r}: expected one of {', '.join(DTYPES)}")
-    return DTYPES[name]
-
-
-def autocast_for(device: torch.device, dtype: torch.dtype):
-    """float32: no autocast; bfloat16/float16: autocast on the device (weights stay float32)."""
-    if dtype == torch.float32:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 class BoundForward(torch.nn.Module):
@@ -184,7 +159,7 @@ def _measure(model, methods, frames, valid_frames, batch_size, requested, dev, d
                 bound_forward(model, m, fbank[:1], None if valid is None else valid[:1])()
 
     limit = _compile_cache_limit(len(methods)) if compile_backend else nullcontext()
-    with torch.inference_mode(), autocast_for(dev, DTYPES[dtype]), limit:
+    with torch.inference_mode(), autocast_for(dev, resolve_dtype(dtype)), limit:
         backend = choose_backend(attention, runs_on)
         with attention_backend(backend):
             steps = {m.id: bound_forward(model, m, fbank, valid, compile_backend) for m in methods}

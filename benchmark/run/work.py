@@ -30,7 +30,8 @@ from benchmark.models import build_model, checkpoint_sha256, file_sha256, load_m
 from benchmark.models.encoder import EncoderConfig, TokenEncoder
 from benchmark.core.registry import METHODS
 from benchmark.records.store import SCHEMA, failed_record, failure_info, provenance
-from benchmark.measure.throughput import measure_interleaved, resolve_device
+from benchmark.core.device import resolve_device
+from benchmark.measure.throughput import measure_interleaved
 from benchmark.train.loop import default_checkpoint_path, frontend_for, train_model
 from benchmark.data.variant import TaskVariant
 

@@ -40,7 +40,7 @@ from benchmark.models.encoder import TokenEncoder
 from benchmark.models.checkpoint import atomic_save
 from benchmark.train.recipes import PROBE_KEYS, prune_method, prune_target, resolve_train
 from benchmark.tasks.base import Task
-from benchmark.measure.throughput import resolve_device
+from benchmark.core.device import resolve_device
 from benchmark.data.variant import TaskVariant
 
 log = logging.getLogger(__name__)

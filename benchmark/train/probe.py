@@ -34,7 +34,7 @@ from benchmark.data.features import FeatureSet, FeatureStore
 from benchmark.method import Method
 from benchmark.models.checkpoint import atomic_save, load_backbone
 from benchmark.tasks.base import Task
-from benchmark.measure.throughput import resolve_device
+from benchmark.core.device import resolve_device
 from benchmark.train.loop import weights_sha256
 from benchmark.data.variant import TaskVariant
 
