@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from benchmark.measure.memory import CPU_KIND, cpu_peak_in_fresh_process, cuda_peak, process_spec
+from benchmark.measure.memory import CPU_KIND, ForwardSpec, cpu_peak_in_fresh_process, cuda_peak, process_spec
 from benchmark.models import build_model
 from benchmark.core.registry import METHODS
 
@@ -16,7 +16,7 @@ def test_cpu_peak_rss_of_a_fresh_process_grows_with_the_batch():
     an eighth of that; a reading that did not come from the forward would not scale."""
     model = build_model("ast-tiny")
     method = METHODS.get("none")()
-    small, large = (cpu_peak_in_fresh_process(process_spec(model, method, 512, None, b, "float32", "flash", 1))
+    small, large = (cpu_peak_in_fresh_process(process_spec(model, method, ForwardSpec(512, None, b, "float32", "flash", 1)))
                     for b in (2, 16))
     assert small.kind == large.kind == CPU_KIND, (small.note, large.note)
     assert large.peak_bytes > 20 * 2 ** 20
@@ -28,7 +28,7 @@ def test_cpu_peak_rss_of_a_fresh_process_grows_with_the_batch():
 def test_a_failing_memory_process_is_reported_not_raised():
     model = build_model("ast-tiny")
     method = METHODS.get("none")()
-    spec = process_spec(model, method, 512, None, 2, "float32", "flash", 1)
+    spec = process_spec(model, method, ForwardSpec(512, None, 2, "float32", "flash", 1))
     spec["method"]["name"] = "no-such-method"
     reading = cpu_peak_in_fresh_process(spec)
     assert reading.peak_bytes is None and reading.kind == "unavailable"

@@ -56,18 +56,30 @@ def cuda_peak(step: Callable[[], object], device: torch.device) -> MemoryReading
     return MemoryReading(torch.cuda.max_memory_allocated(device) - resting, resting, CUDA_KIND)
 
 
-def process_spec(model: torch.nn.Module, method, frames: int, valid_frames: Optional[int], batch_size: int,
-                 dtype: str, attention: str, threads: int, plugin_files: Sequence[str] = (),
-                 seed: int = 0) -> Dict[str, Any]:
+@dataclass(frozen=True)
+class ForwardSpec:
+    """The forward a fresh process rebuilds, beside the model and the method."""
+
+    frames: int
+    valid_frames: Optional[int]
+    batch_size: int
+    dtype: str
+    attention: str
+    threads: int
+    plugin_files: Sequence[str] = ()
+    seed: int = 0
+
+
+def process_spec(model: torch.nn.Module, method, forward: ForwardSpec) -> Dict[str, Any]:
     """What a fresh process needs to rebuild the same forward (JSON)."""
     return {
         "model_class": f"{type(model).__module__}:{type(model).__qualname__}",
         "config_class": f"{type(model.config).__module__}:{type(model.config).__qualname__}",
         "config": model.config.to_dict(),
         "method": {"name": method.name, "params": method.params},
-        "frames": frames, "valid_frames": valid_frames, "batch_size": batch_size, "dtype": dtype,
-        "attention": attention, "threads": threads,
-        "plugin_files": [str(Path(p).resolve()) for p in plugin_files], "seed": seed,
+        "frames": forward.frames, "valid_frames": forward.valid_frames, "batch_size": forward.batch_size,
+        "dtype": forward.dtype, "attention": forward.attention, "threads": forward.threads,
+        "plugin_files": [str(Path(p).resolve()) for p in forward.plugin_files], "seed": forward.seed,
     }
 
 

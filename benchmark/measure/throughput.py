@@ -21,15 +21,16 @@ import logging
 import math
 import statistics
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
 from benchmark.core.device import autocast_for, resolve_device, resolve_dtype
 from benchmark.core.errors import ConfigError
+from benchmark.core.registry import BASELINE
 from benchmark.measure.kernels import attention_backend, choose_backend, is_out_of_memory
-from benchmark.measure.memory import MemoryReading, cpu_peak_in_fresh_process, cuda_peak, process_spec
+from benchmark.measure.memory import ForwardSpec, MemoryReading, cpu_peak_in_fresh_process, cuda_peak, process_spec
 from benchmark.method import Method
 from benchmark.measure.shapes import InputShape, make_batch
 from benchmark.measure.timing import StepTimer
@@ -93,46 +94,49 @@ def bound_forward(model: torch.nn.Module, method: Method, fbank: torch.Tensor, v
     return lambda: module(fbank, valid)
 
 
-def measure_interleaved(
-    model: torch.nn.Module,
-    methods: Sequence[Method],
-    frames: int,
-    batch_size: int = 32,
-    device: str = "auto",
-    dtype: str = "float32",
-    warmup: int = 2,
-    repeats: int = 5,
-    steps_per_repeat: Optional[int] = None,
-    seed: int = 0,
-    *,
-    valid_frames: Optional[int] = None,
-    min_repeat_s: float = 0.2,
-    attention: str = "auto",
-    compile_backend: Optional[str] = None,
-    memory: bool = False,
-    plugin_files: Sequence[str] = (),
-) -> Dict[str, Throughput]:
+@dataclass(frozen=True)
+class TimingSettings:
+    """How a timing pass runs (every field is recorded with its numbers)."""
+
+    batch_size: int = 32
+    device: str = "auto"
+    dtype: str = "float32"
+    warmup: int = 2
+    repeats: int = 5
+    steps_per_repeat: Optional[int] = None  # None: calibrated per method from min_repeat_s
+    seed: int = 0
+    valid_frames: Optional[int] = None  # frames before the padding (a `pad` length bucket); None: all real
+    min_repeat_s: float = 0.2
+    attention: str = "auto"  # the SDPA backend pinned for every method (benchmark/measure/kernels.py)
+    compile_backend: Optional[str] = None  # torch.compile(backend=...) for each method, or eager
+    memory: bool = False  # also read each method's peak memory (CPU: one fresh process per method)
+    plugin_files: Sequence[str] = ()  # what a fresh process loads to rebuild a plugin method
+
+    def check(self) -> None:
+        resolve_dtype(self.dtype)
+        if self.repeats < 1 or self.warmup < 0 or self.min_repeat_s < 0:
+            raise ConfigError(f"measure: repeats must be >= 1, warmup and min_repeat_s >= 0 "
+                              f"(got {self.repeats}, {self.warmup}, {self.min_repeat_s})")
+
+
+def measure_interleaved(model: torch.nn.Module, methods: Sequence[Method], frames: int,
+                        settings: Optional[TimingSettings] = None, **options: Any) -> Dict[str, Throughput]:
     """Samples per second of each method on a random fbank batch of `frames` frames.
 
-    `valid_frames`: frames before the padding (a `pad` length bucket), None: all real.
-    `steps_per_repeat`: None calibrates it per method from `min_repeat_s`.
-    `compile_backend`: run each method through `torch.compile(backend=...)` ("inductor"), or eager.
-    `memory`: also read each method's peak memory (on CPU: one fresh process per method).
-    Speedups are relative to the method with id "none" (include it; the runner puts it first).
-    """
-    dev = resolve_device(device)
-    resolve_dtype(dtype)
-    if repeats < 1 or warmup < 0 or min_repeat_s < 0:
-        raise ConfigError(f"measure: repeats must be >= 1, warmup and min_repeat_s >= 0 (got {repeats}, {warmup}, {min_repeat_s})")
+    `settings` (or its fields as keyword options). Speedups are relative to the method with id
+    "none" (include it; the runner puts it first). Out of memory, the batch is halved for all
+    methods and the measurement restarts."""
+    settings = replace(settings or TimingSettings(), **options)
+    settings.check()
+    dev = resolve_device(settings.device)
     ids = [m.id for m in methods]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"measure: methods listed twice: {sorted({i for i in ids if ids.count(i) > 1})}")
     model = model.to(dev).eval()
-    requested = batch_size
+    batch_size = settings.batch_size
     while True:
         try:
-            return _measure(model, methods, frames, valid_frames, batch_size, requested, dev, dtype, warmup, repeats,
-                            steps_per_repeat, seed, min_repeat_s, attention, compile_backend, memory, plugin_files)
+            return _measure(model, methods, frames, replace(settings, batch_size=batch_size), dev, settings.batch_size)
         except RuntimeError as exc:
             if not is_out_of_memory(exc) or batch_size == 1:
                 raise
@@ -144,69 +148,94 @@ def measure_interleaved(
             torch.cuda.empty_cache()
 
 
-def _measure(model, methods, frames, valid_frames, batch_size, requested, dev, dtype, warmup, repeats,
-             steps_per_repeat, seed, min_repeat_s, attention, compile_backend, memory, plugin_files) -> Dict[str, Throughput]:
-    shape = InputShape(frames, valid_frames or frames, "timed")
-    fbank, valid = make_batch(shape, batch_size, model.config.num_mel_bins, seed)
+@dataclass
+class _Timings:
+    """What the interleaved rounds measured, per method id."""
+
+    backend: str
+    steps: Dict[str, int]
+    seconds: Dict[str, List[float]]
+    rates: Dict[str, List[float]]
+    memory: Dict[str, MemoryReading]
+
+
+def _measure(model, methods: Sequence[Method], frames: int, s: TimingSettings, dev: torch.device,
+             requested: int) -> Dict[str, Throughput]:
+    shape = InputShape(frames, s.valid_frames or frames, "timed")
+    fbank, valid = make_batch(shape, s.batch_size, model.config.num_mel_bins, s.seed)
     fbank = fbank.to(dev)
     valid = None if valid is None else valid.to(dev)
     timer = StepTimer(dev)
-    ids = [m.id for m in methods]
 
     def runs_on(backend: str) -> None:  # one small eager forward of every method on this backend
         with attention_backend(backend):
             for m in methods:
                 bound_forward(model, m, fbank[:1], None if valid is None else valid[:1])()
 
-    limit = _compile_cache_limit(len(methods)) if compile_backend else nullcontext()
-    with torch.inference_mode(), autocast_for(dev, resolve_dtype(dtype)), limit:
-        backend = choose_backend(attention, runs_on)
+    limit = _compile_cache_limit(len(methods)) if s.compile_backend else nullcontext()
+    with torch.inference_mode(), autocast_for(dev, resolve_dtype(s.dtype)), limit:
+        backend = choose_backend(s.attention, runs_on)
         with attention_backend(backend):
-            steps = {m.id: bound_forward(model, m, fbank, valid, compile_backend) for m in methods}
-            n_steps = {}
-            # The last of 2+ warm-up steps is timed to calibrate the steps per repeat, so a big
-            # model pays no extra step; the first step is cold (lazy initialisation), so with
-            # fewer warm-up steps one more step is timed after them.
-            calibrate = steps_per_repeat is None or warmup >= 2
-            for m in methods:
-                for _ in range(warmup - 1 if warmup >= 2 else warmup):
-                    steps[m.id]()
-                one = timer.seconds(steps[m.id], 1) if calibrate else 0.0
-                n_steps[m.id] = steps_per_repeat if steps_per_repeat is not None else steps_to_fill(min_repeat_s, one)
-            seconds: Dict[str, List[float]] = {i: [] for i in ids}
-            rates: Dict[str, List[float]] = {i: [] for i in ids}
-            for r in range(repeats):
-                for m in methods[r % len(methods):] + methods[:r % len(methods)]:
-                    elapsed = max(timer.seconds(steps[m.id], n_steps[m.id]), 1e-12)
-                    seconds[m.id].append(elapsed)
-                    rates[m.id].append(batch_size * n_steps[m.id] / elapsed)
-            readings = _memory(model, methods, steps, shape, batch_size, dev, dtype, backend, compile_backend,
-                               plugin_files, seed) if memory else {}
-
-    results = {}
-    for m in methods:
-        values = rates[m.id]
-        median = statistics.median(values)
-        reading = readings.get(m.id, MemoryReading(None, None, "not measured"))
-        results[m.id] = Throughput(
-            samples_per_s=median, spread=relative_range(values, median), batch_size=batch_size,
-            repeats=repeats, device=str(dev), dtype=dtype, threads=torch.get_num_threads(),
-            requested_batch_size=requested, steps_per_repeat=n_steps[m.id],
-            seconds_per_repeat=statistics.median(seconds[m.id]), min_repeat_s=min_repeat_s, warmup=warmup,
-            samples_per_s_repeats=values, frames=frames, valid_frames=shape.valid_frames,
-            attention_backend=backend, timer=timer.kind, compiled=compile_backend,
-            float32_matmul_precision=torch.get_float32_matmul_precision(),
-            interop_threads=torch.get_num_interop_threads(),
-            peak_memory_bytes=reading.peak_bytes, resting_memory_bytes=reading.resting_bytes,
-            memory_kind=reading.kind,
-        )
-    if "none" in rates:
-        base = rates["none"]
-        for method_id, result in results.items():
-            ratios = [a / b for a, b in zip(rates[method_id], base)]
-            result.speedup_vs_none = statistics.median(ratios)
-            result.speedup_spread = relative_range(ratios, result.speedup_vs_none)
+            steps = {m.id: bound_forward(model, m, fbank, valid, s.compile_backend) for m in methods}
+            timings = _time_rounds(methods, steps, timer, s)
+            timings.backend = backend
+            timings.memory = _memory(model, methods, steps, shape, dev, s, backend) if s.memory else {}
+    results = {m.id: _throughput(m.id, timings, s, shape, dev, requested, timer.kind) for m in methods}
+    _add_speedups(results, timings.rates)
     return results
+
+
+def _time_rounds(methods: Sequence[Method], steps: Dict[str, Callable[[], Any]], timer: StepTimer,
+                 s: TimingSettings) -> _Timings:
+    """Warm up and calibrate each method, then time round r with the methods rotated by r."""
+    n_steps = {}
+    # The last of 2+ warm-up steps is timed to calibrate the steps per repeat, so a big model pays
+    # no extra step; the first step is cold (lazy initialisation), so with fewer warm-up steps one
+    # more step is timed after them.
+    calibrate = s.steps_per_repeat is None or s.warmup >= 2
+    for m in methods:
+        for _ in range(s.warmup - 1 if s.warmup >= 2 else s.warmup):
+            steps[m.id]()
+        one = timer.seconds(steps[m.id], 1) if calibrate else 0.0
+        n_steps[m.id] = s.steps_per_repeat if s.steps_per_repeat is not None else steps_to_fill(s.min_repeat_s, one)
+    seconds: Dict[str, List[float]] = {m.id: [] for m in methods}
+    rates: Dict[str, List[float]] = {m.id: [] for m in methods}
+    for r in range(s.repeats):
+        for m in list(methods[r % len(methods):]) + list(methods[:r % len(methods)]):
+            elapsed = max(timer.seconds(steps[m.id], n_steps[m.id]), 1e-12)
+            seconds[m.id].append(elapsed)
+            rates[m.id].append(s.batch_size * n_steps[m.id] / elapsed)
+    return _Timings("", n_steps, seconds, rates, {})
+
+
+def _throughput(method_id: str, t: _Timings, s: TimingSettings, shape: InputShape, dev: torch.device,
+                requested: int, timer_kind: str) -> Throughput:
+    values = t.rates[method_id]
+    median = statistics.median(values)
+    reading = t.memory.get(method_id, MemoryReading(None, None, "not measured"))
+    return Throughput(
+        samples_per_s=median, spread=relative_range(values, median), batch_size=s.batch_size,
+        repeats=s.repeats, device=str(dev), dtype=s.dtype, threads=torch.get_num_threads(),
+        requested_batch_size=requested, steps_per_repeat=t.steps[method_id],
+        seconds_per_repeat=statistics.median(t.seconds[method_id]), min_repeat_s=s.min_repeat_s, warmup=s.warmup,
+        samples_per_s_repeats=values, frames=shape.frames, valid_frames=shape.valid_frames,
+        attention_backend=t.backend, timer=timer_kind, compiled=s.compile_backend,
+        float32_matmul_precision=torch.get_float32_matmul_precision(),
+        interop_threads=torch.get_num_interop_threads(),
+        peak_memory_bytes=reading.peak_bytes, resting_memory_bytes=reading.resting_bytes,
+        memory_kind=reading.kind,
+    )
+
+
+def _add_speedups(results: Dict[str, Throughput], rates: Dict[str, List[float]]) -> None:
+    """Each method's speedup: the median over rounds of its rate over the baseline's, same round."""
+    if BASELINE not in rates:
+        return
+    base = rates[BASELINE]
+    for method_id, result in results.items():
+        ratios = [a / b for a, b in zip(rates[method_id], base)]
+        result.speedup_vs_none = statistics.median(ratios)
+        result.speedup_spread = relative_range(ratios, result.speedup_vs_none)
 
 
 def relative_range(values: Sequence[float], median: Optional[float] = None) -> float:
@@ -219,19 +248,19 @@ def steps_to_fill(min_repeat_s: float, step_s: float) -> int:
     return max(1, min(MAX_STEPS_PER_REPEAT, math.ceil(min_repeat_s / max(step_s, 1e-9))))
 
 
-def _memory(model, methods, steps, shape: InputShape, batch_size, dev, dtype, backend, compile_backend,
-            plugin_files, seed) -> Dict[str, MemoryReading]:
+def _memory(model, methods: Sequence[Method], steps, shape: InputShape, dev: torch.device, s: TimingSettings,
+            backend: str) -> Dict[str, MemoryReading]:
     if dev.type == "cuda":
         return {m.id: cuda_peak(steps[m.id], dev) for m in methods}
     if dev.type != "cpu":
         return {m.id: MemoryReading(None, None, "unavailable", f"no peak memory reading on {dev.type}") for m in methods}
-    if compile_backend:
+    if s.compile_backend:
         note = "CPU peak RSS of a compiled forward is not measured: compilation's own allocations blur it"
         return {m.id: MemoryReading(None, None, "unavailable", note) for m in methods}
     valid = shape.valid_frames if shape.valid_frames < shape.frames else None
-    return {m.id: cpu_peak_in_fresh_process(process_spec(model, m, shape.frames, valid, batch_size, dtype, backend,
-                                                         torch.get_num_threads(), plugin_files, seed))
-            for m in methods}
+    forward = ForwardSpec(shape.frames, valid, s.batch_size, s.dtype, backend, torch.get_num_threads(),
+                          tuple(s.plugin_files), s.seed)
+    return {m.id: cpu_peak_in_fresh_process(process_spec(model, m, forward)) for m in methods}
 
 
 def _compile_cache_limit(n_methods: int):
