@@ -18,6 +18,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import torch
 
 from benchmark.core.cache import cache_dir
+from benchmark.core.progress import Progress
 from benchmark.core.errors import DataError
 from benchmark.audio.kaldi import FrontEnd
 from benchmark.tasks.corruption import ClipContext, frame_powers
@@ -69,8 +70,10 @@ COUNTER = FeatureCounter()
 class FeatureStore:
     """Computes features of task variants once; memory + disk cache."""
 
-    def __init__(self, disk_cache: bool = True, on_bad_clip: str = "error", run_seed: int = 0, keep_in_memory: int = 3):
+    def __init__(self, disk_cache: bool = True, on_bad_clip: str = "error", run_seed: int = 0, keep_in_memory: int = 3,
+                 progress: bool = True):
         self.disk_cache = disk_cache
+        self.progress = progress  # a bar over the clips while features are computed
         self.on_bad_clip = on_bad_clip
         self.run_seed = run_seed
         self.keep_in_memory = keep_in_memory  # variants held at once (a clean one beside noisy ones)
@@ -144,23 +147,25 @@ class FeatureStore:
         task = variant.task
         ids, fbanks, valid, labels, silent, cropped = [], [], [], [], [], []
         skipped = list(task.skipped_entries(split))  # left out while listing (unknown label, missing file)
-        for clip in clips:
-            try:
-                stats: dict = {}
-                fbank, n_valid, was_cropped = clip_features(variant, frontend, clip, self.run_seed, stats)
-            except DataError as exc:
-                if self.on_bad_clip != "skip":
-                    raise
-                skipped.append((clip.id, str(exc)))
-                log.warning("skipped clip %s: %s", clip.id, exc)
-                continue
-            ids.append(clip.id)
-            fbanks.append(fbank)
-            valid.append(n_valid)
-            labels.append(clip.labels)
-            silent.append(stats["silent_fraction"])
-            if was_cropped:
-                cropped.append(clip.id)
+        with Progress(len(clips), f"features {variant.id} ({split})", self.progress, unit="clip") as bar:
+            for clip in clips:
+                bar.update()
+                try:
+                    stats: dict = {}
+                    fbank, n_valid, was_cropped = clip_features(variant, frontend, clip, self.run_seed, stats)
+                except DataError as exc:
+                    if self.on_bad_clip != "skip":
+                        raise
+                    skipped.append((clip.id, str(exc)))
+                    log.warning("skipped clip %s: %s", clip.id, exc)
+                    continue
+                ids.append(clip.id)
+                fbanks.append(fbank)
+                valid.append(n_valid)
+                labels.append(clip.labels)
+                silent.append(stats["silent_fraction"])
+                if was_cropped:
+                    cropped.append(clip.id)
         if not ids:
             raise DataError(f"{variant.id}: no usable clips ({len(skipped)} skipped)")
         if cropped:

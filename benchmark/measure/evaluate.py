@@ -12,6 +12,7 @@ from benchmark.method import Method
 from benchmark.measure.metrics import score_with_interval
 from benchmark.models.encoder import TokenEncoder
 from benchmark.method.patches import patch_statistic
+from benchmark.core.progress import Progress
 from benchmark.core.device import autocast_for, resolve_device, resolve_dtype
 
 
@@ -34,7 +35,11 @@ def evaluate(
     device: str = "auto",
     dtype: str = "float32",
     seed: int = 0,
+    *,
+    progress: bool = False,
 ) -> Evaluation:
+    """Run `method` over every clip of `features`: the score with its interval, per-clip outcomes,
+    kept patches, MACs and the token trace. `progress`: a bar over the clips."""
     dev = resolve_device(device)
     model = model.to(dev).eval()
     n = len(features)
@@ -43,8 +48,10 @@ def evaluate(
     macs_total: Dict[str, float] = {}
     tokens: List[Dict[str, int]] = []
     intensity = SelectionIntensity(model)
-    with torch.inference_mode(), autocast_for(dev, resolve_dtype(dtype)):
+    bar = Progress(n, f"eval {method.id}", progress, unit="clip")
+    with bar, torch.inference_mode(), autocast_for(dev, resolve_dtype(dtype)):
         for idx, fbank, valid in features.batches(batch_size):
+            bar.update(len(idx))
             logits, state = model.forward_with_state(fbank.to(dev), method, valid.to(dev), track_provenance=True)
             logits = logits.float().cpu()
             mask = state.kept_patch_mask()

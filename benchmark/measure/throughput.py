@@ -28,6 +28,7 @@ import torch
 
 from benchmark.core.device import autocast_for, resolve_device, resolve_dtype
 from benchmark.core.errors import ConfigError
+from benchmark.core.progress import Progress
 from benchmark.core.registry import BASELINE
 from benchmark.measure.kernels import attention_backend, choose_backend, is_out_of_memory
 from benchmark.measure.memory import ForwardSpec, MemoryReading, cpu_peak_in_fresh_process, cuda_peak, process_spec
@@ -111,6 +112,7 @@ class TimingSettings:
     compile_backend: Optional[str] = None  # torch.compile(backend=...) for each method, or eager
     memory: bool = False  # also read each method's peak memory (CPU: one fresh process per method)
     plugin_files: Sequence[str] = ()  # what a fresh process loads to rebuild a plugin method
+    progress: bool = False  # a bar over the timed repeats (not recorded: it does not change the numbers)
 
     def check(self) -> None:
         resolve_dtype(self.dtype)
@@ -200,11 +202,13 @@ def _time_rounds(methods: Sequence[Method], steps: Dict[str, Callable[[], Any]],
         n_steps[m.id] = s.steps_per_repeat if s.steps_per_repeat is not None else steps_to_fill(s.min_repeat_s, one)
     seconds: Dict[str, List[float]] = {m.id: [] for m in methods}
     rates: Dict[str, List[float]] = {m.id: [] for m in methods}
-    for r in range(s.repeats):
-        for m in list(methods[r % len(methods):]) + list(methods[:r % len(methods)]):
-            elapsed = max(timer.seconds(steps[m.id], n_steps[m.id]), 1e-12)
-            seconds[m.id].append(elapsed)
-            rates[m.id].append(s.batch_size * n_steps[m.id] / elapsed)
+    with Progress(s.repeats * len(methods), f"timing {len(methods)} methods", s.progress, unit="repeat") as bar:
+        for r in range(s.repeats):
+            for m in list(methods[r % len(methods):]) + list(methods[:r % len(methods)]):
+                elapsed = max(timer.seconds(steps[m.id], n_steps[m.id]), 1e-12)
+                seconds[m.id].append(elapsed)
+                rates[m.id].append(s.batch_size * n_steps[m.id] / elapsed)
+                bar.update()
     return _Timings("", n_steps, seconds, rates, {})
 
 

@@ -106,7 +106,7 @@ class Work:
         self.executor_info = executor_info or {"name": "local"}
         self.echo = echo
         self.progress = progress
-        self.store = FeatureStore(on_bad_clip=config.on_bad_clip, run_seed=config.seed)
+        self.store = FeatureStore(on_bad_clip=config.on_bad_clip, run_seed=config.seed, progress=progress)
         self.device = str(resolve_device(config.measure["device"]))
 
     # -- the grid's parts, by index ---------------------------------------------------------
@@ -202,7 +202,7 @@ class Work:
             speeds = measure_interleaved(
                 model, timed, frames, batch_size=measure["batch_size"], device=measure["device"], dtype=measure["dtype"],
                 warmup=measure["warmup"], repeats=measure["repeats"], seed=self.config.seed,
-                min_repeat_s=measure["min_repeat_s"],
+                min_repeat_s=measure["min_repeat_s"], progress=self.progress,
             )
             changed = guard.check(model)
             if changed:
@@ -244,7 +244,7 @@ class Work:
         task = variant.task
         measure = self.config.measure
         ev = evaluate(model, method, features, task.metric, batch_size=measure["batch_size"],
-                      device=measure["device"], dtype=measure["dtype"], seed=self.config.seed)
+                      device=measure["device"], dtype=measure["dtype"], seed=self.config.seed, progress=self.progress)
         metric_key = "accuracy" if task.metric == "accuracy" else "map"
         return {
             "schema": SCHEMA,

@@ -1,0 +1,38 @@
+"""Long steps say how far they are and how long is left, with or without a bar."""
+import logging
+
+import torch
+
+from benchmark.core.progress import Progress
+from benchmark.audio.kaldi import FrontEnd
+from benchmark.data.features import FeatureStore
+from benchmark.data.variant import TaskVariant
+from benchmark.tasks.synth_esc import SynthESC
+
+
+def test_the_log_line_has_the_count_the_rate_and_the_time_left(caplog):
+    caplog.set_level(logging.INFO, logger="benchmark.progress")
+    with Progress(10, "features demo", enabled=False, unit="clip", log_every_s=0.0) as bar:
+        bar.started -= 2.0  # two seconds ago
+        for _ in range(4):
+            bar.update()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4
+    assert lines[-1].startswith("features demo: 4/10 clips, 2.0 clips/s, about 3 s left"), lines[-1]
+
+
+def test_feature_extraction_reports_progress_without_a_bar(caplog, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNEBENCH_CACHE", str(tmp_path))
+    caplog.set_level(logging.INFO, logger="benchmark.progress")
+    monkeypatch.setattr(Progress, "__init__", _logging_every_update(Progress.__init__))
+    task = SynthESC(clips_per_fold=2)
+    features = FeatureStore(disk_cache=False, progress=False).get(TaskVariant(task), FrontEnd(target_frames=128))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("features ")]
+    assert len(lines) == len(features) and f"{len(features)}/{len(features)} clips" in lines[-1]
+    assert all(torch.isfinite(f).all() for f in features.fbanks)
+
+
+def _logging_every_update(init):
+    def patched(self, total, desc, enabled=True, unit="it", log_every_s=30.0):
+        init(self, total, desc, enabled, unit, 0.0)
+    return patched
