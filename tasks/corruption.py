@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, Optional
 
 import torch
 
+from benchmark.audio.kaldi import window_samples
 from benchmark.core.errors import ConfigError, DataError
 from benchmark.core.params import Configurable, require_number
 from benchmark.core.registry import CORRUPTIONS
@@ -98,8 +99,9 @@ class AdditiveNoise(Corruption):
 
 
 def frame_powers(wave: torch.Tensor, sample_rate: int) -> Optional[torch.Tensor]:
-    """Mean power (float64) of each whole 25 ms frame; None for a wave shorter than one frame."""
-    frame = max(1, int(0.025 * sample_rate))
+    """Mean power (float64) of each whole 25 ms frame (the Kaldi frame, not overlapping); None for
+    a wave shorter than one frame."""
+    frame = max(1, window_samples(sample_rate))
     usable = (wave.numel() // frame) * frame
     if usable == 0:
         return None

@@ -18,8 +18,19 @@ from benchmark.core.errors import DataError
 AUDIOSET_STATS = (-4.2677393, 4.5689974)
 ESC50_STATS = (-6.6268077, 5.358466)
 
-WINDOW_SAMPLES_AT_16K = 400  # 25 ms Kaldi window
-SHIFT_SAMPLES_AT_16K = 160  # 10 ms Kaldi shift
+# The Kaldi analysis frame, the one place it is written: fbank frames, frame counts and the
+# 25 ms energy frames of the SNR (tasks/corruption.py) all follow it.
+FRAME_LENGTH_MS = 25.0
+FRAME_SHIFT_MS = 10.0
+
+
+def window_samples(sample_rate: int) -> int:
+    """Samples in one Kaldi frame, truncated as Kaldi (and torchaudio's kaldi.fbank) do."""
+    return int(sample_rate * FRAME_LENGTH_MS / 1000)
+
+
+def shift_samples(sample_rate: int) -> int:
+    return int(sample_rate * FRAME_SHIFT_MS / 1000)
 
 
 @dataclass(frozen=True)
@@ -42,8 +53,7 @@ class FrontEnd:
         return self.frames_for_samples(int(round(seconds * self.sample_rate)))
 
     def _window_and_shift(self) -> Tuple[int, int]:
-        return (int(round(WINDOW_SAMPLES_AT_16K * self.sample_rate / 16000)),
-                int(round(SHIFT_SAMPLES_AT_16K * self.sample_rate / 16000)))
+        return window_samples(self.sample_rate), shift_samples(self.sample_rate)
 
     def __call__(self, waveform: torch.Tensor, source: str = "<clip>") -> Tuple[torch.Tensor, int]:
         """Return (normalised fbank of shape (frames, mel_bins), number of real, unpadded frames)."""
@@ -73,7 +83,8 @@ class FrontEnd:
             window_type="hanning",
             num_mel_bins=self.num_mel_bins,
             dither=0.0,
-            frame_shift=10,
+            frame_length=FRAME_LENGTH_MS,
+            frame_shift=FRAME_SHIFT_MS,
         )
 
     def normalise(self, fbank: torch.Tensor) -> torch.Tensor:
