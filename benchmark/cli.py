@@ -37,11 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunebench", description="Token pruning in audio transformers, clean and under noise.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_list, _add_run, _add_train, _add_profile, _add_report, _add_validate_method, _add_leaderboard):
+        add(sub)
+    return parser
 
+
+def _add_list(sub) -> None:
     p = sub.add_parser("list", help="what is registered, one line each")
     p.add_argument("--plugins", action="append", metavar="FILE", help="also load this plugin file")
     p.set_defaults(func=cmd_list)
 
+
+def _add_run(sub) -> None:
     p = sub.add_parser("run", help="evaluate every (model, task variant, method) pair of a config")
     p.add_argument("--config", help="YAML run configuration (default: the embedded default)")
     p.add_argument("--out", default="results", help="results folder (default: results)")
@@ -58,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray: retries of a task whose worker or node was lost (default: 3)")
     p.set_defaults(func=cmd_run)
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train or fine-tune a model on a task's training folds; save a checkpoint")
     p.add_argument("--model", required=True)
     p.add_argument("--task", required=True)
@@ -84,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugins", action="append", metavar="FILE")
     p.set_defaults(func=cmd_train)
 
+
+def _add_profile(sub) -> None:
     p = sub.add_parser("profile", help="MACs, measured throughput and peak memory of methods, without accuracy")
     p.add_argument("--model", default="ast-tiny")
     p.add_argument("--method", action="append", default=[], metavar="SPEC", help="name or name:key=value,... (repeatable; none is always the baseline)")
@@ -107,12 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugins", action="append", metavar="FILE")
     p.set_defaults(func=cmd_profile)
 
+
+def _add_report(sub) -> None:
     p = sub.add_parser("report", help="the research question answered in plain text for a results folder")
     p.add_argument("results")
     p.add_argument("-o", "--output", default=None, help="also write the report to this text file")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default 0)")
     p.set_defaults(func=cmd_report)
 
+
+def _add_validate_method(sub) -> None:
     p = sub.add_parser("validate-method", help="check a method on a tiny random model: identity, schedule, MACs, determinism")
     p.add_argument("method", metavar="NAME", help="method name, or a SPEC name:key=value,... to check that configuration only")
     p.add_argument("--model", default="ast-tiny",
@@ -120,11 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugins", action="append", metavar="FILE", help="also load this plugin file")
     p.set_defaults(func=cmd_validate_method)
 
+
+def _add_leaderboard(sub) -> None:
     p = sub.add_parser("leaderboard", help="render a results folder into one self-contained HTML file")
     p.add_argument("results")
     p.add_argument("-o", "--output", default=None, help="HTML file (default: RESULTS/leaderboard.html)")
     p.set_defaults(func=cmd_leaderboard)
-    return parser
 
 
 def cmd_list(args) -> int:
