@@ -1,8 +1,10 @@
 """TopK / EViT: keep the patches the CLS token attends to most.
 
 Score: the CLS row of the attention, averaged over heads (AST, DeiT); for mean-pooled models with
-no CLS token to speak for the output, the mean attention a patch receives. With `fuse`, the dropped
-tokens are fused into one token, weighted by their scores (EViT's inattentive-token fusion).
+no CLS token to speak for the output, the mean attention a patch receives from the patch queries
+(the ECAI 2025 AudioMAE code's `attn[:, :, 1:, 1:].mean((1, 2))`). With `fuse`, the dropped tokens
+are fused into one token: their sum weighted by their scores, unnormalised, as EViT's code does
+(`fuse_normalised: true`: the weighted average instead).
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ from benchmark.method.tokens import TokenState
 class TopK(ScorePruning):
     """TopK/EViT: keep ceil(k*N) patches with the highest CLS attention at each reduction layer."""
 
-    defaults = {**ScorePruning.defaults, "fuse": False}
-    validation_params = ScorePruning.validation_params + ({"fuse": True}, {"keep_rate": 0.5, "fuse": True})
+    defaults = {**ScorePruning.defaults, "fuse": False, "fuse_normalised": False}
+    validation_params = ScorePruning.validation_params + ({"fuse": True}, {"keep_rate": 0.5, "fuse": True},
+                                                          {"keep_rate": 0.5, "fuse": True, "fuse_normalised": True})
 
     def attention_requests(self, dims: ModelDims) -> FrozenSet[str]:
         # Mean-pooled models have no CLS token speaking for the output.
@@ -35,7 +38,7 @@ class TopK(ScorePruning):
             return super().select(x, state, scores, keep)
         order = scores.argsort(dim=1, descending=True)
         keep_idx = order[:, :keep].sort(dim=1).values
-        return state.keep_and_fuse(x, keep_idx, order[:, keep:], scores)
+        return state.keep_and_fuse(x, keep_idx, order[:, keep:], scores, normalise=self.params["fuse_normalised"])
 
     def overhead_macs(self, tokens: int, dims: ModelDims) -> int:
         if dims.pooling == "mean":
@@ -54,5 +57,6 @@ class TopK(ScorePruning):
 
     def validate(self) -> None:
         super().validate()
-        if not isinstance(self.params["fuse"], bool):
-            raise ConfigError(f"method 'topk': fuse must be true or false, got {self.params['fuse']!r}")
+        for key in ("fuse", "fuse_normalised"):
+            if not isinstance(self.params[key], bool):
+                raise ConfigError(f"method {self.name!r}: {key} must be true or false, got {self.params[key]!r}")

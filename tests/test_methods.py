@@ -130,6 +130,41 @@ def test_float_mask_runs_on_the_fused_cpu_kernel_and_matches_the_explicit_softma
     assert torch.allclose(out, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("num_prefix, with_bias", [(1, False), (2, True), (0, False)])
+def test_received_attention_averages_patch_queries_over_patch_keys(tiny_model, num_prefix, with_bias):
+    """Parity with the ECAI 2025 AudioMAE code, `attn[:, :, 1:, 1:].mean((1, 2))`: the full
+    softmax rows, but only the patch queries' view of the patch keys; every index a patch token."""
+    attn = tiny_model.blocks[1].attn
+    x = torch.randn(3, 11, 64)
+    bias = torch.rand(3, 11).log()[:, None, None, :] if with_bias else None
+    with torch.inference_mode():
+        _, info = attention_forward(attn, x, num_prefix, bias=bias, want_received=True, want_keys=True)
+        q, k, _ = attn.qkv(x).reshape(3, 11, 3, 2, 32).permute(2, 0, 3, 1, 4)
+        logits = (q @ k.transpose(-2, -1)) * attn.scale + (0 if bias is None else bias)
+        expected = logits.softmax(-1)[:, :, num_prefix:, num_prefix:].mean((1, 2))
+    assert info.received.shape == (3, 11 - num_prefix) and info.keys.shape == (3, 11 - num_prefix, 32)
+    assert torch.allclose(info.received, expected, atol=1e-6)
+    assert torch.allclose(info.keys, k.mean(1)[:, num_prefix:])
+
+
+@pytest.mark.parametrize("normalised", [False, True])
+def test_topk_fuse_is_evits_unnormalised_weighted_sum(normalised):
+    """EViT: `extra = sum(non_topk * non_topk_attn)` with the CLS attention as it is; the
+    normalised average only when asked."""
+    x = torch.randn(2, 1 + 6, 4)
+    scores = torch.rand(2, 6)
+    state = TokenState.start(2, 1, (1, 6), x.device, False)
+    method = METHODS.get("topk")(keep_rate=0.5, fuse=True, fuse_normalised=normalised)
+    out = method.select(x, state, scores, 3)
+    order = scores.argsort(dim=1, descending=True)
+    dropped = order[:, 3:]
+    w = scores.gather(1, dropped)
+    w = w / w.sum(1, keepdim=True) if normalised else w
+    expected = (x[:, 1:].gather(1, dropped[..., None].expand(-1, -1, 4)) * w[..., None]).sum(1)
+    assert out.shape == (2, 1 + 3 + 1, 4)
+    assert torch.allclose(out[:, -1], expected, atol=1e-6)
+
+
 @pytest.mark.parametrize("keep_rate", [0.9, 0.7, 0.5, 0.3, 0.1])
 def test_tome_iso_schedule_matches_topk_token_counts(tiny_model, keep_rate):
     x = fbank(2)

@@ -93,20 +93,24 @@ class TokenState:
         return x
 
     def keep_and_fuse(
-        self, x: torch.Tensor, keep_idx: torch.Tensor, drop_idx: torch.Tensor, weights: torch.Tensor
+        self, x: torch.Tensor, keep_idx: torch.Tensor, drop_idx: torch.Tensor, weights: torch.Tensor,
+        normalise: bool = False,
     ) -> torch.Tensor:
         """Keep `keep_idx` and fuse the `drop_idx` tokens into one appended token (EViT).
 
-        The fused token is the `weights`-weighted average of the dropped tokens; it holds all their
-        patches, its size is the sum of theirs (so mean pooling stays exact), and it is flagged in
-        `carried["fused"]` so selection statistics can tell it from a kept patch.
+        The fused token is the `weights`-weighted sum of the dropped tokens, as EViT's code has it
+        (`sum(non_topk * non_topk_attn)`, the CLS attention not renormalised), or with `normalise`
+        their weighted average. It holds all their patches, its size is the sum of theirs (so mean
+        pooling stays exact), and it is flagged in `carried["fused"]` so selection statistics can
+        tell it from a kept patch.
         """
         p = self.num_prefix
         batch, n_tokens, dim = x.shape[0], x.shape[1] - p, x.shape[-1]
         patches = x[:, p:]
         dropped = patches.gather(1, drop_idx.unsqueeze(-1).expand(-1, -1, dim))
         w = weights.gather(1, drop_idx).to(x.dtype)
-        w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        if normalise:
+            w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
         fused = w.unsqueeze(1) @ dropped  # (b, 1, dim): a matrix product, as the MAC count has it
         sizes = self.sizes if self.sizes is not None else self._unit_sizes(x)
         patch_sizes = sizes[:, p:]
