@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunebench", description="Token pruning in audio transformers, clean and under noise.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_list, _add_run, _add_train, _add_profile, _add_report, _add_validate_method, _add_leaderboard):
+    for add in (_add_list, _add_run, _add_train, _add_profile, _add_tune, _add_report, _add_validate_method, _add_leaderboard):
         add(sub)
     return parser
 
@@ -117,6 +117,23 @@ def _add_profile(sub) -> None:
     p.add_argument("--json", help="also write the rows as JSON")
     p.add_argument("--plugins", action="append", metavar="FILE")
     p.set_defaults(func=cmd_profile)
+
+
+def _add_tune(sub) -> None:
+    p = sub.add_parser("tune", help="the keep rate at which a method reaches a measured speedup against none")
+    p.add_argument("--model", default="ast-tiny")
+    p.add_argument("--method", required=True, metavar="SPEC", help="name or name:key=value,... (keep_rate is what is tuned)")
+    p.add_argument("--target-speedup", type=float, required=True, action="append", metavar="S",
+                   help="measured speedup to reach, e.g. 1.5 (repeatable)")
+    p.add_argument("--bucket", default=None, metavar="SECONDS[:pad|native]", help="input length (default: the nominal one)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement")
+    p.add_argument("--tolerance", type=float, default=0.05, help="accept a measured speedup within this share of the target")
+    p.add_argument("--max-measurements", type=int, default=6)
+    p.add_argument("--plugins", action="append", metavar="FILE")
+    p.set_defaults(func=cmd_tune)
 
 
 def _add_report(sub) -> None:
@@ -280,6 +297,32 @@ def cmd_profile(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
     return 0 if repeatable(rows) else 1
+
+
+def cmd_tune(args) -> int:
+    import torch
+
+    from benchmark.measure.profile import input_shapes, model_frontend
+    from benchmark.measure.throughput import TimingSettings
+    from benchmark.measure.tune import tune
+    from benchmark.method import parse_method_spec
+    from benchmark.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(args.model).eval()
+    name, params = parse_method_spec(args.method)
+    params.pop("keep_rate", None)
+    shape = input_shapes(model.config.target_frames, [args.bucket] if args.bucket else [], None, model_frontend(model))[0]
+    settings = TimingSettings(batch_size=args.batch_size, device=args.device, dtype=args.dtype, repeats=args.repeats)
+    print(f"{args.model}, {shape.label}: {shape.frames} frames, batch {args.batch_size}, {args.device}, {args.dtype}")
+    reached = True
+    for target in args.target_speedup:
+        result = tune(model, name, params, target, shape, settings, args.tolerance, args.max_measurements)
+        tried = ", ".join(f"{s['keep_rate']:.3f}: {s['speedup']:.2f}x" for s in result.steps)
+        print(f"target {target:g}x: {result.spec}  measured {result.speedup:.2f}x (MAC ratio {result.mac_ratio:.2f}; "
+              f"tried {tried})")
+        reached &= result.reached
+    return 0 if reached else 1
 
 
 def _check_macs(args) -> int:
