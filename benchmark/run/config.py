@@ -137,10 +137,7 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
         for params in expand(_entry(entry, f"{source}: methods[{i}]")):
             name = params.pop("name")
             methods.append(_lookup(METHODS, name, f"{source}: methods[{i}]")(**params))
-    ids = [m.id for m in methods]
-    duplicates = _duplicates(ids)
-    if duplicates:
-        raise ConfigError(f"{source}: methods: {', '.join(duplicates)} listed more than once")
+    _require_unique([m.id for m in methods], f"{source}: methods")
     measure = _section(raw, "measure", MEASURE_DEFAULTS, source)
     _check_measure(measure, f"{source}: measure")
     train = raw.get("train") or {}
@@ -150,8 +147,10 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     return RunConfig(seed, models, tasks, methods, measure, train, on_bad_clip, raw)
 
 
-def _duplicates(ids: List[str]) -> List[str]:
-    return sorted({i for i in ids if ids.count(i) > 1})
+def _require_unique(ids: List[str], where: str) -> None:
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ConfigError(f"{where}: {', '.join(duplicates)} listed more than once")
 
 
 def expand(entry: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -254,10 +253,7 @@ def _task(entry: Any, where: str, on_bad_clip: str) -> TaskEntry:
         variants.append(TaskVariant(task, bucket=b))
         if entry.get("noisy_buckets", False):
             variants += [TaskVariant(task, corruption=c, bucket=b) for c in corruptions]
-    ids = [v.id for v in variants]
-    duplicates = _duplicates(ids)
-    if duplicates:
-        raise ConfigError(f"{where}: variant {duplicates[0]} listed more than once")
+    _require_unique([v.id for v in variants], f"{where}: variants")
     return TaskEntry(task, variants)
 
 

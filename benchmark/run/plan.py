@@ -78,10 +78,13 @@ def plan_run(config: RunConfig, out: str | Path, overwrite: bool = False) -> Pla
 
 
 def _check_same_config(record: Dict[str, Any], config: RunConfig, path: Path) -> None:
-    found = record["provenance"]["config_hash"]
-    if found != config.hash:
-        raise DataError(f"result {path} was made by run configuration {found}, this run is {config.hash}: "
+    if _config_of(record) != config.hash:
+        raise DataError(f"result {path} was made by run configuration {_config_of(record)}, this run is {config.hash}: "
                         f"write to another --out, or rerun with --overwrite to recompute it")
+
+
+def _config_of(record: Dict[str, Any]) -> str:
+    return record["provenance"]["config_hash"]
 
 
 def _check_no_foreign_records(out: Path, grid_paths: Set[Path], config: RunConfig) -> None:
@@ -89,8 +92,7 @@ def _check_no_foreign_records(out: Path, grid_paths: Set[Path], config: RunConfi
     for path in iter_result_files(out):
         if path in grid_paths:
             continue
-        record = read_record(path)
-        found = record["provenance"]["config_hash"]
+        found = _config_of(read_record(path))
         if found != config.hash:
             raise DataError(f"results folder {out} holds {path} of run configuration {found}, not part of this "
                             f"run ({config.hash}): write to another --out or remove it")

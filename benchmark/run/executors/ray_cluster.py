@@ -102,28 +102,28 @@ def prepare_task(setup: WorkerSetup, group_key: Tuple[int, int]) -> Tuple[Any, A
     return prepared.without_weights(), prepared.state_dict
 
 
-def features_task(setup: WorkerSetup, info: Any, unit: EvalUnit) -> Any:
+def _guarded(stage: str, setup: WorkerSetup, info: Any, step: Callable[[Any], Any]) -> Any:
+    """`step(work)` on this worker, passing on an earlier failure and turning its own into one."""
     if isinstance(info, Failure):
         return info
     work = _work(setup)
     _use_assigned_cpus()
     try:
-        return work.features(info, unit)
+        return step(work)
     except Exception as exc:
-        return Failure(failure_info(exc, "features"))
+        return Failure(failure_info(exc, stage))
+
+
+def features_task(setup: WorkerSetup, info: Any, unit: EvalUnit) -> Any:
+    return _guarded("features", setup, info, lambda work: work.features(info, unit))
 
 
 def timing_task(setup: WorkerSetup, info: Any, weights: Any, units: List[EvalUnit]) -> Any:
-    if isinstance(info, Failure):
-        return info
-    work = _work(setup)
-    _use_assigned_cpus()
-    try:
+    def time_units(work):
         prepared = info.with_weights(weights)
-        speeds, _ = work.time(prepared, prepared.build(), units)
-        return speeds
-    except Exception as exc:
-        return Failure(failure_info(exc, "timing"))
+        return work.time(prepared, prepared.build(), units)[0]
+
+    return _guarded("timing", setup, info, time_units)
 
 
 def evaluate_task(setup: WorkerSetup, info: Any, weights: Any, unit: EvalUnit, features: Any,
