@@ -3,7 +3,7 @@
 Counted: every matrix product of the model (patch embedding, qkv, attention QK^T and AV, output
 projection, MLP, head) and the method's own work (scoring, matching), per sample. Not counted:
 element-wise work (norms, softmax, GELU, residual adds, bias adds, gathers). FLOPs = 2 x MACs:
-every figure here is in MACs, labelled so; `benchmark/counters.py` checks them against counters.
+every figure here is in MACs, labelled so; `benchmark/measure/counters.py` checks them against counters.
 """
 from __future__ import annotations
 

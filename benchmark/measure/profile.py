@@ -5,7 +5,7 @@ efficiency = measured speedup / mac_ratio (1.0: the method delivers all it promi
 One table per input shape (the nominal length, or each `--bucket SECONDS[:pad|native]`).
 With `runs` > 1 the whole measurement is repeated and the agreement of the runs' medians is
 reported (the repeatability check: within 5%). Each run also times a fixed matrix product before
-and after its methods (benchmark/machine_reference.py): when that reference itself drifts by more
+and after its methods (benchmark/measure/machine_reference.py): when that reference itself drifts by more
 than 5% between runs, the machine, not the measurement, is what fails the check.
 """
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Throughput in the manner of timm's benchmark.py, with methods interleaved against `none`.
 
 - eval mode and `torch.inference_mode`, optional autocast (bfloat16, float16) and `torch.compile`;
-- one attention kernel for every method, pinned and recorded (benchmark/kernels.py);
+- one attention kernel for every method, pinned and recorded (benchmark/measure/kernels.py);
 - warm-up steps (compilation, allocator and kernel caches), the last one timed to calibrate: each
   timed repeat runs enough steps to last `min_repeat_s`, so a fast step is not dominated by timer
   resolution and scheduler noise;
-- synchronised timing (CUDA events on a GPU, benchmark/timing.py), the median over repeats and the
+- synchronised timing (CUDA events on a GPU, benchmark/measure/timing.py), the median over repeats and the
   spread (max - min) / median;
 - methods interleaved: round r times every method once, in an order rotated by r, so drift of the
   machine (clocks, other load) and position in the round hit all methods alike; the speedup of a
@@ -66,7 +66,7 @@ class Throughput:
     compiled: Optional[str] = None  # torch.compile backend, or None (eager)
     float32_matmul_precision: Optional[str] = None
     interop_threads: Optional[int] = None
-    peak_memory_bytes: Optional[int] = None  # one forward, above resting (see benchmark/memory.py)
+    peak_memory_bytes: Optional[int] = None  # one forward, above resting (see benchmark/measure/memory.py)
     resting_memory_bytes: Optional[int] = None
     memory_kind: Optional[str] = None
 
