@@ -7,7 +7,8 @@ A record has `status: ok` (scores, per-clip outcomes, MACs, tokens, throughput) 
 `status: failed` (the error, its traceback and the stage that raised). Both are checked against the
 schema below when written and when read: a file that does not fit, an unknown schema version, a
 corrupted file or a record of another run configuration is an error naming the file, never a row.
-A failed record is not a finished one: a rerun retries the pair.
+A failed record is not a finished one: a rerun retries the pair. What a record says is read
+through `benchmark.records.record.Record`.
 """
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from benchmark.core.errors import DataError
 from benchmark.core.version import VERSION
+from benchmark.records.record import FAILED, OK, Failure, is_ok, pair_key
 
 SCHEMA = "prunebench-result-2"
-STATUSES = ("ok", "failed")
+STATUSES = (OK, FAILED)
 TMP_MARK = ".tmp"
 
 # Required fields as dotted paths -> accepted JSON types. More fields may be present.
@@ -51,10 +53,6 @@ def result_path(out: str | Path, model: str, method_id: str, variant_id: str) ->
 def _safe(part: str) -> str:
     """Path-safe id: separators would create folders, so they are replaced."""
     return part.replace("/", "_").replace("\\", "_")
-
-
-def is_ok(record: Dict[str, Any]) -> bool:
-    return record.get("status") == "ok"
 
 
 class InvalidRecord(DataError):
@@ -127,12 +125,12 @@ def validate_record(record: Any, where: str) -> None:
     status = record.get("status")
     if status not in STATUSES:
         raise InvalidRecord(f"result {where}: status must be one of {', '.join(STATUSES)}, got {status!r}")
-    fields = {**COMMON_FIELDS, **(OK_FIELDS if status == "ok" else FAILED_FIELDS)}
+    fields = {**COMMON_FIELDS, **(OK_FIELDS if status == OK else FAILED_FIELDS)}
     for dotted, types in fields.items():
         value = _lookup(record, dotted, where)
         if isinstance(value, bool) or not isinstance(value, types):
             raise InvalidRecord(f"result {where}: field {dotted} must be {_type_names(types)}, got {_short_repr(value)}")
-    if status == "ok":
+    if status == OK:
         _validate_ok(record, where)
 
 
@@ -245,10 +243,6 @@ def load_records(out: str | Path, include_failed: bool = False, config_hash: Opt
     return records
 
 
-def pair_key(record: Dict[str, Any]) -> Tuple[str, str, str]:
-    return (record["model"]["name"], record["method"]["id"], record["task"]["variant"])
-
-
 def remove_stale_temporaries(out: str | Path) -> List[Path]:
     """Delete temporary files left by writers that were killed (their process is gone)."""
     root = Path(out)
@@ -277,26 +271,13 @@ def _process_alive(pid: int) -> bool:
 
 
 def failure_info(exc: BaseException, stage: str, trace: Optional[str] = None) -> Dict[str, Any]:
-    """The `error` object of a failed record; `input_error` marks bad input (exit code 2)."""
-    import traceback
-
-    from benchmark.core.errors import PrunebenchError
-
-    message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    if isinstance(exc, PrunebenchError):
-        message = str(exc)
-    return {
-        "type": type(exc).__name__,
-        "message": message,
-        "traceback": trace if trace is not None else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-        "stage": stage,
-        "input_error": isinstance(exc, PrunebenchError),
-    }
+    """The `error` object of a failed record for an exception; `input_error` marks bad input (exit code 2)."""
+    return Failure.from_exception(exc, stage, trace).to_dict()
 
 
 def failed_record(model: Dict[str, Any], method: Dict[str, Any], task: Dict[str, Any], error: Dict[str, Any],
                   provenance_: Dict[str, Any]) -> Dict[str, Any]:
-    return {"schema": SCHEMA, "status": "failed", "model": model, "method": method, "task": task,
+    return {"schema": SCHEMA, "status": FAILED, "model": model, "method": method, "task": task,
             "error": error, "provenance": provenance_}
 
 
