@@ -1,57 +1,65 @@
 """`prunebench report DIR`: the research question answered in plain text for a results folder.
 
 For each model, task and length bucket, and each pruned method and keep rate: does pruning make
-noise cost more than it costs the unpruned model (`none`) on the same clips, by how much, and how
-sure? Per condition (corruption at an SNR) it shows the pruning effect (drop(method) -
-drop(none), in points) with its paired bootstrap interval, McNemar's p against none, retention,
-prediction consistency, the chance-floor flag and selection stability; per method and keep rate
-it pools the conditions not at the floor into one mean effect with a paired bootstrap interval
-(the same clip draws for every condition). For cross-validated runs (several folds of one task)
-it shows each fold and the mean over folds, and pools the folds' clips (each clip is evaluated
-once, by the model that did not train on it). A pure function of the records.
+noise cost more than it costs the unpruned model (the baseline, `none`) on the same clips, by how
+much, and how sure? Per condition (corruption at an SNR) it shows the pruning effect
+(drop(method) - drop(baseline), in points) with its paired bootstrap interval, McNemar's p against
+the baseline, retention, prediction consistency, the chance-floor flag and selection stability;
+per method and keep rate it pools the conditions not at the floor into one mean effect with a
+paired bootstrap interval (the same clip draws for every condition). For cross-validated runs
+(several folds of one task) it shows each fold and the mean over folds, and pools the folds' clips
+(each clip is evaluated once, by the model that did not train on it). A pure function of the
+records; the statistics are `benchmark.analysis.robustness.compare`'s, the same the leaderboard
+shows.
 """
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from tabulate import tabulate
 
+from benchmark.analysis.robustness import (BOOTSTRAP_SAMPLES, Comparison, Key, common_ids, compare, index_records,
+                                           merges_only, outcomes, verdict)
+from benchmark.core.registry import BASELINE
 from benchmark.measure.metrics import bootstrap_interval
+from benchmark.records.record import Clips, Record, RecordLike, as_records
 from benchmark.records.store import load_records
-from benchmark.analysis.robustness import (BOOTSTRAP_SAMPLES, Comparison, _common_ids, _outcomes, compare, corruption_id,
-                         group_key, merges_only, verdict)
 
 POOLED_SPLIT = "all-folds"
 ALPHA = 0.05
+Index = Dict[Key, Record]
+QUESTION = [
+    "Question: does token pruning, tuned for throughput, make noise cost more than it costs the",
+    f"unpruned model? Pruning effect = drop(method) - drop({BASELINE}) on the same clips, in points of the",
+    "metric; > 0: pruning degrades robustness. 95% intervals: paired bootstrap over clips. p: McNemar's",
+    f"exact test, method vs {BASELINE} on the noisy clips. floor: {BASELINE}'s noisy score is within its interval of",
+    "chance, where a method that starts lower 'drops less' for that reason alone (left out of pooling).",
+]
 
 
 def report_folder(results_dir: str | Path, seed: int = 0) -> str:
     return build_report(load_records(results_dir), str(results_dir), seed)
 
 
-def build_report(records: Sequence[Dict[str, Any]], source: str = "records", seed: int = 0) -> str:
-    ok = [r for r in records if r.get("status", "ok") == "ok"]
+def build_report(records: Sequence[RecordLike], source: str = "records", seed: int = 0) -> str:
+    records = as_records(records)
+    ok = [r for r in records if r.ok]
     not_ok = len(records) - len(ok)
     pooled = pool_folds(ok)
     comparisons = compare(ok + pooled, seed)
     lines = [f"prunebench report: {source}",
              f"{len(ok)} records" + (f" ({not_ok} not ok, left out)" if not_ok else "")
-             + f"; models: {', '.join(sorted({r['model']['name'] for r in ok})) or 'none'}"]
+             + f"; models: {', '.join(sorted({r.model for r in ok})) or 'none'}"]
     if not ok:
         return "\n".join(lines + ["nothing to report"]) + "\n"
-    lines += ["",
-              "Question: does token pruning, tuned for throughput, make noise cost more than it costs the",
-              "unpruned model? Pruning effect = drop(method) - drop(none) on the same clips, in points of the",
-              "metric; > 0: pruning degrades robustness. 95% intervals: paired bootstrap over clips. p: McNemar's",
-              "exact test, method vs none on the noisy clips. floor: none's noisy score is within its interval of",
-              "chance, where a method that starts lower 'drops less' for that reason alone (left out of pooling)."]
+    lines += [""] + QUESTION
     answers: List[str] = []
-    index = _index(ok + pooled)
+    index = index_records(ok + pooled)
     groups: "OrderedDict[Tuple, List[Comparison]]" = OrderedDict()
     for c in comparisons:
         groups.setdefault((c.model, c.task, c.bucket), []).append(c)
@@ -68,10 +76,10 @@ def build_report(records: Sequence[Dict[str, Any]], source: str = "records", see
     lines += _speed_section(ok)
     missing = _missing_baselines(ok)
     if missing:
-        lines += ["", "Not compared (no clean or no `none` record to pair with): " + ", ".join(missing[:12])
+        lines += ["", f"Not compared (no clean or no `{BASELINE}` record to pair with): " + ", ".join(missing[:12])
                   + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")]
     head = ["", "ANSWER"] + (answers or ["no method has the four records a comparison needs "
-                                         "(method and none, clean and noisy)"])
+                                         f"(method and {BASELINE}, clean and noisy)"])
     return "\n".join(lines[:2] + head + lines[2:]) + "\n"
 
 
@@ -98,7 +106,7 @@ class MethodSummary:
     verdict: str
 
 
-def _group_section(model, task, bucket, group: List[Comparison], index,
+def _group_section(model, task, bucket, group: List[Comparison], index: Index,
                    seed) -> Tuple[List[str], List[str], List["MethodSummary"]]:
     """The section's lines, its answer lines, and its per-method summaries (reused by the fold table)."""
     first = group[0]
@@ -108,24 +116,32 @@ def _group_section(model, task, bucket, group: List[Comparison], index,
     classes = _num_classes(index, first)
     if first.metric == "accuracy" and classes:
         where += f", chance {100 / classes:.1f}%"
-    lines = [f"== {where}) =="]
-    base = _baseline_line(group, unit)
-    lines.append(base)
+    lines = [f"== {where}) ==", _baseline_line(group, unit)]
     silence = _silence_line(group, index)
     if silence:
         lines.append(silence)
-    holm = holm_significant([c.mcnemar_p for c in group if c.mcnemar_p is not None])
     summaries = _summaries(group, index, seed)
+    lines += _summary_table(summaries, scale) + _condition_table(group, scale) + _mcnemar_lines(group)
+    answers = [f"{where}):"]
+    for s in summaries:
+        answers.append(f"  {s.name}{'' if s.keep is None else ' keep ' + _keep(s.keep)}: {_sentence(s, scale)}")
+    return lines, answers, summaries
+
+
+def _summary_table(summaries: List[MethodSummary], scale: float) -> List[str]:
     table = []
     for s in summaries:
         table.append([s.name, _keep(s.keep), _pct(s.clean, scale), _signed(s.clean - s.none_clean, scale),
                       _effect(s.effect, s.effect_ci, scale), _signed(max(s.effects), scale) if s.effects else "",
                       f"{s.degrades}/{s.improves}/{len(s.effects) - s.degrades - s.improves}" + (f" (+{s.floored} floor)" if s.floored else ""),
                       _num(s.retention, 3), _num(s.consistency, 3), _jaccard(s), _signed(s.intensity, 1, 2), _num(s.padding, 2), s.verdict])
-    lines += ["", "Per method and keep rate (conditions pooled, floor left out):",
-              tabulate(table, headers=["method", "keep", "clean", "vs none", "effect [95% CI]", "worst", "worse/better/n.s.",
-                                       "retention", "consistency", "jaccard", "kept-dropped int.", "pad kept", "answer"],
-                       tablefmt="simple", disable_numparse=True)]
+    return ["", "Per method and keep rate (conditions pooled, floor left out):",
+            tabulate(table, headers=["method", "keep", "clean", f"vs {BASELINE}", "effect [95% CI]", "worst", "worse/better/n.s.",
+                                     "retention", "consistency", "jaccard", "kept-dropped int.", "pad kept", "answer"],
+                     tablefmt="simple", disable_numparse=True)]
+
+
+def _condition_table(group: List[Comparison], scale: float) -> List[str]:
     detail = []
     for c in sorted(group, key=_comparison_order):
         flags = []
@@ -136,21 +152,22 @@ def _group_section(model, task, bucket, group: List[Comparison], index,
         detail.append([c.method_name, _keep(c.keep_rate), c.corruption, _pct(c.noisy, scale), _signed(c.drop, scale),
                        _signed(c.none_drop, scale), _effect(c.effect, c.effect_ci95, scale), _p(c.mcnemar_p),
                        _num(c.retention, 3), _num(c.consistency, 3), _num(c.jaccard, 3), " ".join(flags)])
-    lines += ["", "Per condition:",
-              tabulate(detail, headers=["method", "keep", "noise", "noisy", "drop", "none drop", "effect [95% CI]", "p",
-                                        "retention", "consistency", "jaccard", "flags"], tablefmt="simple", disable_numparse=True)]
+    return ["", "Per condition:",
+            tabulate(detail, headers=["method", "keep", "noise", "noisy", "drop", f"{BASELINE} drop", "effect [95% CI]", "p",
+                                      "retention", "consistency", "jaccard", "flags"], tablefmt="simple", disable_numparse=True)]
+
+
+def _mcnemar_lines(group: List[Comparison]) -> List[str]:
     tested = [c for c in group if c.mcnemar_p is not None]
-    if tested:
-        raw = sum(c.mcnemar_p < ALPHA for c in tested)
-        lines.append(f"McNemar: {raw} of {len(tested)} comparisons at p < {ALPHA} ({holm} after Holm's correction "
-                     f"for {len(tested)} tests; about {ALPHA * len(tested):.1f} expected by chance alone).")
-    answers = [f"{where}):"]
-    for s in summaries:
-        answers.append(f"  {s.name}{'' if s.keep is None else ' keep ' + _keep(s.keep)}: {_sentence(s, scale)}")
-    return lines, answers, summaries
+    if not tested:
+        return []
+    raw = sum(c.mcnemar_p < ALPHA for c in tested)
+    holm = holm_significant([c.mcnemar_p for c in tested])
+    return [f"McNemar: {raw} of {len(tested)} comparisons at p < {ALPHA} ({holm} after Holm's correction "
+            f"for {len(tested)} tests; about {ALPHA * len(tested):.1f} expected by chance alone)."]
 
 
-def _summaries(group: List[Comparison], index, seed) -> List[MethodSummary]:
+def _summaries(group: List[Comparison], index: Index, seed) -> List[MethodSummary]:
     by_method: "OrderedDict[str, List[Comparison]]" = OrderedDict()
     for c in sorted(group, key=_comparison_order):
         by_method.setdefault(c.method, []).append(c)
@@ -163,35 +180,32 @@ def _summaries(group: List[Comparison], index, seed) -> List[MethodSummary]:
             effect = sum(effects) / len(effects)
             if usable[0].metric == "accuracy":
                 effect, ci = pooled_effect(index, usable, seed)
-        degrades = sum(c.effect_ci95[0] > 0 for c in usable)
-        improves = sum(c.effect_ci95[1] < 0 for c in usable)
         first = cs[0]
         clean_record = index.get((first.model, first.task, first.bucket, method, None))
-        selection = (clean_record or {}).get("selection") or {}
-        merges = merges_only(clean_record or {})
+        selection = clean_record.selection if clean_record is not None else {}
         out.append(MethodSummary(
             method=method, name=first.method_name, keep=first.keep_rate, clean=first.clean, none_clean=first.none_clean,
-            effects=effects, effect=effect, effect_ci=ci, degrades=degrades, improves=improves,
-            floored=len(cs) - len(usable),
+            effects=effects, effect=effect, effect_ci=ci, degrades=sum(c.effect_ci95[0] > 0 for c in usable),
+            improves=sum(c.effect_ci95[1] < 0 for c in usable), floored=len(cs) - len(usable),
             retention=_mean([c.retention for c in usable]), consistency=_mean([c.consistency for c in usable]),
-            jaccard=_mean([c.jaccard for c in usable]), merges=merges,
+            jaccard=_mean([c.jaccard for c in usable]), merges=merges_only(clean_record),
             intensity=selection.get("kept_minus_dropped"), padding=selection.get("kept_padding_share"),
             verdict=_verdict(effect, ci, usable),
         ))
     return out
 
 
-def pooled_effect(index, comparisons: List[Comparison], seed: int) -> Tuple[float, Optional[Tuple[float, float]]]:
+def pooled_effect(index: Index, comparisons: List[Comparison], seed: int) -> Tuple[float, Optional[Tuple[float, float]]]:
     """Mean pruning effect over conditions, with a paired bootstrap interval: every resample draws
-    the same clips for the method's and none's clean and noisy outcomes in every condition."""
+    the same clips for the method's and the baseline's clean and noisy outcomes in every condition."""
     c0 = comparisons[0]
     key = (c0.model, c0.task, c0.bucket)
-    records = {"mc": index[key + (c0.method, None)], "nc": index[key + ("none", None)]}
-    noisy = [(index[key + (c.method, c.corruption)], index[key + ("none", c.corruption)]) for c in comparisons]
-    ids = _common_ids([records["mc"], records["nc"]] + [r for pair in noisy for r in pair])
-    mc, nc = _outcomes(records["mc"], ids).float(), _outcomes(records["nc"], ids).float()
-    mn = torch.stack([_outcomes(m, ids).float() for m, _ in noisy])
-    nn = torch.stack([_outcomes(n, ids).float() for _, n in noisy])
+    records = {"mc": index[key + (c0.method, None)], "nc": index[key + (BASELINE, None)]}
+    noisy = [(index[key + (c.method, c.corruption)], index[key + (BASELINE, c.corruption)]) for c in comparisons]
+    ids = common_ids([records["mc"], records["nc"]] + [r for pair in noisy for r in pair])
+    mc, nc = outcomes(records["mc"], ids).float(), outcomes(records["nc"], ids).float()
+    mn = torch.stack([outcomes(m, ids).float() for m, _ in noisy])
+    nn = torch.stack([outcomes(n, ids).float() for _, n in noisy])
     point = float((mc.mean() - nc.mean()) - (mn.mean(1) - nn.mean(1)).mean())
     draws = torch.randint(0, len(ids), (BOOTSTRAP_SAMPLES, len(ids)), generator=torch.Generator().manual_seed(seed))
     samples = (mc[draws].mean(1) - nc[draws].mean(1)) - (mn[:, draws].mean(2) - nn[:, draws].mean(2)).mean(0)
@@ -232,29 +246,29 @@ def _baseline_line(group: List[Comparison], unit: str) -> str:
     c0 = next(iter(seen.values()))
     parts = [f"clean {_pct(c0.none_clean, 100)}{unit}"]
     parts += [f"{c.corruption} {_pct(c.none_noisy, 100)}{unit} (drop {_signed(c.none_drop, 100)})" for c in seen.values()]
-    return "none: " + "; ".join(parts)
+    return f"{BASELINE}: " + "; ".join(parts)
 
 
 SILENT = 0.25  # clips with at least this share of digitally silent frames
 
 
-def _silence_line(group: List[Comparison], index) -> Optional[str]:
-    """none's drop on clips with much digital silence against the others (accuracy only): noise
-    changes the log-mel of silence wholesale, so such clips can dominate the drop."""
+def _silence_line(group: List[Comparison], index: Index) -> Optional[str]:
+    """The baseline's drop on clips with much digital silence against the others (accuracy only):
+    noise changes the log-mel of silence wholesale, so such clips can dominate the drop."""
     c0 = group[0]
-    clean = index.get((c0.model, c0.task, c0.bucket, "none", None))
-    if c0.metric != "accuracy" or not clean or "silent_fraction" not in clean["per_clip"]:
+    clean = index.get((c0.model, c0.task, c0.bucket, BASELINE, None))
+    if c0.metric != "accuracy" or not clean or clean.clips.silent_fraction is None:
         return None
-    silent_ids = {i for i, f in zip(clean["per_clip"]["ids"], clean["per_clip"]["silent_fraction"]) if f >= SILENT}
-    if not silent_ids or len(silent_ids) == len(clean["per_clip"]["ids"]):
+    silent_ids = {i for i, f in zip(clean.clips.ids, clean.clips.silent_fraction) if f >= SILENT}
+    if not silent_ids or len(silent_ids) == len(clean.clips.ids):
         return None
     drops = {True: [], False: []}
     for corruption in sorted({c.corruption for c in group}):
-        noisy = index.get((c0.model, c0.task, c0.bucket, "none", corruption))
+        noisy = index.get((c0.model, c0.task, c0.bucket, BASELINE, corruption))
         if noisy is None:
             continue
-        ids = _common_ids([clean, noisy])
-        a, b = _outcomes(clean, ids).float(), _outcomes(noisy, ids).float()
+        ids = common_ids([clean, noisy])
+        a, b = outcomes(clean, ids).float(), outcomes(noisy, ids).float()
         is_silent = torch.tensor([i in silent_ids for i in ids])
         for flag in (True, False):
             part = is_silent if flag else ~is_silent
@@ -262,7 +276,7 @@ def _silence_line(group: List[Comparison], index) -> Optional[str]:
                 drops[flag].append(float(a[part].mean() - b[part].mean()))
     if not drops[True] or not drops[False]:
         return None
-    return (f"digital silence: {len(silent_ids)} clips have >= {SILENT:.0%} silent frames; none's mean drop on them "
+    return (f"digital silence: {len(silent_ids)} clips have >= {SILENT:.0%} silent frames; {BASELINE}'s mean drop on them "
             f"{_signed(_mean(drops[True]), 100)} points, on the others {_signed(_mean(drops[False]), 100)}")
 
 
@@ -270,44 +284,43 @@ def _silence_line(group: List[Comparison], index) -> Optional[str]:
 FOLD = re.compile(r"fold(\d+)$")
 
 
-def pool_folds(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def pool_folds(records: Sequence[RecordLike]) -> List[Record]:
     """For each (model, task, bucket, method, corruption) seen on two or more folds: one record of
-    all folds' clips (split `all-folds`), its score the mean over folds."""
-    groups: Dict[Tuple, List[Dict[str, Any]]] = {}
-    for r in records:
-        if not FOLD.match(str(r["task"].get("split", ""))):
-            continue
-        model, task, bucket = group_key(r)
-        key = (model, r["task"]["name"], bucket, r["method"]["id"], corruption_id(r))
-        groups.setdefault(key, []).append(r)
+    all folds' clips (split `all-folds`), its score the mean over folds (`raw["per_fold"]`: each
+    fold's score)."""
+    groups: Dict[Tuple, List[Record]] = {}
+    for r in as_records(records):
+        if FOLD.match(r.split):
+            groups.setdefault((r.model, r.task, r.bucket, r.method.id, r.corruption_id), []).append(r)
     pooled = []
-    for key, rs in groups.items():
-        splits = sorted({r["task"]["split"] for r in rs})
+    for rs in groups.values():
+        splits = sorted({r.split for r in rs})
         if len(splits) < 2 or len(splits) != len(rs):
             continue
-        rs = sorted(rs, key=lambda r: _fold_number(r["task"]["split"]))
-        metric = next(iter(rs[0]["metrics"]))
+        rs = sorted(rs, key=lambda r: _fold_number(r.split))
         per_clip: Dict[str, Any] = {}
-        for field in ("ids", "correct", "pred", "scores", "labels", "kept_patches", "silent_fraction"):
-            values = [r["per_clip"].get(field) for r in rs]
+        for name in (f.name for f in fields(Clips)):
+            values = [getattr(r.clips, name) for r in rs]
             if all(v is not None for v in values):
-                per_clip[field] = [x for v in values for x in v]
-        task = dict(rs[0]["task"])
-        task.update(split=POOLED_SPLIT, variant=task.get("variant", "").replace(rs[0]["task"]["split"], POOLED_SPLIT, 1),
-                    folds=splits)
-        value = sum(r["metrics"][metric]["value"] for r in rs) / len(rs)
-        pooled.append({**rs[0], "task": task, "per_clip": per_clip, "metrics": {metric: {"value": value}},
-                       "per_fold": {r["task"]["split"]: r["metrics"][metric]["value"] for r in rs}})
+                per_clip[name] = [x for v in values for x in v]
+        first = rs[0]
+        task = {**first.raw["task"], "split": POOLED_SPLIT, "variant": first.variant.replace(first.split, POOLED_SPLIT, 1),
+                "folds": splits}
+        value = sum(r.score for r in rs) / len(rs)
+        pooled.append(Record.from_dict({**first.raw, "task": task, "per_clip": per_clip,
+                                        "metrics": {first.metric: {"value": value}},
+                                        "per_fold": {r.split: r.score for r in rs}}))
     return pooled
 
 
-def _fold_table(base, summaries: List["MethodSummary"], comparisons: List[Comparison], index) -> List[str]:
+def _fold_table(base, summaries: List["MethodSummary"], comparisons: List[Comparison], index: Index) -> List[str]:
     """Each fold's mean pruning effect per method (floor left out), the mean over folds, and the
     effect pooled over all folds' clips with its interval."""
     model, task_name, bucket = base
-    folds = index.get((model, f"{task_name}/{POOLED_SPLIT}", bucket, "none", None), {}).get("per_fold", {})
+    pooled_baseline = index.get((model, f"{task_name}/{POOLED_SPLIT}", bucket, BASELINE, None))
+    folds = pooled_baseline.raw.get("per_fold", {}) if pooled_baseline is not None else {}
     fold_names = sorted(folds, key=_fold_number)
-    lines = ["", f"Cross-validation over {len(fold_names)} folds (one model per held-out fold); none's clean score per fold: "
+    lines = ["", f"Cross-validation over {len(fold_names)} folds (one model per held-out fold); {BASELINE}'s clean score per fold: "
              + ", ".join(f"{f} {100 * folds[f]:.1f}" for f in fold_names)
              + f"; mean {100 * sum(folds.values()) / max(1, len(folds)):.1f}."]
     rows = []
@@ -327,31 +340,28 @@ def _fold_table(base, summaries: List["MethodSummary"], comparisons: List[Compar
 
 
 # -- speed ----------------------------------------------------------------------------------------
-def _speed_section(records: Sequence[Dict[str, Any]]) -> List[str]:
-    """Measured speedup against none and the MAC ratio, per method and length bucket (clean)."""
+def _speed_section(records: Sequence[Record]) -> List[str]:
+    """Measured speedup against the baseline and the MAC ratio, per method and length bucket (clean)."""
     rows: "OrderedDict[Tuple[str, str], Dict[str, str]]" = OrderedDict()
-    columns: List[str] = []
-    none_macs: Dict[Tuple, float] = {}
+    columns: Dict[str, Tuple] = {}  # bucket label -> its order
+    baseline_macs: Dict[Tuple, float] = {}
     for r in records:
-        if corruption_id(r) is None and r["method"]["id"] == "none":
-            none_macs[group_key(r)] = r["macs"]["per_sample"]
-    for r in sorted(records, key=lambda r: (_method_key(r), str(group_key(r)))):
-        speed = r.get("throughput") or {}
-        if corruption_id(r) is not None or speed.get("speedup_vs_none") is None:
+        if r.corruption is None and r.method.id == BASELINE:
+            baseline_macs[r.group] = r.macs
+    for r in sorted(records, key=lambda r: (r.method_sort_key, str(r.group))):
+        speedup = r.throughput.get("speedup_vs_none")
+        if r.corruption is not None or speedup is None:
             continue
-        model, task, bucket = group_key(r)
-        column = f"{bucket or 'full'}"
-        if column not in columns:
-            columns.append(column)
-        ratio = none_macs.get(group_key(r), 0) / r["macs"]["per_sample"] if r["macs"]["per_sample"] else None
-        cell = f"{speed['speedup_vs_none']:.2f}x" + (f" ({ratio:.2f})" if ratio else "")
-        rows.setdefault((r["model"]["name"], r["method"]["id"]), {}).setdefault(column, cell)
+        columns.setdefault(r.bucket_label, r.bucket_order)
+        ratio = baseline_macs.get(r.group, 0) / r.macs if r.macs else None
+        cell = f"{speedup:.2f}x" + (f" ({ratio:.2f})" if ratio else "")
+        rows.setdefault((r.model, r.method.id), {}).setdefault(r.bucket_label, cell)
     if not rows:
         return []
-    columns.sort(key=_bucket_order)
-    table = [[m, method] + [cells.get(c, "") for c in columns] for (m, method), cells in rows.items()]
-    return ["", "Speed: measured speedup vs none (MAC ratio) per length bucket, clean input:",
-            tabulate(table, headers=["model", "method"] + columns, tablefmt="simple", disable_numparse=True)]
+    ordered = sorted(columns, key=columns.get)
+    table = [[m, method] + [cells.get(c, "") for c in ordered] for (m, method), cells in rows.items()]
+    return ["", f"Speed: measured speedup vs {BASELINE} (MAC ratio) per length bucket, clean input:",
+            tabulate(table, headers=["model", "method"] + ordered, tablefmt="simple", disable_numparse=True)]
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -365,25 +375,21 @@ def holm_significant(pvalues: Sequence[float], alpha: float = ALPHA) -> int:
     return rejected
 
 
-def _index(records: Sequence[Dict[str, Any]]) -> Dict[Tuple, Dict[str, Any]]:
-    return {group_key(r) + (r["method"]["id"], corruption_id(r)): r for r in records}
-
-
-def _missing_baselines(records: Sequence[Dict[str, Any]]) -> List[str]:
-    index = _index(records)
+def _missing_baselines(records: Sequence[Record]) -> List[str]:
+    index = index_records(records)
     missing = []
     for (model, task, bucket, method, corruption), r in index.items():
         if corruption is None:
             continue
-        need = [(method, None), ("none", None), ("none", corruption)]
+        need = [(method, None), (BASELINE, None), (BASELINE, corruption)]
         if any((model, task, bucket) + n not in index for n in need):
-            missing.append(f"{method} on {r['task'].get('variant', task)}")
+            missing.append(f"{method} on {r.variant or task}")
     return missing
 
 
-def _num_classes(index, c: Comparison) -> Optional[int]:
-    r = index.get((c.model, c.task, c.bucket, "none", None))
-    return (((r or {}).get("model") or {}).get("config") or {}).get("num_classes")
+def _num_classes(index: Index, c: Comparison) -> Optional[int]:
+    r = index.get((c.model, c.task, c.bucket, BASELINE, None))
+    return None if r is None else r.num_classes
 
 
 def _group_order(key):
@@ -397,24 +403,8 @@ def _fold_number(task: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _comparison_order(c: Comparison):
-    return (c.method_name, -(c.keep_rate or 0), c.method, _corruption_order(c.corruption))
-
-
-def _corruption_order(corruption: str):
-    name, _, snr = corruption.partition("@")
-    m = re.match(r"(-?[\d.]+)dB", snr)
-    return (name, -float(m.group(1)) if m else 0.0, corruption)
-
-
-def _method_key(r):
-    keep = r["method"]["params"].get("keep_rate")
-    return (r["method"]["name"] != "none", r["method"]["name"], -(keep or 0), r["method"]["id"])
-
-
-def _bucket_order(column: str):
-    m = re.match(r"len([\d.]+)s(-native)?$", column)
-    return (column != "full", bool(m and m.group(2)), float(m.group(1)) if m else 0.0, column)
+def _comparison_order(c: Comparison) -> Tuple:
+    return (c.method_sort_key, c.corruption_order)
 
 
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:

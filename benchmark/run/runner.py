@@ -23,8 +23,9 @@ from benchmark.data.features import COUNTER
 from benchmark.models import resolve_checkpoint
 from benchmark.run.plan import Group, Plan, plan_run
 from benchmark.core.plugins import loaded_plugin_sources
-from benchmark.records.store import InvalidRecord, failure_info, is_ok, pair_key, remove_stale_temporaries, result_path, write_record
-from benchmark.analysis.robustness import annotate_run
+from benchmark.records.record import Failure, Record
+from benchmark.records.store import (InvalidRecord, failed_record, failure_info, is_ok, pair_key, remove_stale_temporaries,
+                                     result_path, write_record)
 from benchmark.run.work import EvalUnit
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class RunSummary:
     @property
     def only_input_errors(self) -> bool:
         """Every failure was bad input (config, data): the CLI exits 2 rather than 1."""
-        return bool(self.failed_records) and all(r["error"].get("input_error") for r in self.failed_records)
+        return bool(self.failed_records) and all(Record.from_dict(r).failure.input_error for r in self.failed_records)
 
 
 class Runner:
@@ -80,7 +81,6 @@ class Runner:
                 sink.close()
             if self.executor.name == "local":
                 self.echo(str(COUNTER))
-        annotate_run(self.out, self.config)  # the robustness block of every noisy record, once all are written
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -130,8 +130,7 @@ class RecordSink:
 
     def timed(self, group: Group, speeds: Optional[Dict[int, Dict[str, Any]]], error: Optional[Dict[str, Any]] = None) -> None:
         if speeds is None:
-            self.timing_errors[group.key] = error or {"type": "RuntimeError", "message": "timing failed", "traceback": "",
-                                                      "stage": "timing", "input_error": False}
+            self.timing_errors[group.key] = error or Failure("timing failed", stage="timing").to_dict()
         else:
             self.speeds[group.key] = speeds
         for frames, record in self.waiting.pop(group.key, []):
@@ -153,8 +152,7 @@ class RecordSink:
     def finish(self) -> None:
         """Pairs that never got an outcome (an executor lost them) become failed records."""
         for key, waiting in list(self.waiting.items()):
-            error = {"type": "RuntimeError", "message": "the timing of this group never arrived", "traceback": "",
-                     "stage": "timing", "input_error": False}
+            error = Failure("the timing of this group never arrived", stage="timing").to_dict()
             self.timing_errors[key] = error
             self.timed(_group(key), None, error)
         if self.expected:
@@ -171,8 +169,8 @@ class RecordSink:
         if error is None:
             speed = self.speeds.get(key, {}).get(frames, {}).get(record["method"]["id"])
             if speed is None:
-                error = {"type": "RuntimeError", "message": f"no throughput measured for {record['method']['id']} at {frames} frames",
-                         "traceback": "", "stage": "timing", "input_error": False}
+                error = Failure(f"no throughput measured for {record['method']['id']} at {frames} frames",
+                                stage="timing").to_dict()
             elif "error" in speed:
                 error = speed["error"]
         if error is not None:
@@ -195,13 +193,11 @@ class RecordSink:
             self.summary.records.append(record)
         else:
             self.summary.failed_records.append(record)
-            self.summary.failed.append((" / ".join(key), record["error"]["message"].splitlines()[0]))
+            self.summary.failed.append((" / ".join(key), Record.from_dict(record).failure.first_line))
         self.bar.update(1)
 
 
 def _as_failed(record: Dict[str, Any], error: Dict[str, Any]) -> Dict[str, Any]:
-    from benchmark.records.store import failed_record
-
     return failed_record(record["model"], record["method"], record["task"], error, record["provenance"])
 
 
