@@ -3,24 +3,16 @@
 variable-length input is read off one row."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Dict, Iterable, Tuple
 
-from benchmark.leaderboard.schema import COLUMNS
-from benchmark.leaderboard.table import FULL, Cell, Column, Row, Table, bucket_id, corruption_of, keep_rate_of, method_sort_key, \
-    params_text, task_id
-
-
-def bucket_sort_key(record: Dict[str, Any]) -> Tuple:
-    bucket = record["task"].get("bucket") or {}
-    params = bucket.get("params") or {}
-    seconds = params.get("seconds")
-    return (bool(bucket), str(params.get("mode", "")), float(seconds) if isinstance(seconds, (int, float)) else 0.0,
-            bucket_id(record))
+from benchmark.analysis.schema import COLUMNS
+from benchmark.analysis.table import Cell, Column, Row, Table, id_cells
+from benchmark.records.record import FULL, Record, RecordLike, as_records
 
 
-def bucket_table(records: List[Dict[str, Any]]) -> Table:
-    clean = [r for r in records if corruption_of(r) is None]
-    buckets = list(dict.fromkeys(bucket_id(r) for r in sorted(clean, key=bucket_sort_key)))
+def bucket_table(records: Iterable[RecordLike]) -> Table:
+    clean = [r for r in as_records(records) if r.corruption is None]
+    buckets = list(dict.fromkeys(r.bucket_label for r in sorted(clean, key=lambda r: r.bucket_order)))
     speed, speedup, gmacs = COLUMNS["samples_per_s"], COLUMNS["speedup"], COLUMNS["gmacs"]
     columns = [Column("model", "model"), Column("task", "task"), Column("method", "method"), Column("params", "params")]
     for b in buckets:
@@ -28,19 +20,23 @@ def bucket_table(records: List[Dict[str, Any]]) -> Table:
         columns.append(Column(f"{b}:speedup", f"{b} {speedup.label}", speedup, "cost", speedup.description))
         columns.append(Column(f"{b}:gmacs", f"{b} {gmacs.label}", gmacs, "cost", gmacs.description))
     rows: Dict[Tuple[str, str, str], Row] = {}
-    for r in sorted(clean, key=lambda r: (str(r["model"]["name"]), task_id(r), method_sort_key(r))):
-        key = (str(r["model"]["name"]), task_id(r), str(r["method"]["id"]))
-        row = rows.get(key)
-        if row is None:
-            row = rows[key] = Row(key[0], key[1], FULL, key[2], str(r["method"]["name"]), keep_rate_of(r), "")
-            row.cells = {"model": Cell(key[0], key[0]), "task": Cell(key[1], key[1]),
-                         "method": Cell(str(r["method"]["name"]), str(r["method"]["name"]), note=key[2]),
-                         "params": Cell(params_text(r), params_text(r))}
-        b = bucket_id(r)
-        t = r.get("throughput") or {}
-        row.cells[f"{b}:speed"] = Cell(t.get("samples_per_s"), speed.format(t.get("samples_per_s")),
-                                       note=str(t.get("device") or ""))
-        row.cells[f"{b}:speedup"] = Cell(t.get("speedup_vs_none"), speedup.format(t.get("speedup_vs_none")))
-        per_sample = (r.get("macs") or {}).get("per_sample")
-        row.cells[f"{b}:gmacs"] = Cell(per_sample, gmacs.format(per_sample))
+    for r in sorted(clean, key=lambda r: (r.model, r.task_id, r.method_sort_key)):
+        key = (r.model, r.task_id, r.method.id)
+        if key not in rows:
+            rows[key] = _row(r, key)
+        _fill(rows[key], r)
     return Table(columns, list(rows.values()))
+
+
+def _row(r: Record, key: Tuple[str, str, str]) -> Row:
+    return Row(key[0], key[1], FULL, key[2], r.method.name, r.method.keep_rate, "", cells=id_cells(r, with_bucket=False))
+
+
+def _fill(row: Row, r: Record) -> None:
+    """The bucket's cells of a method's row, from its clean record of that bucket."""
+    speed, speedup, gmacs = COLUMNS["samples_per_s"], COLUMNS["speedup"], COLUMNS["gmacs"]
+    b, t = r.bucket_label, r.throughput
+    row.cells[f"{b}:speed"] = Cell(t.get("samples_per_s"), speed.format(t.get("samples_per_s")),
+                                   note=str(t.get("device") or ""))
+    row.cells[f"{b}:speedup"] = Cell(t.get("speedup_vs_none"), speedup.format(t.get("speedup_vs_none")))
+    row.cells[f"{b}:gmacs"] = Cell(r.macs, gmacs.format(r.macs))

@@ -3,13 +3,15 @@ throughput (frontier marked), and score-against-SNR curves per method."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from markupsafe import Markup
 
+from benchmark.analysis.schema import AXES, Measure, metric
+from benchmark.analysis.table import CLEAN, Row, Table, group_title
+from benchmark.core.registry import BASELINE
 from benchmark.leaderboard.plots import Point, Series, line_plot, pareto_plot
-from benchmark.leaderboard.schema import AXES, Measure, metric
-from benchmark.leaderboard.table import CLEAN, Row, Table, corruption_of, group_title
+from benchmark.records.record import RecordLike, as_records
 
 Y_OPTIONS = (("clean", "clean score"), ("mean_noisy", "mean noisy score"))
 
@@ -33,11 +35,13 @@ class FigureGroup:
         return group_title(self.model, self.task, self.bucket)
 
 
-def _groups(table: Table) -> Dict[Tuple[str, str, str], List[Row]]:
+def _groups(table: Table) -> Iterator[Tuple[FigureGroup, List[Row], Measure]]:
+    """Each (model, task, bucket) of the table: an empty figure group, its rows, and their score."""
     groups: Dict[Tuple[str, str, str], List[Row]] = {}
     for row in table.rows:
-        groups.setdefault((row.model, row.task, row.bucket), []).append(row)
-    return groups
+        groups.setdefault(row.group, []).append(row)
+    for (model, task, bucket), rows in groups.items():
+        yield FigureGroup(model, task, bucket), rows, metric(rows[0].metric) if rows[0].metric else metric("score")
 
 
 def _value(row: Row, key: str) -> Optional[float]:
@@ -48,8 +52,8 @@ def _value(row: Row, key: str) -> Optional[float]:
 
 
 def point_label(row: Row) -> str:
-    if row.method_name == "none":
-        return "none"
+    if row.method_name == BASELINE:
+        return BASELINE
     if row.keep_rate is not None:
         return f"{row.method_name} {row.keep_rate:g}"
     params = row.cells.get("params")
@@ -58,9 +62,7 @@ def point_label(row: Row) -> str:
 
 def pareto_figures(table: Table, colors: Dict[str, str]) -> List[FigureGroup]:
     out = []
-    for (model, task, bucket), rows in _groups(table).items():
-        group = FigureGroup(model, task, bucket)
-        score = metric(rows[0].metric) if rows[0].metric else metric("score")
+    for group, rows, score in _groups(table):
         for option, option_label in Y_OPTIONS:
             for x_key, kind in (("gmacs", "pareto-gmacs"), ("samples_per_s", "pareto-throughput")):
                 x_measure = AXES[x_key]
@@ -88,18 +90,14 @@ def _point(row: Row, option: str, x_key: str, x_measure: Measure, score: Measure
     return Point(x, y, point_label(row), tooltip, colors.get(row.method, "#888888"))
 
 
-def snr_figures(table: Table, records: List[Dict[str, Any]], colors: Dict[str, str]) -> List[FigureGroup]:
+def snr_figures(table: Table, records: Iterable[RecordLike], colors: Dict[str, str]) -> List[FigureGroup]:
     """Score against SNR, one plot per corruption type, one line per method; clean at the right."""
     snr_of: Dict[str, Tuple[str, float]] = {}
-    for r in records:
-        c = r["task"].get("corruption")
-        snr = (c or {}).get("params", {}).get("snr_db") if c else None
-        if c and isinstance(snr, (int, float)):
-            snr_of[corruption_of(r)] = (str(c.get("name")), float(snr))
+    for r in as_records(records):
+        if r.corruption is not None and r.corruption.snr_db is not None:
+            snr_of[r.corruption.id] = (r.corruption.name, r.corruption.snr_db)
     out = []
-    for (model, task, bucket), rows in _groups(table).items():
-        group = FigureGroup(model, task, bucket)
-        score = metric(rows[0].metric) if rows[0].metric else metric("score")
+    for group, rows, score in _groups(table):
         kinds = sorted({name for cid, (name, _) in snr_of.items() if any(cid in r.cells for r in rows)})
         for kind in kinds:
             levels = sorted({snr for cid, (name, snr) in snr_of.items() if name == kind and any(cid in r.cells for r in rows)})

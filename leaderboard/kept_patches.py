@@ -9,12 +9,11 @@ text is set with textContent.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from benchmark.analysis.robustness import mask_jaccard
-
-from benchmark.leaderboard.table import (CLEAN, bucket_id, corruption_of, corruption_sort_key, group_title, keep_rate_of, method_sort_key,
-                    task_id)
+from benchmark.analysis.table import CLEAN, group_title
+from benchmark.records.record import Record, RecordLike, as_records
 
 MAX_CLIPS = 3
 
@@ -35,10 +34,10 @@ class KeptGroup:
         return group_title(self.model, self.task, self.bucket)
 
 
-def kept_patch_groups(records: List[Dict[str, Any]], colors: Dict[str, str], max_clips: int = MAX_CLIPS) -> List[KeptGroup]:
-    grouped: Dict[Tuple[str, str, str], List[Dict[str, Any]]] = {}
-    for r in records:
-        grouped.setdefault((str(r["model"]["name"]), task_id(r), bucket_id(r)), []).append(r)
+def kept_patch_groups(records: Iterable[RecordLike], colors: Dict[str, str], max_clips: int = MAX_CLIPS) -> List[KeptGroup]:
+    grouped: Dict[Tuple[str, str, str], List[Record]] = {}
+    for r in as_records(records):
+        grouped.setdefault((r.model, r.task_id, r.bucket_label), []).append(r)
     out = []
     for (model, task, bucket), rs in sorted(grouped.items()):
         group = _group(f"k{len(out)}", model, task, bucket, rs, colors, max_clips)
@@ -57,48 +56,33 @@ def token_geometry(config: Dict[str, Any]) -> Tuple[List[int], List[int]]:
     return [p, p], [int(config.get("fstride", 16)), int(config.get("tstride", 16))]
 
 
-def _group(key: str, model: str, task: str, bucket: str, records: List[Dict[str, Any]], colors: Dict[str, str],
+def _group(key: str, model: str, task: str, bucket: str, records: List[Record], colors: Dict[str, str],
            max_clips: int) -> Optional[KeptGroup]:
     images: Dict[str, Dict[str, Dict[str, Any]]] = {}  # variant key -> clip -> encoded image
     for r in records:
-        variant = corruption_of(r) or CLEAN
-        for example in (r.get("examples") or {}).get("clips", []):
-            images.setdefault(variant, {}).setdefault(str(example["id"]), example)
+        for example in (r.raw.get("examples") or {}).get("clips", []):
+            images.setdefault(_variant(r), {}).setdefault(str(example["id"]), example)
     clean_images = images.get(CLEAN, {})
     if not clean_images:
         return None
-    corruptions = list(dict.fromkeys(corruption_of(r) for r in sorted(records, key=corruption_sort_key)
-                                     if corruption_of(r) in images))
+    corruptions = list(dict.fromkeys(r.corruption_id for r in sorted(records, key=lambda r: r.corruption_order)
+                                     if r.corruption_id in images))
     clips = sorted(c for c in clean_images if all(c in images[v] for v in corruptions))[:max_clips]
     if not clips:
         return None
-    by_method: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    by_method: Dict[str, Dict[str, Record]] = {}
     order: Dict[str, Tuple] = {}
     for r in records:
-        by_method.setdefault(str(r["method"]["id"]), {})[corruption_of(r) or CLEAN] = r
-        order[str(r["method"]["id"])] = method_sort_key(r)
+        by_method.setdefault(r.method.id, {})[_variant(r)] = r
+        order[r.method.id] = r.method_sort_key
     methods, method_data = [], []
     for mid in sorted(by_method, key=lambda m: order[m]):
         variants = by_method[mid]
-        if CLEAN not in variants:
-            continue
-        first = variants[CLEAN]
-        keep = keep_rate_of(first)
-        label = str(first["method"]["name"]) + (f" keep {keep:g}" if keep is not None and first["method"]["name"] != "none" else "")
-        cells: Dict[str, Dict[str, Any]] = {}
-        jaccard: Dict[str, Dict[str, Optional[float]]] = {}
-        first_at = _positions(first)
-        for variant, r in variants.items():
-            if variant != CLEAN and variant not in corruptions:
-                continue
-            at = _positions(r)  # once per record: records can hold tens of thousands of clips
-            cells[variant] = {clip: _cell(r, at.get(clip)) for clip in clips}
-            if variant != CLEAN:
-                jaccard[variant] = {clip: _jaccard(first, r, first_at.get(clip), at.get(clip)) for clip in clips}
-        methods.append((mid, label))
-        method_data.append({"id": mid, "label": label, "color": colors.get(mid, "#888888"), "cells": cells,
-                            "jaccard": jaccard})
-    patch, stride = token_geometry(records[0]["model"].get("config") or {})
+        if CLEAN in variants:
+            label, data = _method_data(variants, corruptions, clips, colors.get(mid, "#888888"))
+            methods.append((mid, label))
+            method_data.append(data)
+    patch, stride = token_geometry(records[0].model_config)
     data = {
         "patch": patch, "stride": stride, "clips": clips, "corruptions": corruptions,
         "images": {v: {c: images[v][c] for c in clips} for v in [CLEAN] + corruptions},
@@ -107,25 +91,47 @@ def _group(key: str, model: str, task: str, bucket: str, records: List[Dict[str,
     return KeptGroup(key, model, task, bucket, corruptions, clips, methods, data)
 
 
-def _positions(record: Dict[str, Any]) -> Dict[str, int]:
+def _variant(record: Record) -> str:
+    return record.corruption_id or CLEAN
+
+
+def _method_data(variants: Dict[str, Record], corruptions: List[str], clips: List[str],
+                 color: str) -> Tuple[str, Dict[str, Any]]:
+    """A method's label and what the script draws for it: per variant and clip, the kept-patch mask
+    and whether the clip was right, and the clean-vs-noisy overlap."""
+    first = variants[CLEAN]
+    keep = first.method.keep_rate
+    label = first.method.name + (f" keep {keep:g}" if keep is not None and not first.method.is_baseline else "")
+    cells: Dict[str, Dict[str, Any]] = {}
+    jaccard: Dict[str, Dict[str, Optional[float]]] = {}
+    first_at = _positions(first)
+    for variant, r in variants.items():
+        if variant != CLEAN and variant not in corruptions:
+            continue
+        at = _positions(r)  # once per record: records can hold tens of thousands of clips
+        cells[variant] = {clip: _cell(r, at.get(clip)) for clip in clips}
+        if variant != CLEAN:
+            jaccard[variant] = {clip: _jaccard(first, r, first_at.get(clip), at.get(clip)) for clip in clips}
+    return label, {"id": first.method.id, "label": label, "color": color, "cells": cells, "jaccard": jaccard}
+
+
+def _positions(record: Record) -> Dict[str, int]:
     """Clip id -> its index in the record's per-clip lists (ids are unique within a record)."""
-    return {clip: i for i, clip in enumerate((record.get("per_clip") or {}).get("ids") or [])}
+    return {clip: i for i, clip in enumerate(record.clips.ids)}
 
 
-def _cell(record: Dict[str, Any], i: Optional[int]) -> Optional[Dict[str, Any]]:
+def _cell(record: Record, i: Optional[int]) -> Optional[Dict[str, Any]]:
     if i is None:
         return None
-    per_clip = record["per_clip"]
-    masks = per_clip.get("kept_patches")
-    correct = per_clip.get("correct")
+    masks, correct = record.clips.kept_patches, record.clips.correct
     return {"mask": masks[i] if masks else None, "correct": None if correct is None else int(bool(correct[i]))}
 
 
-def _jaccard(clean: Dict[str, Any], noisy: Dict[str, Any], i: Optional[int], j: Optional[int]) -> Optional[float]:
+def _jaccard(clean: Record, noisy: Record, i: Optional[int], j: Optional[int]) -> Optional[float]:
     """The clip's clean-vs-noisy kept-patch overlap; i, j: its index in each record."""
     if i is None or j is None:
         return None
-    a, b = clean["per_clip"].get("kept_patches"), noisy["per_clip"].get("kept_patches")
+    a, b = clean.clips.kept_patches, noisy.clips.kept_patches
     if not a or not b:
         return None
     value = mask_jaccard(a[i], b[j])

@@ -15,7 +15,7 @@ from typing import List
 from benchmark.leaderboard.browser import file_url, open_browser, unavailable_reason
 from benchmark.leaderboard.render import render_leaderboard
 
-BASELINE = "<!DOCTYPE html><html><body><p>empty</p><script>document.documentElement.dataset.renderMs = " \
+EMPTY_PAGE = "<!DOCTYPE html><html><body><p>empty</p><script>document.documentElement.dataset.renderMs = " \
            "String(Math.round(performance.now())); document.documentElement.dataset.ready = '1';</script></body></html>"
 
 
@@ -40,7 +40,7 @@ def main(argv: List[str] | None = None) -> int:
             print(f"browser: skipped ({reason})")
             return 0
         baseline_file = Path(tmp) / "baseline.html"
-        baseline_file.write_text(BASELINE)
+        baseline_file.write_text(EMPTY_PAGE)
         with open_browser() as browser:
             tab = browser.new_page()
             times = {"baseline": [], "leaderboard": []}

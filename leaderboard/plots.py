@@ -11,6 +11,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from markupsafe import Markup, escape
 
+from benchmark.core.registry import BASELINE
+
 WIDTH, HEIGHT = 440, 290
 LEFT, RIGHT, TOP, BOTTOM = 58, 18, 30, 46
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
@@ -36,10 +38,10 @@ class Series:
 
 
 def colors_for(method_ids: Sequence[str]) -> Dict[str, str]:
-    """One color per method id, stable across the page; `none` is the dark baseline."""
+    """One color per method id, stable across the page; the baseline is dark."""
     out, i = {}, 0
     for m in method_ids:
-        if m == "none":
+        if m == BASELINE:
             out[m] = BASELINE_COLOR
         elif m not in out:
             out[m] = PALETTE[i % len(PALETTE)]

@@ -16,13 +16,15 @@ from typing import Any, Callable, Dict, List, Optional
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from benchmark.analysis.merge import ResultSet, collect, merge
+from benchmark.analysis.robustness import compare
+from benchmark.analysis.table import main_table
 from benchmark.leaderboard.buckets import bucket_table
-from benchmark.leaderboard.collect import ResultSet, collect, failure_message, merge, record_key
 from benchmark.leaderboard.figures import Y_OPTIONS, pareto_figures, snr_figures
 from benchmark.leaderboard.kept_patches import kept_patch_groups
 from benchmark.leaderboard.plots import colors_for
-from benchmark.leaderboard.robustness_view import comparisons, detail_table, verdict_table
-from benchmark.leaderboard.table import FULL, main_table, method_sort_key
+from benchmark.leaderboard.robustness_view import detail_table, verdict_table
+from benchmark.records.record import FULL, Record, RecordLike
 
 
 def render_leaderboard(results_dir: str | Path, out_file: str | Path,
@@ -34,7 +36,7 @@ def render_leaderboard(results_dir: str | Path, out_file: str | Path,
             warn(f"conflicting records for {' / '.join(c.key)} ({'; '.join(c.differences)}): {', '.join(c.paths)}; "
                  f"none of them is shown")
         for r in result.failed:
-            warn(f"failed record {r.get('_path')}: shown as a failure")
+            warn(f"failed record {r.path}: shown as a failure")
     html = render_html(result)
     out = Path(out_file)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,7 @@ def render_leaderboard(results_dir: str | Path, out_file: str | Path,
     return out
 
 
-def render_html(result: ResultSet | List[Dict[str, Any]]) -> str:
+def render_html(result: ResultSet | List[RecordLike]) -> str:
     if not isinstance(result, ResultSet):
         result = merge(list(result))
     return _template().render(**page_context(result))
@@ -59,10 +61,10 @@ def _template():
 
 def page_context(result: ResultSet) -> Dict[str, Any]:
     records = result.records
-    method_ids = [r["method"]["id"] for r in sorted(records + result.failed, key=method_sort_key)]
+    method_ids = [r.method.id for r in sorted(records + result.failed, key=lambda r: r.method_sort_key)]
     colors = colors_for(list(dict.fromkeys(method_ids)))
     table = main_table(records, result.failed, result.conflicts)
-    comps = comparisons(records)
+    comps = compare(records)  # the robustness statistics, as the report computes them
     kept = kept_patch_groups(records, colors)
     buckets = bucket_table(records)
     has_buckets = any(c.key.split(":")[0] != FULL for c in buckets.columns if ":" in c.key)
@@ -83,7 +85,7 @@ def page_context(result: ResultSet) -> Dict[str, Any]:
         "tasks": sorted({r.task for r in table.rows}),
         "models": sorted({r.model for r in table.rows}),
         "methods": sorted({r.method for r in table.rows}),
-        "failures": [(record_key(r), failure_message(r), str(r.get("_path", ""))) for r in result.failed],
+        "failures": [(r.key, r.failure.text, r.path or "") for r in result.failed],
         "provenance": provenance(records + result.failed),
     }
 
@@ -106,11 +108,11 @@ class RunEnvironment:
     last: str
 
 
-def provenance(records: List[Dict[str, Any]]) -> List[RunEnvironment]:
+def provenance(records: List[Record]) -> List[RunEnvironment]:
     """One line per distinct (commit, device, versions, seed, config): where the numbers came from."""
     seen: Dict[tuple, RunEnvironment] = {}
     for r in records:
-        p = r.get("provenance") or {}
+        p = r.provenance
         versions = ", ".join(f"{k} {v}" for k, v in sorted((p.get("versions") or {}).items()))
         host = p.get("host") or {}
         device = str(p.get("device") or "unknown")

@@ -1,26 +1,22 @@
 """The robustness tables: does pruning change what noise costs, per method and keep rate?
 
-The statistics come from `benchmark.analysis.robustness.compare` (paired bootstrap interval of the pruning
-effect, McNemar's test, the chance floor, selection Jaccard); this module only lays them out:
+The statistics come from `benchmark.analysis.robustness.compare` (paired bootstrap interval of the
+pruning effect, McNemar's test, the chance floor, selection Jaccard), the same the report shows;
+this module only lays them out:
 - the detailed table, one row per (model, task, bucket, method, corruption);
 - the verdict table, one row per (model, task, bucket, method): under how many corruptions pruning
   degrades robustness, and the largest effect with its interval and p-value.
 """
 from __future__ import annotations
 
-import re
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
-from benchmark.analysis.robustness import Comparison, compare
+from benchmark.analysis.robustness import DEGRADES, FLOOR_NOTE, IMPROVES, NO_EFFECT, Comparison
+from benchmark.analysis.schema import AXES, ROBUSTNESS, Measure
+from benchmark.analysis.table import Cell, Column, Row, Table
+from benchmark.records.record import FULL
 
-from benchmark.leaderboard.schema import AXES, ROBUSTNESS, Measure
-from benchmark.leaderboard.table import FULL, Cell, Column, Row, Table
-
-DEGRADES, IMPROVES, NO_EFFECT = "degrades robustness", "improves robustness", "no detectable effect"
-
-
-def comparisons(records: Sequence[Dict[str, Any]], seed: int = 0) -> List[Comparison]:
-    return compare(list(records), seed=seed)
+CSS = {DEGRADES: "degrades", IMPROVES: "improves", NO_EFFECT: "neutral"}  # a verdict cell's class
 
 
 def _id_columns(with_bucket: bool) -> List[Column]:
@@ -59,7 +55,7 @@ def detail_table(comps: Sequence[Comparison]) -> Table:
         columns.append(Column(key, m.label, m, "score", m.description))
     columns.append(Column("verdict", "verdict"))
     rows = []
-    for c in sorted(comps, key=lambda c: (c.model, c.task, c.bucket or "", _method_order(c), _corruption_order(c.corruption))):
+    for c in sorted(comps, key=lambda c: (c.model, c.task, c.bucket or "", c.method_sort_key, c.corruption_order)):
         row = _row(c, with_bucket)
         row.cells["corruption"] = Cell(c.corruption, c.corruption)
         for key in ("clips", "clean", "noisy", "drop", "none_drop", "effect", "mcnemar_p", "retention",
@@ -69,7 +65,7 @@ def detail_table(comps: Sequence[Comparison]) -> Table:
         row.cells["effect_ci95"] = Cell(c.effect_ci95[0], _interval_text(c.effect_ci95))
         if c.jaccard is None:
             row.cells["jaccard"].note = "no kept-patch masks (no pruning)"
-        row.cells["verdict"] = Cell(c.verdict, c.verdict, css=_verdict_class(c.verdict))
+        row.cells["verdict"] = Cell(c.verdict, c.verdict, css=CSS[c.direction])
         rows.append(row)
     return Table(columns, rows)
 
@@ -95,23 +91,12 @@ def verdict_table(comps: Sequence[Comparison]) -> Table:
                "mean over corruptions of the clean-vs-noisy kept-patch overlap"),
     ]
     rows = []
-    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2] or "", _method_order(groups[k][0]))):
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2] or "", groups[k][0].method_sort_key)):
         cs = groups[key]
         row = _row(cs[0], with_bucket)
-        # counted from the intervals (what verdict() decides by), not by matching its words
-        degrades = sum(c.effect_ci95[0] > 0 for c in cs)
-        improves = sum(c.effect_ci95[1] < 0 for c in cs)
+        degrades = sum(c.direction == DEGRADES for c in cs)
         worst = max(cs, key=lambda c: c.effect)
-        if degrades:
-            text = f"{DEGRADES} under {degrades} of {len(cs)}"
-        elif improves:
-            text = f"{IMPROVES} under {improves} of {len(cs)}"
-        else:
-            text = NO_EFFECT
-        floor = sum(c.near_chance for c in cs)
-        if floor:
-            text += f" ({floor} near chance: floor effect likely)"
-        row.cells["verdict"] = Cell(text, text, css=_verdict_class(text))
+        row.cells["verdict"] = _verdict_cell(cs)
         row.cells["degrades"] = Cell(degrades, str(degrades))
         row.cells["compared"] = Cell(len(cs), str(len(cs)))
         row.cells["worst_effect"] = Cell(worst.effect, effect.format(worst.effect))
@@ -125,20 +110,13 @@ def verdict_table(comps: Sequence[Comparison]) -> Table:
     return Table(columns, rows)
 
 
-def _method_order(c: Comparison) -> Tuple:
-    return (c.method_name, -(c.keep_rate if c.keep_rate is not None else 2.0), c.method)
-
-
-def _corruption_order(corruption: str) -> Tuple:
-    """white@20dB before white@10dB: (name, -SNR, id), as the main table's columns."""
-    match = re.match(r"^(.*)@(-?[0-9.]+)dB", corruption)
-    return (match.group(1), -float(match.group(2)), corruption) if match else (corruption, 0.0, corruption)
-
-
-def _verdict_class(text: str) -> str:
-    """The CSS class of a verdict cell."""
-    if text.startswith(DEGRADES):
-        return "degrades"
-    if text.startswith(IMPROVES):
-        return "improves"
-    return "neutral"
+def _verdict_cell(cs: List[Comparison]) -> Cell:
+    """The verdict over a method's corruptions: it degrades robustness where it does under any of
+    them, else it improves it where it does under any."""
+    counts = {d: sum(c.direction == d for c in cs) for d in (DEGRADES, IMPROVES)}
+    direction = next((d for d, n in counts.items() if n), NO_EFFECT)
+    text = direction if direction == NO_EFFECT else f"{direction} under {counts[direction]} of {len(cs)}"
+    floor = sum(c.near_chance for c in cs)
+    if floor:
+        text += f" ({floor} {FLOOR_NOTE})"
+    return Cell(text, text, css=CSS[direction])

@@ -2,11 +2,12 @@
 hand-made result sets whose every number is chosen here."""
 import pytest
 
-from benchmark.leaderboard.buckets import bucket_table
-from benchmark.leaderboard.collect import merge
-from benchmark.leaderboard.robustness_view import comparisons, detail_table, verdict_table
-from benchmark.leaderboard.table import main_table
+from benchmark.analysis.merge import merge
+from benchmark.analysis.robustness import compare
 from benchmark.analysis.summary import pivot, summary_table
+from benchmark.analysis.table import main_table
+from benchmark.leaderboard.buckets import bucket_table
+from benchmark.leaderboard.robustness_view import detail_table, verdict_table
 
 from leaderboard_records import make_record
 
@@ -62,7 +63,7 @@ def test_failed_records_show_as_failures_and_leave_the_mean_incomplete():
               if k in ("schema", "model", "method", "task", "provenance")}
     failed.update(status="failed", error="RuntimeError: out of memory")
     table, merged = build(records + [failed])
-    assert merged.failed == [failed]
+    assert [r.raw for r in merged.failed] == [failed]
     topk = table.text_rows()[1]
     assert topk[HEADERS.index("white@20dB (%)")] == "failed" and topk[HEADERS.index("mean noisy (%)")] == ""
     cell = table.rows[1].cells["white@20dB"]
@@ -88,7 +89,7 @@ def test_conflicting_records_are_reported_and_left_out():
     assert row[4] == "conflict" and row[5] == "25.0"
     # the clean record's cost columns are not taken from either conflicting record
     assert row[8:11] == ["", "", ""]
-    assert ("topk-keep_rate=0.5", "synth-esc/fold5") not in {(r["method"]["id"], r["task"]["variant"]) for r in merged.records}
+    assert ("topk-keep_rate=0.5", "synth-esc/fold5") not in {(r.method.id, r.variant) for r in merged.records}
 
 
 def test_same_results_from_two_machines_are_merged():
@@ -157,7 +158,7 @@ def degrading_set(clips=40):
 
 
 def test_robustness_tables():
-    comps = comparisons(degrading_set())
+    comps = compare(degrading_set())
     verdicts = verdict_table(comps)
     assert verdicts.headers() == ["model", "task", "method", "keep rate", "verdict", "degrades under", "of",
                                   "largest effect (pp)", "95% interval", "p", "at", "selection Jaccard"]
@@ -184,13 +185,13 @@ def test_near_chance_comparisons_are_flagged():
         make_record("topk", 0.5, correct=[1] * clips),
         make_record("topk", 0.5, noise=("white", 0), correct=chance),
     ]
-    text = verdict_table(comparisons(records)).text_rows()[0][4]
+    text = verdict_table(compare(records)).text_rows()[0][4]
     assert text == "no detectable effect (1 near chance: floor effect likely)"
 
 
 @pytest.mark.parametrize("value, expected", [(0.0004, "<0.001"), (0.0312, "0.031"), (None, "")])
 def test_p_value_format(value, expected):
-    from benchmark.leaderboard.schema import ROBUSTNESS
+    from benchmark.analysis.schema import ROBUSTNESS
 
     assert ROBUSTNESS["mcnemar_p"].format(value) == expected
 

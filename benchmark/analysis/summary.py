@@ -1,31 +1,32 @@
 """The plain-text summary table printed at the end of a run: the leaderboard's main table as text.
 
-The table is built by `benchmark.leaderboard.table.main_table` (one builder for the page and the
+The table is built by `benchmark.analysis.table.main_table` (one builder for the page and the
 terminal); this module only lays it out with tabulate.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Tuple
+from typing import List, Sequence, Tuple
 
 from tabulate import tabulate
 
+from benchmark.analysis.merge import merge
+from benchmark.analysis.table import Table, main_table
+from benchmark.records.record import RecordLike
 
-def build_table(records: List[Dict[str, Any]]):
-    from benchmark.leaderboard.collect import merge
-    from benchmark.leaderboard.table import main_table
 
+def build_table(records: Sequence[RecordLike]) -> Table:
     merged = merge(records)
     return main_table(merged.records, merged.failed, merged.conflicts)
 
 
-def pivot(records: List[Dict[str, Any]]) -> Tuple[List[str], List[List[str]]]:
+def pivot(records: Sequence[RecordLike]) -> Tuple[List[str], List[List[str]]]:
     """Headers and formatted rows of the main table: one row per (model, task, bucket, method)."""
     table = build_table(records)
     return table.headers(), table.text_rows()
 
 
-def summary_table(records: List[Dict[str, Any]]) -> str:
+def summary_table(records: Sequence[RecordLike]) -> str:
     table = build_table(records)
     align = ["right" if c.numeric else "left" for c in table.columns]
     return tabulate(table.text_rows(), headers=table.headers(), tablefmt="github", disable_numparse=True, colalign=align)

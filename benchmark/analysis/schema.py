@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Optional
 
+from benchmark.core.registry import BASELINE
+
 
 @dataclass(frozen=True)
 class Measure:
@@ -43,38 +45,46 @@ class Measure:
         return f"{self.label} ({self.unit})" if self.unit else self.label
 
 
+def _percent(key: str, label: str, description: str = "") -> Measure:
+    """A share or score stored in [0, 1], shown in percent, higher is better."""
+    return Measure(key, label, "%", 100.0, 1, True, description=description)
+
+
+def _points(key: str, label: str, description: str = "", style: str = "fixed") -> Measure:
+    """A difference of scores, shown in percentage points, lower is better."""
+    return Measure(key, label, "pp", 100.0, 1, False, style=style, description=description)
+
+
 # Task metrics: the score columns (clean, each corruption, mean noisy) use these.
 METRICS: Dict[str, Measure] = {
-    "accuracy": Measure("accuracy", "accuracy", "%", 100.0, 1, True, description="top-1 accuracy"),
-    "map": Measure("map", "mAP", "%", 100.0, 1, True, description="macro average precision"),
+    "accuracy": _percent("accuracy", "accuracy", "top-1 accuracy"),
+    "map": _percent("map", "mAP", "macro average precision"),
 }
 
 # Columns of the main and length-bucket tables.
 COLUMNS: Dict[str, Measure] = {
-    "mean_noisy": Measure("mean_noisy", "mean noisy", "%", 100.0, 1, True,
-                          description="mean score over the corruptions of the row's task"),
+    "mean_noisy": _percent("mean_noisy", "mean noisy", "mean score over the corruptions of the row's task"),
     "gmacs": Measure("gmacs", "GMACs", "", 1e-9, 3, False,
                      description="multiply-accumulates per sample, clean input (1 MAC = 2 FLOPs)"),
     "samples_per_s": Measure("samples_per_s", "throughput", "samples/s", 1.0, 1, True,
                              description="median over repeats, batch of the run, on the record's device"),
     "speedup": Measure("speedup", "speedup", "x", 1.0, 2, True,
-                       description="throughput / throughput of none, timed interleaved in the same process"),
+                       description=f"throughput / throughput of {BASELINE}, timed interleaved in the same process"),
 }
 
 # Columns of the robustness table (benchmark.analysis.robustness.Comparison fields).
 ROBUSTNESS: Dict[str, Measure] = {
     "clips": Measure("clips", "clips", style="integer"),
-    "clean": Measure("clean", "clean", "%", 100.0, 1, True),
-    "noisy": Measure("noisy", "noisy", "%", 100.0, 1, True),
-    "drop": Measure("drop", "drop", "pp", 100.0, 1, False, description="clean - noisy"),
-    "none_drop": Measure("none_drop", "drop of none", "pp", 100.0, 1, False),
-    "effect": Measure("effect", "pruning effect", "pp", 100.0, 1, False, style="signed",
-                      description="drop(method) - drop(none) on the same clips; > 0: pruning makes noise cost more"),
+    "clean": _percent("clean", "clean"),
+    "noisy": _percent("noisy", "noisy"),
+    "drop": _points("drop", "drop", "clean - noisy"),
+    "none_drop": _points("none_drop", f"drop of {BASELINE}"),
+    "effect": _points("effect", "pruning effect", f"drop(method) - drop({BASELINE}) on the same clips; > 0: pruning "
+                      "makes noise cost more", style="signed"),
     "mcnemar_p": Measure("mcnemar_p", "p", style="pvalue",
-                         description="exact McNemar test, noisy outcomes of the method against none"),
-    "retention": Measure("retention", "retention", "%", 100.0, 1, True, description="noisy / clean"),
-    "consistency": Measure("consistency", "consistency", "%", 100.0, 1, True,
-                           description="share of clips whose prediction the noise leaves unchanged"),
+                         description=f"exact McNemar test, noisy outcomes of the method against {BASELINE}"),
+    "retention": _percent("retention", "retention", "noisy / clean"),
+    "consistency": _percent("consistency", "consistency", "share of clips whose prediction the noise leaves unchanged"),
     "jaccard": Measure("jaccard", "selection Jaccard", "", 1.0, 2, True,
                        description="overlap of the patches kept on the clean and the noisy clip"),
 }

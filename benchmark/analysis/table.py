@@ -4,19 +4,19 @@ Columns: model, task, bucket (when any record has one), method, params, the scor
 variant and under each corruption, the mean noisy score, GMACs, throughput, speedup and device.
 Cells keep the raw value (for sorting and plots), the formatted text (per the display schema), a
 note (interval, device, error) and a status: failed and conflicting records show as such, never
-as a silent gap. The run summary (`benchmark.analysis.summary`) prints this same table as text.
+as a silent gap. One builder for the page and the terminal: the leaderboard lays this table out
+as HTML, the run summary (`benchmark.analysis.summary`) as text.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from benchmark.leaderboard.collect import Conflict, failure_message
-from benchmark.leaderboard.schema import COLUMNS, Measure, metric, score_measure
+from benchmark.analysis.merge import Conflict
+from benchmark.analysis.schema import COLUMNS, Measure, metric, score_measure
+from benchmark.records.record import FULL, Record, RecordLike, as_records
 
 CLEAN = "clean"
-FULL = "full"  # the bucket label of unbucketed variants
 RowKey = Tuple[str, str, str, str]  # model, task (name/split), bucket, method id
 
 
@@ -60,9 +60,9 @@ class Row:
     cells: Dict[str, Cell] = field(default_factory=dict)
 
     @property
-    def group(self) -> Tuple[str, str]:
-        """Rows whose scores are comparable: same task and bucket."""
-        return (self.task, self.bucket)
+    def group(self) -> Tuple[str, str, str]:
+        """Rows whose scores are comparable: same model, task and bucket."""
+        return (self.model, self.task, self.bucket)
 
 
 @dataclass
@@ -82,107 +82,38 @@ def group_title(model: str, task: str, bucket: str) -> str:
     return " · ".join(p for p in (model, task, bucket if bucket != FULL else "") if p)
 
 
-# -- record fields ----------------------------------------------------------------------------
-def task_id(record: Dict[str, Any]) -> str:
-    return f"{record['task']['name']}/{record['task']['split']}"
-
-
-def bucket_id(record: Dict[str, Any]) -> str:
-    bucket = record["task"].get("bucket")
-    return FULL if not bucket else str(bucket.get("id", FULL))
-
-
-def corruption_of(record: Dict[str, Any]) -> Optional[str]:
-    corruption = record["task"].get("corruption")
-    return None if not corruption else str(corruption["id"])
-
-
-def corruption_sort_key(record: Dict[str, Any]) -> Tuple:
-    """White before pink, cleanest first: (name, -SNR, id)."""
-    c = record["task"].get("corruption") or {}
-    snr = (c.get("params") or {}).get("snr_db")
-    return (str(c.get("name", "")), -float(snr) if isinstance(snr, (int, float)) else 0.0, str(c.get("id", "")))
-
-
-def metric_of(record: Dict[str, Any]) -> Optional[str]:
-    metrics = record.get("metrics") or {}
-    return next(iter(metrics), None)
-
-
-def score_of(record: Dict[str, Any]) -> Tuple[str, float]:
-    name = metric_of(record)
-    return name, record["metrics"][name]["value"]
-
-
-def keep_rate_of(record: Dict[str, Any]) -> Optional[float]:
-    keep = (record["method"].get("params") or {}).get("keep_rate")
-    return float(keep) if isinstance(keep, (int, float)) else None
-
-
-def params_text(record: Dict[str, Any]) -> str:
-    """The parameters that differ from the method's defaults, as its id names them."""
-    name, ident = str(record["method"]["name"]), str(record["method"]["id"])
-    if ident == name:
-        return ""
-    if ident.startswith(name + "-"):
-        return ", ".join(re.split(r"-(?=[A-Za-z_]\w*=)", ident[len(name) + 1:]))
-    params = record["method"].get("params") or {}
-    return ", ".join(f"{k}={_param(v)}" for k, v in sorted(params.items()))
-
-
-def method_sort_key(record: Dict[str, Any]) -> Tuple:
-    keep = keep_rate_of(record)
-    return (record["method"]["name"] != "none", str(record["method"]["name"]), -(keep if keep is not None else 2.0),
-            str(record["method"]["id"]))
-
-
-def row_key(record: Dict[str, Any]) -> RowKey:
-    return (str(record["model"]["name"]), task_id(record), bucket_id(record), str(record["method"]["id"]))
-
-
-def _param(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_param(v) for v in value) + "]"
-    return str(value)
+def row_key(record: Record) -> RowKey:
+    return (record.model, record.task_id, record.bucket_label, record.method.id)
 
 
 # -- the builder ------------------------------------------------------------------------------
-def main_table(records: Iterable[Dict[str, Any]], failed: Iterable[Dict[str, Any]] = (),
+def main_table(records: Iterable[RecordLike], failed: Iterable[RecordLike] = (),
                conflicts: Iterable[Conflict] = ()) -> Table:
     """The main table of successful records, with failed and conflicting ones marked in place."""
-    records = list(records)
-    marked = [(r, "failed", failure_message(r)) for r in failed]
+    records = as_records(records)
+    marked = [(r, "failed", r.failure.text) for r in as_records(failed)]
     for conflict in conflicts:
-        first = _first_record(conflict)
-        if first is not None:
-            marked.append((first, "conflict", "conflicting records: " + "; ".join(conflict.differences)
+        if conflict.records:
+            marked.append((conflict.records[0], "conflict", "conflicting records: " + "; ".join(conflict.differences)
                            + " (" + ", ".join(conflict.paths) + ")"))
     everything = records + [r for r, _, _ in marked]
-    order = sorted(everything, key=lambda r: (row_key(r)[:3], method_sort_key(r)))
-
-    corruption_records = sorted((r for r in everything if corruption_of(r)), key=corruption_sort_key)
-    corruptions = list(dict.fromkeys(corruption_of(r) for r in corruption_records))
-    metrics = {metric_of(r) for r in records if metric_of(r)}
-    single_metric = next(iter(metrics)) if len(metrics) == 1 else None
-    has_buckets = any(bucket_id(r) != FULL for r in everything)
-    columns = _columns(corruptions, single_metric, has_buckets, len(metrics) > 1)
+    corruption_records = sorted((r for r in everything if r.corruption), key=lambda r: r.corruption_order)
+    corruptions = list(dict.fromkeys(r.corruption_id for r in corruption_records))
+    metrics = {r.metric for r in records if r.metric}
+    has_buckets = any(r.bucket is not None for r in everything)
+    columns = _columns(corruptions, next(iter(metrics)) if len(metrics) == 1 else None, has_buckets, len(metrics) > 1)
 
     rows: Dict[RowKey, Row] = {}
-    for r in order:
+    for r in sorted(everything, key=lambda r: (row_key(r)[:3], r.method_sort_key)):
         key = row_key(r)
         if key not in rows:
-            rows[key] = Row(key[0], key[1], key[2], key[3], str(r["method"]["name"]), keep_rate_of(r),
-                            metric_of(r) or "", cells=_id_cells(r, key, has_buckets))
-        row = rows[key]
-        if not row.metric and metric_of(r):
-            row.metric = metric_of(r)
+            rows[key] = Row(*key, r.method.name, r.method.keep_rate, r.metric or "", cells=id_cells(r, has_buckets))
+        if not rows[key].metric and r.metric:
+            rows[key].metric = r.metric
     for r in records:
         _fill_scores(rows[row_key(r)], r)
     for r, status, note in marked:
-        column = corruption_of(r) or CLEAN
-        cell = rows[row_key(r)].cells.setdefault(column, Cell())
+        cell = rows[row_key(r)].cells.setdefault(r.corruption_id or CLEAN, Cell())
         cell.status, cell.text, cell.note, cell.value = status, status, note, None
     _fill_mean_noisy(rows.values(), corruptions)
     for row in rows.values():
@@ -192,10 +123,6 @@ def main_table(records: Iterable[Dict[str, Any]], failed: Iterable[Dict[str, Any
     table = Table(columns, list(rows.values()))
     _mark_best(table)
     return table
-
-
-def _first_record(conflict: Conflict) -> Optional[Dict[str, Any]]:
-    return conflict.records[0] if conflict.records else None
 
 
 def _columns(corruptions: List[str], single_metric: Optional[str], has_buckets: bool, mixed: bool) -> List[Column]:
@@ -224,26 +151,27 @@ def _columns(corruptions: List[str], single_metric: Optional[str], has_buckets: 
     return columns
 
 
-def _id_cells(r: Dict[str, Any], key: RowKey, has_buckets: bool) -> Dict[str, Cell]:
-    cells = {"model": Cell(key[0], key[0]), "task": Cell(key[1], key[1]), "method": Cell(
-        str(r["method"]["name"]), str(r["method"]["name"]), note=key[3]), "params": Cell(params_text(r), params_text(r))}
-    if has_buckets:
-        cells["bucket"] = Cell(key[2], key[2])
+def id_cells(r: Record, with_bucket: bool) -> Dict[str, Cell]:
+    """The cells that say what a row is: model, task, (bucket,) method and its parameters."""
+    cells = {"model": Cell(r.model, r.model), "task": Cell(r.task_id, r.task_id),
+             "method": Cell(r.method.name, r.method.name, note=r.method.id),
+             "params": Cell(r.method.params_text, r.method.params_text)}
+    if with_bucket:
+        cells["bucket"] = Cell(r.bucket_label, r.bucket_label)
     return cells
 
 
-def _fill_scores(row: Row, r: Dict[str, Any]) -> None:
-    name, value = score_of(r)
-    ci = r["metrics"][name].get("ci95")
-    m = metric(name)
+def _fill_scores(row: Row, r: Record) -> None:
+    ci = r.score_ci
+    m = metric(r.metric)
     note = f"95% interval {m.format(ci[0])} to {m.format(ci[1])}" if ci else ""
-    row.cells[corruption_of(r) or CLEAN] = Cell(value, note=note, ci=tuple(ci) if ci else None)
-    if corruption_of(r) is None:  # cost of the clean variant stands for the row
-        row.cells["gmacs"] = Cell((r.get("macs") or {}).get("per_sample"))
-        speed = r.get("throughput") or {}
+    row.cells[r.corruption_id or CLEAN] = Cell(r.score, note=note, ci=ci)
+    if r.corruption is None:  # cost of the clean variant stands for the row
+        row.cells["gmacs"] = Cell(r.macs)
+        speed = r.throughput
         row.cells["samples_per_s"] = Cell(speed.get("samples_per_s"), note=_speed_note(speed))
         row.cells["speedup"] = Cell(speed.get("speedup_vs_none"), note=_spread_note(speed))
-        device = speed.get("device") or (r.get("provenance") or {}).get("device") or ""
+        device = speed.get("device") or r.provenance.get("device") or ""
         row.cells["device"] = Cell(str(device), str(device))
 
 
@@ -264,9 +192,9 @@ def _fill_mean_noisy(rows: Iterable[Row], corruptions: List[str]) -> None:
     expected: Dict[Tuple[str, str, str], set] = {}
     for row in rows:
         present = {c for c in corruptions if c in row.cells}
-        expected.setdefault((row.model,) + row.group, set()).update(present)
+        expected.setdefault(row.group, set()).update(present)
     for row in rows:
-        wanted = sorted(expected[(row.model,) + row.group])
+        wanted = sorted(expected[row.group])
         if not wanted:
             continue
         values = [row.cells[c].value for c in wanted if c in row.cells and row.cells[c].status == "ok"]
@@ -292,7 +220,7 @@ def _mark_best(table: Table) -> None:
     """Bold the best value of each ranked column within rows of the same model, task and bucket."""
     groups: Dict[Tuple[str, str, str], List[Row]] = {}
     for row in table.rows:
-        groups.setdefault((row.model,) + row.group, []).append(row)
+        groups.setdefault(row.group, []).append(row)
     for column in table.columns:
         measure = column.measure
         if measure is None or measure.higher_is_better is None:
