@@ -21,6 +21,7 @@ from benchmark.core.cache import cache_dir
 from benchmark.core.progress import Progress
 from benchmark.core.errors import DataError
 from benchmark.audio.kaldi import FrontEnd
+from benchmark.tasks.base import Task
 from benchmark.tasks.corruption import ClipContext, frame_powers
 from benchmark.data.variant import TaskVariant
 
@@ -172,6 +173,12 @@ class FeatureStore:
             log.info("%s: %d clips longer than the model input were cropped", variant.id, len(cropped))
         return FeatureSet(ids, fbanks, torch.tensor(valid), encode_labels(labels, task.metric, task.num_classes), skipped,
                           cropped, torch.tensor(silent))
+
+
+def frontend_for(model_config, task: Task) -> FrontEnd:
+    """The front end of the model's family (Kaldi fbank for audio ViTs, Whisper's log-mel) for a
+    task; `model_config` is the model's EncoderConfig (models sit above data, so it is not named)."""
+    return model_config.frontend(task.sample_rate, task.norm_stats)
 
 
 def clip_features(variant: TaskVariant, frontend: FrontEnd, clip, run_seed: int,

@@ -21,7 +21,7 @@ import torch
 
 from benchmark.run.config import ModelEntry, RunConfig
 from benchmark.measure.evaluate import evaluate
-from benchmark.data.features import FeatureSet, FeatureStore
+from benchmark.data.features import FeatureSet, FeatureStore, frontend_for
 from benchmark.audio.kaldi import FrontEnd
 from benchmark.run.integrity import WeightsGuard
 from benchmark.method import Method
@@ -32,7 +32,7 @@ from benchmark.core.registry import METHODS
 from benchmark.records.store import SCHEMA, failed_record, failure_info, provenance
 from benchmark.core.device import resolve_device
 from benchmark.measure.throughput import measure_interleaved
-from benchmark.train.loop import default_checkpoint_path, frontend_for, train_model
+from benchmark.train.loop import default_checkpoint_path, train_model
 from benchmark.data.variant import TaskVariant
 
 log = logging.getLogger(__name__)

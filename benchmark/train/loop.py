@@ -32,8 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from benchmark.core.cache import cache_dir
-from benchmark.data.features import FeatureSet, FeatureStore
-from benchmark.audio.kaldi import FrontEnd
+from benchmark.data.features import FeatureSet, FeatureStore, frontend_for
 from benchmark.measure.metrics import mean_average_precision
 from benchmark.models import build_model, checkpoint_sha256, load_backbone, resolve_checkpoint, save_checkpoint
 from benchmark.models.encoder import TokenEncoder
@@ -47,11 +46,6 @@ log = logging.getLogger(__name__)
 TRAIN_VERSION = 2
 STATE_FORMAT = "prunebench-train-state-1"
 NOT_HASHED = ("device",)  # where it runs does not define what is trained (a run may resume elsewhere)
-
-
-def frontend_for(model_config, task: Task) -> FrontEnd:
-    """The front end of the model's family (Kaldi fbank for audio ViTs, Whisper's log-mel) for a task."""
-    return model_config.frontend(task.sample_rate, task.norm_stats)
 
 
 # -- names and hashes ------------------------------------------------------------------------

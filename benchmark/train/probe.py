@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from benchmark.core.cache import cache_dir
 from benchmark.core.errors import ConfigError
-from benchmark.data.features import FeatureSet, FeatureStore
+from benchmark.data.features import FeatureSet, FeatureStore, frontend_for
 from benchmark.method import Method
 from benchmark.models.checkpoint import atomic_save, load_backbone
 from benchmark.tasks.base import Task
@@ -54,7 +54,7 @@ def train_probe(model_name: str, task: Task, cfg: Dict[str, Any], method: Option
     model, weights = load_backbone(model_name, cfg["init"], task.num_classes)
     device = resolve_device(cfg["device"])
     model = model.to(device).eval().requires_grad_(False)
-    frontend = model.config.frontend(task.sample_rate, task.norm_stats)
+    frontend = frontend_for(model.config, task)
     pooled = PooledCache(model, frontend, method, TaskVariant(task), store, device, progress)
     train_x, train_y, _ = pooled.split(task, "train", cfg["batch_size"])
     test_x, test_y, test_ids = pooled.split(task, "test", cfg["batch_size"])
