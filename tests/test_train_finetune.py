@@ -12,7 +12,8 @@ from benchmark.models.audio_vit import AudioViT, AudioViTConfig
 from benchmark.train.recipes import RECIPES, resolve_train
 from benchmark.core.registry import MODELS
 from benchmark.tasks.esc50 import ESC50
-from benchmark.train.loop import ast_step_factor, keep_rate_at, train_model
+from benchmark.train.loop import train_model
+from benchmark.train.schedule import ast_step_factor, keep_rate_at
 
 from conftest import write_esc_layout
 

@@ -32,7 +32,8 @@ from benchmark.core.registry import METHODS
 from benchmark.records.store import SCHEMA, failed_record, failure_info, provenance
 from benchmark.core.device import resolve_device
 from benchmark.measure.throughput import measure_interleaved
-from benchmark.train.loop import default_checkpoint_path, train_model
+from benchmark.train.checkpoints import default_checkpoint_path
+from benchmark.train.loop import train_model
 from benchmark.data.variant import TaskVariant
 
 log = logging.getLogger(__name__)

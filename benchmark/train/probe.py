@@ -35,17 +35,40 @@ from benchmark.method import Method
 from benchmark.models.checkpoint import atomic_save, load_backbone
 from benchmark.tasks.base import Task
 from benchmark.core.device import resolve_device
-from benchmark.train.loop import weights_sha256
+from benchmark.train.checkpoints import TRAIN_VERSION, TrainingSpec, save_final, weights_sha256
+from benchmark.train.recipes import prune_method, prune_target
 from benchmark.data.variant import TaskVariant
 
 log = logging.getLogger(__name__)
 POOLED_VERSION = 1
 
 
-def train_probe(model_name: str, task: Task, cfg: Dict[str, Any], method: Optional[Method], store: FeatureStore,
+def probe_and_save(spec: TrainingSpec, store: FeatureStore, progress: bool) -> Tuple[Path, Dict[str, Any]]:
+    """The probe recipe: a head fitted on the frozen encoder, saved as any checkpoint; (path, metadata)."""
+    cfg = spec.cfg
+    target = prune_target(cfg["prune"]) if cfg["prune"] else None
+    method = prune_method(cfg["prune"], target) if target else None
+    model, fitted = train_probe(spec, method, store, progress)
+    seconds = fitted["encode_seconds"] + fitted["fit_seconds"]
+    meta = {
+        "model": spec.model_name, "overrides": spec.overrides, "task": spec.task.describe(), "train": dict(cfg),
+        "init": {**spec.init, "format": fitted.pop("init_format")}, "config_hash": spec.config_hash,
+        "frames": model.config.target_frames, "loss_history": [], "epoch_seconds": [], "train_seconds": round(seconds, 1),
+        "samples_per_s": None, "device": str(resolve_device(cfg["device"])), "test_metric": "accuracy",
+        "test_accuracy": fitted["test_score"], "version": TRAIN_VERSION, "norm_stats": list(spec.task.norm_stats),
+        "prune": None if target is None else {"spec": cfg["prune"], "target_keep_rate": target, "test_score": fitted["test_score"]},
+        **fitted,
+    }
+    path, meta["sha256"] = save_final(model.eval(), meta, spec)
+    log.info("saved probe %s, accuracy %.3f, %.0f s", path, meta["test_score"], seconds)
+    return path, meta
+
+
+def train_probe(spec: TrainingSpec, method: Optional[Method], store: FeatureStore,
                 progress: bool = True) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     """Fit the head of `cfg["init"]`'s frozen encoder on the task's training clips; return the
     model (encoder + fitted head, on the CPU, eval mode) and what the training metadata adds."""
+    model_name, task, cfg = spec.model_name, spec.task, spec.cfg
     if not cfg["init"]:
         raise ConfigError("train: recipe 'probe' fits a head on a pretrained encoder: give init (e.g. --init whisper-tiny.en)")
     if task.metric != "accuracy":
@@ -55,7 +78,7 @@ def train_probe(model_name: str, task: Task, cfg: Dict[str, Any], method: Option
     device = resolve_device(cfg["device"])
     model = model.to(device).eval().requires_grad_(False)
     frontend = frontend_for(model.config, task)
-    pooled = PooledCache(model, frontend, method, TaskVariant(task), store, device, progress)
+    pooled = PooledCache(model, frontend, method, TaskVariant(task), store=store, device=device, progress=progress)
     train_x, train_y, _ = pooled.split(task, "train", cfg["batch_size"])
     test_x, test_y, test_ids = pooled.split(task, "test", cfg["batch_size"])
     encode_seconds = time.perf_counter() - started
@@ -64,6 +87,9 @@ def train_probe(model_name: str, task: Task, cfg: Dict[str, Any], method: Option
     with torch.no_grad():
         model.head.weight.copy_(weight)
         model.head.bias.copy_(bias)
+    # Scored on the cached pooled outputs, not through benchmark.measure.evaluate: that would
+    # encode every test clip a second time. The head reads the same pooled vector in a run, so
+    # these are the predictions a run's `none` makes (tests/test_whisper_probe.py checks it).
     predictions = (test_x @ weight.T + bias).argmax(dim=1)
     score = float((predictions == test_y).float().mean())
     return model.requires_grad_(True), {
@@ -103,7 +129,7 @@ class PooledCache:
     """Pooled encoder outputs per clip: computed once, kept on disk in one file per task variant
     (clip id -> vector, with the key of the features it came from)."""
 
-    def __init__(self, model, frontend, method: Optional[Method], variant: TaskVariant, store: FeatureStore,
+    def __init__(self, model, frontend, method: Optional[Method], variant: TaskVariant, *, store: FeatureStore,
                  device: torch.device, progress: bool):
         self.model, self.frontend, self.method, self.variant, self.store = model, frontend, method, variant, store
         self.device, self.progress = device, progress

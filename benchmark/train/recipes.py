@@ -7,9 +7,12 @@ the CLI train with identical settings (and identical checkpoint hashes).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from benchmark.core.errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:
+    from benchmark.tasks.base import Task
 
 # A from-scratch recipe that fits the 2-core budget: random 256-frame crops (half the cost of a
 # full clip), then full-length epochs, gradients clipped (without clipping, runs of this recipe
@@ -65,7 +68,7 @@ RECIPES: Dict[str, Dict[str, Any]] = {
         "freq_mask": 48, "time_mask": 192, "mask_fill": "logmel-zero", "mixup": 0.5, "label_smoothing": 0.0,
         "crop_frames": 0, "full_length_epochs": 0, "clip_grad": 0.0, "frames": 1024,
     },
-    # A linear head on the frozen pretrained encoder (benchmark/probe.py): its pooled output cached
+    # A linear head on the frozen pretrained encoder (train/probe.py): its pooled output cached
     # per clip, a logistic regression fitted by L-BFGS. Needs init. The default with init for Whisper.
     "probe": {},
     # The encoder trained too, from init (GPU work; runs on the CPU, slowly): AdamW, warm-up + cosine,
@@ -112,6 +115,14 @@ def resolve_train(user: Optional[Dict[str, Any]], where: str = "train", multi_la
     if cfg["prune"] is not None:
         prune_method(cfg["prune"], 1.0, where)  # fails early on a bad spec
     return cfg
+
+
+def settings_for(user: Optional[Dict[str, Any]], model_name: str, task: "Task") -> Dict[str, Any]:
+    """`resolve_train` for training `model_name` on `task`: the recipe picked by the task's kind
+    and the model's family, as both the runner and the CLI train (identical checkpoint hashes)."""
+    from benchmark.models import registered_config
+
+    return resolve_train(user, multi_label=task.metric != "accuracy", family=registered_config(model_name).family)
 
 
 def prune_method(spec: str, keep_rate: float, where: str = "train"):

@@ -1,0 +1,175 @@
+"""Paired statistics of a pruned method against the baseline on the same clips.
+
+Pure functions of per-clip outcome vectors (bool tensors, one entry per clip, the same clips in the
+same order for every vector). Names: `mc`/`mn` the method clean/noisy, `nc`/`nn` the baseline's.
+
+- Conditional flip rate: among the clips that both the method and the baseline get right when
+  clean (the set S, n = |S|), the share that the noise turns wrong:
+      flip(M) = #{i in S: mn_i wrong} / n,   flip(none) = #{i in S: nn_i wrong} / n,
+      flip effect = flip(M) - flip(none) = (b - c) / n,
+  with b = #{i in S: M flipped, none did not} and c = #{i in S: none flipped, M did not}, the
+  discordant pairs. Both methods start from the same clips, so a method that is worse when clean is
+  not credited for "dropping less".
+- Exact McNemar test on (b, c): under H0 each discordant pair is M-only with probability 1/2, so
+      p = min(1, 2 * sum_{i <= min(b, c)} C(b + c, i) / 2^(b + c)).
+- Paired bootstrap: every resample draws the same clips (with replacement) for all vectors, and a
+  statistic is recomputed on the draw; the interval is the 2.5th-97.5th percentile.
+- Minimal detectable effect (Connor 1987): McNemar's test with n paired clips, discordant share psi
+  and two-sided level alpha has power 1 - beta against a flip effect delta when
+      sqrt(n) * delta = z_{1-alpha/2} * sqrt(psi) + z_{1-beta} * sqrt(psi - delta^2);
+  the smallest delta that solves it, with psi = max(observed psi, delta) (an effect delta needs at
+  least a delta share of discordant clips), is what the comparison could have detected.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+
+from benchmark.measure.metrics import bootstrap_interval
+
+BOOTSTRAP_SAMPLES = 2000
+ALPHA = 0.05
+POWER = 0.80
+
+Vectors = Dict[str, torch.Tensor]  # name -> per-clip outcomes (bool) or values (float)
+
+
+@dataclass(frozen=True)
+class FlipCounts:
+    """The clips both get right when clean (`n`) and how the noise flips them."""
+
+    n: int  # clips both the method and the baseline get right clean
+    method_flips: int  # of those, wrong for the method under noise
+    none_flips: int  # ... wrong for the baseline under noise
+    only_method: int  # b: flipped for the method, not for the baseline
+    only_none: int  # c: flipped for the baseline, not for the method
+
+    @property
+    def method_rate(self) -> Optional[float]:
+        return self.method_flips / self.n if self.n else None
+
+    @property
+    def none_rate(self) -> Optional[float]:
+        return self.none_flips / self.n if self.n else None
+
+    @property
+    def effect(self) -> Optional[float]:
+        """flip(M) - flip(none) = (b - c) / n."""
+        return (self.only_method - self.only_none) / self.n if self.n else None
+
+    @property
+    def discordant_share(self) -> Optional[float]:
+        """psi = (b + c) / n."""
+        return (self.only_method + self.only_none) / self.n if self.n else None
+
+
+def flip_counts(mc: torch.Tensor, mn: torch.Tensor, nc: torch.Tensor, nn: torch.Tensor) -> FlipCounts:
+    """Count the conditional flips (see the module docstring) on one condition."""
+    both = mc.bool() & nc.bool()
+    m_flip = both & ~mn.bool()
+    n_flip = both & ~nn.bool()
+    return FlipCounts(n=int(both.sum()), method_flips=int(m_flip.sum()), none_flips=int(n_flip.sum()),
+                      only_method=int((m_flip & ~n_flip).sum()), only_none=int((n_flip & ~m_flip).sum()))
+
+
+def mcnemar_exact_p(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p: p = min(1, 2 * sum_{i<=min(b,c)} C(b+c, i) / 2^(b+c)); 1 without
+    discordant pairs."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))
+    return min(1.0, 2 * tail / 2 ** n)  # exact integer arithmetic before the one division
+
+
+# -- paired bootstrap -----------------------------------------------------------------------------
+def bootstrap_draws(n: int, seed: int, samples: int = BOOTSTRAP_SAMPLES) -> torch.Tensor:
+    """(samples, n) clip indices drawn with replacement, seeded: the same draws for every vector."""
+    return torch.randint(0, n, (samples, n), generator=torch.Generator().manual_seed(seed))
+
+
+def paired_bootstrap(vectors: Vectors, statistic: Callable[[Vectors], torch.Tensor], draws: torch.Tensor
+                     ) -> Optional[Tuple[float, float]]:
+    """95% percentile interval of `statistic` over resamples. `statistic` takes the vectors resampled
+    together, each of shape (samples, n), and returns one value per resample; resamples where it is
+    undefined (nan) are left out. None when none is defined."""
+    values = statistic({k: v.float()[draws] for k, v in vectors.items()})
+    values = values[~torch.isnan(values)]
+    if values.numel() == 0:
+        return None
+    lo, hi = bootstrap_interval(values.tolist())
+    return (lo, hi)
+
+
+def drop_effect(v: Vectors) -> torch.Tensor:
+    """(mc - mn) - (nc - nn), the accuracies' means along the last axis."""
+    m = {k: x.mean(-1) for k, x in v.items()}
+    return (m["mc"] - m["mn"]) - (m["nc"] - m["nn"])
+
+
+def retention_effect(v: Vectors) -> torch.Tensor:
+    """mn / mc - nn / nc (nan where a clean accuracy is 0)."""
+    m = {k: x.mean(-1) for k, x in v.items()}
+    return _ratio(m["mn"], m["mc"]) - _ratio(m["nn"], m["nc"])
+
+
+def flip_effect(v: Vectors) -> torch.Tensor:
+    """flip(M) - flip(none) on the clips of the resample that both get right clean (nan where none
+    does). A clip drawn twice counts twice, as in any bootstrap of a ratio."""
+    both = v["mc"] * v["nc"]
+    diff = both * ((1 - v["mn"]) - (1 - v["nn"]))
+    return _ratio(diff.sum(-1), both.sum(-1))
+
+
+def _ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where(b > 0, a / b.clamp(min=1e-12), torch.full_like(a, float("nan")))
+
+
+# -- power ----------------------------------------------------------------------------------------
+def minimal_detectable_effect(n: int, discordant_share: float, alpha: float = ALPHA, power: float = POWER
+                              ) -> Optional[float]:
+    """The smallest flip effect delta that McNemar's test on n paired clips detects with `power` at
+    two-sided level `alpha` (Connor 1987; see the module docstring), as a share of the n clips.
+    None when even delta = 1 is out of reach (tiny n)."""
+    if n <= 0:
+        return None
+    z_a, z_b = NormalDist().inv_cdf(1 - alpha / 2), NormalDist().inv_cdf(power)
+
+    def gap(delta: float) -> float:  # increasing in delta: one sign change, found by bisection
+        psi = max(discordant_share, delta)
+        return math.sqrt(n) * delta - z_a * math.sqrt(psi) - z_b * math.sqrt(max(psi - delta ** 2, 0.0))
+
+    if gap(1.0) < 0:
+        return None
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if gap(mid) < 0 else (lo, mid)
+    return hi
+
+
+def mean_difference_mde(differences: torch.Tensor, alpha: float = ALPHA, power: float = POWER) -> Optional[float]:
+    """Normal-approximation minimal detectable mean of per-clip paired differences d_i:
+    (z_{1-alpha/2} + z_{power}) * sd(d) / sqrt(n). For one condition (d_i in {-1, 0, 1}, the flip
+    difference of clip i) sd(d)^2 = psi - delta^2, the large-n form of Connor's formula; used where
+    several conditions are pooled into one mean per clip."""
+    n = differences.numel()
+    if n < 2:
+        return None
+    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+    return z * float(differences.float().std(unbiased=True)) / math.sqrt(n)
+
+
+def flip_differences(mc: torch.Tensor, nc: torch.Tensor, mn: torch.Tensor, nn: torch.Tensor) -> torch.Tensor:
+    """Per clip of S (both right clean): flipped for M minus flipped for none, averaged over the
+    conditions when `mn`/`nn` are stacked (conditions, clips)."""
+    both = mc.bool() & nc.bool()
+    diff = (~mn.bool()).float() - (~nn.bool()).float()
+    if diff.dim() > 1:
+        diff = diff.mean(0)
+    return diff[both]
+

@@ -1,0 +1,201 @@
+"""What a training writes and how it is named: config hashes, checkpoint names, the final
+checkpoint, and the resumable training state saved after every epoch.
+
+Checkpoints are named `<model>-<task>-<split>-<config hash>-<content hash>.pt`: the config hash
+covers everything that defines the training (model, overrides, the init weights' sha256, task,
+data, settings), the content hash is the sha256 of the trained weights. After every epoch the whole
+training state (weights, optimizer, schedule, random generators, history) is saved beside it as
+`....partial.pt`; rerunning the same command resumes from there, and gives the same weights as an
+uninterrupted run on the same device. The hashes must stay stable: a training already cached is
+found by them and reused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from benchmark.core.cache import cache_dir
+from benchmark.models import checkpoint_sha256, resolve_checkpoint, save_checkpoint
+from benchmark.models.checkpoint import atomic_save
+from benchmark.models.encoder import TokenEncoder
+from benchmark.tasks.base import Task
+from benchmark.train.recipes import PROBE_KEYS, settings_for
+
+log = logging.getLogger(__name__)
+TRAIN_VERSION = 2
+STATE_FORMAT = "prunebench-train-state-1"
+NOT_HASHED = ("device",)  # where it runs does not define what is trained (a run may resume elsewhere)
+
+
+# -- names and hashes ------------------------------------------------------------------------
+def init_identity(init: Optional[str]) -> Optional[Dict[str, str]]:
+    """What the fine-tuning starts from: the argument and the sha256 of the weights it names."""
+    if not init:
+        return None
+    path = resolve_checkpoint(init)
+    return {"source": str(init), "path": str(path), "sha256": checkpoint_sha256(path)}
+
+
+def training_hash(model_name: str, overrides: Dict[str, Any], task: Task, cfg: Dict[str, Any],
+                  init: Optional[Dict[str, str]]) -> str:
+    """12 hex digits of the sha256 of everything that defines the training (not where it runs)."""
+    unhashed = NOT_HASHED + (() if cfg["recipe"] == "probe" else PROBE_KEYS)
+    spec = {
+        "version": TRAIN_VERSION, "model": model_name, "overrides": overrides, "task": task.name, "split": task.split,
+        "train": {k: v for k, v in cfg.items() if k not in unhashed and k != "init"},
+        "init": init["sha256"] if init else None, "data": task.fingerprint(task.train_clips()),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def checkpoint_stem(model_name: str, task: Task, config_hash: str) -> str:
+    return f"{model_name}-{task.name}-{task.split}-{config_hash}"
+
+
+def default_checkpoint_path(model_name: str, overrides: Dict[str, Any], task: Task, train_cfg: Dict[str, Any]) -> Path:
+    """Where `prunebench run` keeps the checkpoint it trains for (model, task, settings, data)."""
+    cfg = settings_for(train_cfg, model_name, task)
+    digest = training_hash(model_name, dict(overrides or {}), task, cfg, init_identity(cfg["init"]))
+    return cache_dir("checkpoints") / f"{checkpoint_stem(model_name, task, digest)}.pt"
+
+
+def output_paths(out: Optional[Path], stem: str) -> Tuple[Optional[Path], Path, Path]:
+    """(final path if fixed, folder, partial-state path). A folder (an existing one, or a path
+    without a file suffix; None: the cache) gets hash names; a file path is used as it is."""
+    if out is None or out.is_dir() or str(out).endswith(("/", "\\")) or not out.suffix:
+        folder = out if out is not None else cache_dir("checkpoints")
+        return None, folder, folder / f"{stem}.partial.pt"
+    return out, out.parent, out.with_name(out.name + ".partial")
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """One training, identified: the model, the task, the complete settings, what it starts from,
+    its config hash and where its checkpoint and partial state go."""
+
+    model_name: str
+    task: Task
+    cfg: Dict[str, Any]
+    overrides: Dict[str, Any]
+    init: Optional[Dict[str, str]]
+    config_hash: str
+    stem: str
+    fixed: Optional[Path]  # the checkpoint's path when the caller fixed it; None: a hash name in `folder`
+    folder: Path
+    partial: Path
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task.metric != "accuracy"
+
+
+def training_spec(model_name: str, task: Task, train_cfg: Dict[str, Any], overrides: Optional[Dict[str, Any]],
+                  out: Optional[Path]) -> TrainingSpec:
+    """Settings completed, init identified, hashed and named, as `default_checkpoint_path` does."""
+    cfg = settings_for(train_cfg, model_name, task)
+    overrides = dict(overrides or {})
+    init = init_identity(cfg["init"])
+    config_hash = training_hash(model_name, overrides, task, cfg, init)
+    stem = checkpoint_stem(model_name, task, config_hash)
+    fixed, folder, partial = output_paths(Path(out).expanduser() if out else None, stem)
+    return TrainingSpec(model_name, task, cfg, overrides, init, config_hash, stem, fixed, folder, partial)
+
+
+def finished_checkpoint(spec: TrainingSpec) -> Optional[Tuple[Path, Dict[str, Any]]]:
+    """A checkpoint this very training already produced, and its metadata, if any. (The glob
+    cannot match the partial file `{stem}.partial.pt`, nor a fixed path's `.partial`.)"""
+    candidates = [spec.fixed] if spec.fixed is not None else sorted(spec.folder.glob(f"{spec.stem}-*.pt"))
+    for path in candidates:
+        if path.is_file():
+            try:
+                meta = torch.load(str(path), map_location="cpu", weights_only=True).get("meta", {})
+            except Exception:
+                continue
+            if meta.get("config_hash") == spec.config_hash:
+                return path, meta
+    return None
+
+
+# -- the final checkpoint ------------------------------------------------------------------------
+def weights_sha256(model: TokenEncoder, skip_prefix: str = "\0") -> str:
+    """sha256 of the weights alone (names, shapes, dtypes, values): equal weights, equal hash,
+    whatever the metadata beside them (timings) says. Keys starting with `skip_prefix` are left out
+    (the probe hashes its encoder without the head it fits)."""
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        if key.startswith(skip_prefix):
+            continue
+        t = value.detach().cpu().contiguous()
+        digest.update(f"{key}|{tuple(t.shape)}|{t.dtype}\n".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_final(model: TokenEncoder, meta: Dict[str, Any], spec: TrainingSpec) -> Tuple[Path, str]:
+    """Write the checkpoint, named by the content hash of its weights unless its path is fixed;
+    (path, file sha256). Sets meta["weights_sha256"]."""
+    meta["weights_sha256"] = weights_sha256(model)
+    path = spec.fixed if spec.fixed is not None else spec.folder / f"{spec.stem}-{meta['weights_sha256'][:12]}.pt"
+    return path, save_checkpoint(model, path, meta)
+
+
+# -- the resumable state -------------------------------------------------------------------------
+@dataclass
+class TrainingState:
+    """What a training changes as it runs; all of it is saved after every epoch."""
+
+    model: TokenEncoder
+    init_format: Optional[str]
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    device: torch.device
+    epoch: int = 0  # epochs done
+    history: List[float] = field(default_factory=list)  # mean training loss per epoch
+    epoch_seconds: List[float] = field(default_factory=list)
+
+
+def write_state(path: Path, config_hash: str, state: TrainingState) -> None:
+    device = state.device
+    atomic_save({
+        "format": STATE_FORMAT, "config_hash": config_hash, "epoch": state.epoch,
+        "model_config": {k: v for k, v in state.model.config.to_dict().items() if k != "name"},
+        "model": {k: v.detach().cpu() for k, v in state.model.state_dict().items()}, "init_format": state.init_format,
+        "optimizer": state.optimizer.state_dict(), "scheduler": state.schedule.state_dict(),
+        "generator": state.generator.get_state(), "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "history": state.history, "epoch_seconds": state.epoch_seconds,
+    }, path)
+
+
+def read_state(path: Path, config_hash: str) -> Optional[Dict[str, Any]]:
+    """The saved state of this training (same config hash), or None (none, damaged, another's)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged state is not trusted: start over
+        log.warning("training state %s unreadable (%s); starting over", path, exc)
+        return None
+    if state.get("format") != STATE_FORMAT or state.get("config_hash") != config_hash:
+        log.warning("training state %s belongs to another training; starting over", path)
+        return None
+    return state
+
+
+def restore_state(saved: Dict[str, Any], state: TrainingState) -> None:
+    """Put a saved state's optimizer, schedule, generators and history back (the weights are
+    loaded when the model is built)."""
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.schedule.load_state_dict(saved["scheduler"])
+    state.generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    if state.device.type == "cuda" and saved.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(saved["cuda_rng"], state.device)
+    state.history, state.epoch_seconds, state.epoch = saved["history"], saved["epoch_seconds"], saved["epoch"]

@@ -1,0 +1,63 @@
+"""Schedules of a training, per optimizer step: the learning rate (warm-up + cosine, or AST's
+step decay), the keep rate of pruning-aware training (EViT's cosine), and the optimizer they drive."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict
+
+import torch
+
+from benchmark.models.encoder import TokenEncoder
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over `warmup` steps, then a cosine from 1 to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def ast_step_factor(step: int, steps_per_epoch: int, cfg: Dict[str, Any]) -> float:
+    """AST's schedule: MultiStepLR(milestones=range(start, 1000, every), gamma) stepped per epoch,
+    and, if `warmup_steps`, its warm-up (lr * step / warmup_steps, updated every 50 steps)."""
+    epoch = step // steps_per_epoch
+    start, every = cfg["lr_decay_start"], cfg["lr_decay_every"]
+    decays = 0 if epoch < start else (epoch - start) // every + 1
+    factor = cfg["lr_decay"] ** decays
+    warmup = cfg["warmup_steps"]
+    if warmup and step < warmup:
+        factor *= (step - step % 50) / warmup
+    return factor
+
+
+def keep_rate_at(step: int, steps_per_epoch: int, cfg: Dict[str, Any], target: float) -> float:
+    """EViT's keep-rate schedule: 1 until `prune_start_epoch`, then a cosine down to the target over
+    `prune_anneal_epochs` (None: half the remaining epochs), per step; the target after."""
+    start_epoch = cfg["prune_start_epoch"]
+    anneal = cfg["prune_anneal_epochs"]
+    if anneal is None:
+        anneal = max(1, math.ceil((cfg["epochs"] - start_epoch) / 2))
+    start, end = start_epoch * steps_per_epoch, (start_epoch + anneal) * steps_per_epoch
+    if step < start:
+        return 1.0
+    if step >= end:
+        return target
+    progress = (step - start) / (end - start)
+    return target + (1 - target) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def lr_lambda(cfg: Dict[str, Any], steps_per_epoch: int) -> Callable[[int], float]:
+    """The learning-rate factor per step, for torch's LambdaLR."""
+    if cfg["schedule"] == "step":
+        return lambda s: ast_step_factor(s, steps_per_epoch, cfg)
+    total = steps_per_epoch * cfg["epochs"]
+    warmup = steps_per_epoch * cfg["warmup_epochs"]
+    return lambda s: warmup_cosine(s, warmup, total)
+
+
+def make_optimizer(model: TokenEncoder, cfg: Dict[str, Any]) -> torch.optim.Optimizer:
+    """Adam or AdamW over the trainable parameters."""
+    cls = torch.optim.Adam if cfg["optimizer"] == "adam" else torch.optim.AdamW
+    return cls([p for p in model.parameters() if p.requires_grad], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
+               betas=tuple(cfg["betas"]))
