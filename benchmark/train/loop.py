@@ -11,6 +11,9 @@ augment.py; learning-rate and keep-rate schedules in schedule.py; the `probe` re
 Pruning-aware training (`prune: topk:keep_rate=0.5`): the method prunes in every training forward,
 its keep rate annealed on a cosine from 1 to the target (as EViT): 1 before `prune_start_epoch`,
 the target after `prune_anneal_epochs` more epochs, per step in between.
+
+Progress: a bar over optimizer steps (count, rate, time left); without one (`progress=False`, or
+stderr not a terminal) one INFO line per epoch with its loss, seconds and the time left.
 """
 from __future__ import annotations
 
@@ -68,7 +71,7 @@ def train_model(
         path, meta = done
         log.info("%s: this training already finished, reusing it", path)
         return path, {**meta, "sha256": checkpoint_sha256(path), "reused": True}
-    store = store or FeatureStore()
+    store = store or FeatureStore(progress=progress)
     if spec.cfg["recipe"] == "probe":
         return probe_and_save(spec, store, progress)
     training = set_up(spec, store, resume=not overwrite)
@@ -171,8 +174,9 @@ def run_epochs(training: Training, progress: bool, on_epoch: Optional[Callable[[
     spec, state = training.spec, training.state
     epochs = spec.cfg["epochs"]
     examples = Examples(training)
-    bar = tqdm(total=training.steps_per_epoch * epochs, initial=training.steps_per_epoch * state.epoch,
-               desc=f"train {spec.model_name} on {spec.task.id}", disable=not progress, leave=False)
+    # disable=None: tqdm's own rule, no bar when stderr is not a terminal (the epoch lines instead)
+    bar = tqdm(total=training.steps_per_epoch * epochs, initial=training.steps_per_epoch * state.epoch, unit="step",
+               desc=f"train {spec.model_name} on {spec.task.id}", disable=None if progress else True, leave=False)
     for epoch in range(state.epoch, epochs):
         started = time.perf_counter()
         loss = run_epoch(training, epoch, examples, bar)
@@ -183,6 +187,8 @@ def run_epochs(training: Training, progress: bool, on_epoch: Optional[Callable[[
         state.epoch = epoch + 1
         bar.set_postfix(loss=f"{loss:.3f}")
         write_state(spec.partial, spec.config_hash, state)
+        if bar.disable:
+            log_epoch(training)
         if on_epoch:
             on_epoch(epoch, loss)
     bar.close()
@@ -227,6 +233,19 @@ def train_step(training: Training, examples: Examples, idx: torch.Tensor, step: 
     state.optimizer.step()
     state.schedule.step()
     return float(loss.detach())
+
+
+def log_epoch(training: Training) -> None:
+    """The progress line when there is no bar: epoch i/N, loss, seconds, time left (at the mean epoch's pace)."""
+    state, epochs = training.state, training.spec.cfg["epochs"]
+    seconds = state.epoch_seconds
+    left = (epochs - state.epoch) * sum(seconds) / len(seconds)
+    log.info("train %s on %s: epoch %d/%d, loss %.4f, %.1f s, about %s left", training.spec.model_name, training.spec.task.id,
+             state.epoch, epochs, state.history[-1], seconds[-1], _duration(left))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
 
 
 # -- the end -----------------------------------------------------------------------------------
