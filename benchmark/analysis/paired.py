@@ -95,9 +95,10 @@ def bootstrap_draws(n: int, seed: int, samples: int = BOOTSTRAP_SAMPLES) -> torc
 def paired_bootstrap(vectors: Vectors, statistic: Callable[[Vectors], torch.Tensor], draws: torch.Tensor
                      ) -> Optional[Tuple[float, float]]:
     """95% percentile interval of `statistic` over resamples. `statistic` takes the vectors resampled
-    together, each of shape (samples, n), and returns one value per resample; resamples where it is
-    undefined (nan) are left out. None when none is defined."""
-    values = statistic({k: v.float()[draws] for k, v in vectors.items()})
+    together along their last (clip) axis, so a vector of shape (n,) arrives as (samples, n) and one
+    of stacked conditions (k, n) as (k, samples, n), and returns one value per resample; resamples
+    where it is undefined (nan) are left out. None when none is defined."""
+    values = statistic({k: v.float()[..., draws] for k, v in vectors.items()})
     values = values[~torch.isnan(values)]
     if values.numel() == 0:
         return None
@@ -150,18 +151,6 @@ def minimal_detectable_effect(n: int, discordant_share: float, alpha: float = AL
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if gap(mid) < 0 else (lo, mid)
     return hi
-
-
-def mean_difference_mde(differences: torch.Tensor, alpha: float = ALPHA, power: float = POWER) -> Optional[float]:
-    """Normal-approximation minimal detectable mean of per-clip paired differences d_i:
-    (z_{1-alpha/2} + z_{power}) * sd(d) / sqrt(n). For one condition (d_i in {-1, 0, 1}, the flip
-    difference of clip i) sd(d)^2 = psi - delta^2, the large-n form of Connor's formula; used where
-    several conditions are pooled into one mean per clip."""
-    n = differences.numel()
-    if n < 2:
-        return None
-    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
-    return z * float(differences.float().std(unbiased=True)) / math.sqrt(n)
 
 
 def flip_differences(mc: torch.Tensor, nc: torch.Tensor, mn: torch.Tensor, nn: torch.Tensor) -> torch.Tensor:
