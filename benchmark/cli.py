@@ -317,7 +317,8 @@ def cmd_tune(args) -> int:
     print(f"{args.model}, {shape.label}: {shape.frames} frames, batch {args.batch_size}, {args.device}, {args.dtype}")
     reached = True
     for target in args.target_speedup:
-        result = tune(model, name, params, target, shape, settings, args.tolerance, args.max_measurements)
+        result = tune(model, name, params, target, shape, settings, tolerance=args.tolerance,
+                      max_measurements=args.max_measurements)
         tried = ", ".join(f"{s['keep_rate']:.3f}: {s['speedup']:.2f}x" for s in result.steps)
         print(f"target {target:g}x: {result.spec}  measured {result.speedup:.2f}x (MAC ratio {result.mac_ratio:.2f}; "
               f"tried {tried})")

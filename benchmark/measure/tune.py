@@ -93,7 +93,7 @@ def search_keep_rate(mac_ratio: Callable[[float], float], speedup: Callable[[flo
     return best["keep_rate"], steps
 
 
-def tune(model, method_name: str, params: Dict, target: float, shape: InputShape, settings: TimingSettings,
+def tune(model, method_name: str, params: Dict, target: float, shape: InputShape, settings: TimingSettings, *,
          tolerance: float = 0.05, max_measurements: int = 6,
          macs: Optional[Callable[[Method], float]] = None) -> TuneResult:
     """Tune `method_name`'s keep rate on `model` to the measured speedup `target` at `shape`."""
