@@ -12,9 +12,11 @@ SNR from its id (`white@20dB`); a `robustness` block (written by earlier runs) i
 from __future__ import annotations
 
 import re
+import traceback
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
+from benchmark.core.errors import PrunebenchError
 from benchmark.core.registry import BASELINE
 
 OK, FAILED = "ok", "failed"
@@ -59,10 +61,6 @@ class Failure:
     def from_exception(cls, exc: BaseException, stage: str, trace: Optional[str] = None) -> "Failure":
         """The failure an exception stands for; `trace` replaces its traceback (e.g. '' when the
         exception was raised by a check, not by a crash)."""
-        import traceback
-
-        from benchmark.core.errors import PrunebenchError
-
         expected = isinstance(exc, PrunebenchError)
         # prunebench's own errors are written for people: their text alone, without the class name
         message = str(exc) if expected else "".join(traceback.format_exception_only(type(exc), exc)).strip()
