@@ -52,9 +52,13 @@ def grid(split="fold5", pruned_extra_drop=40):
 def test_report_answers_degrades_with_pooled_interval():
     text = build_report(grid(), "synthetic")
     answer = text.split("ANSWER")[1].split("Question:")[0]
-    assert "topk keep 0.5: degrades robustness: pruning effect +20.0 [" in answer
+    # 160 clips right clean for both; none's noise flips the 18 of them among every 8th clip, topk's
+    # those and 40 more: flip effect (58 - 18) / 160 = +25 points; drop effect (80 - 51) - (80 - 71) = +20
+    assert "topk keep 0.5: degrades robustness: flip effect +25.0 [" in answer
+    assert "36.2% vs 11.2% of 160 clips right clean for both flipped" in answer
+    assert "drop effect +20.0 [" in answer and "retention effect -0.250 [" in answer
     assert "over 2 condition(s)" in answer and "individually worse in 2" in answer
-    assert "white@20dB" in text and "McNemar: 2 of 2 comparisons at p < 0.05" in text
+    assert "white@20dB" in text and "McNemar (flips): 2 of 2 comparisons at p < 0.05" in text
 
 
 def test_report_reads_robustness_against_digital_silence():
@@ -71,7 +75,8 @@ def test_report_reads_robustness_against_digital_silence():
 def test_report_no_effect_and_floor():
     same = grid(pruned_extra_drop=0)
     text = build_report(same, "synthetic")
-    assert "topk keep 0.5: no detectable effect: pruning effect +0.0" in text
+    assert "topk keep 0.5: no detectable effect (could have detected >= " in text
+    assert "flip effect +0.0 [+0.0, +0.0] points, p 1.000" in text
     floor = [record("none", None, None, outcomes(100)), record("none", None, "white@0dB", outcomes(20)),
              record("topk-keep_rate=0.5", 0.5, None, outcomes(90)), record("topk-keep_rate=0.5", 0.5, "white@0dB", outcomes(20))]
     assert "every condition at the chance floor: no answer" in build_report(floor, "synthetic")

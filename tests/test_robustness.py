@@ -57,3 +57,22 @@ def test_selection_jaccard_from_packed_masks():
     noisy = record("topk-keep_rate=0.5", 0.5, "white@0dB", [1, 1], kept=["3c", "0f"])
     # clip 0: 11110000 vs 00111100 -> |and| 2, |or| 6; clip 1 identical
     assert selection_jaccard(clean, noisy, ["c0", "c1"]) == pytest.approx((2 / 6 + 1) / 2)
+
+
+def test_flip_rate_does_not_credit_a_method_for_starting_lower():
+    """none: right on clips 0-159; noise turns 0-29 and 120-129 wrong (drop 20 points). topk: right only on
+    0-119; noise turns the same 0-29 wrong (drop 15). The drop effect says pruning helps (-5 points);
+    on the 120 clips both get right clean, each loses 30 of them: flip effect 0."""
+    none_clean = [1] * 160 + [0] * 40
+    none_noisy = [0] * 30 + [1] * 90 + [0] * 10 + [1] * 30 + [0] * 40
+    topk_clean = [1] * 120 + [0] * 80
+    topk_noisy = [0] * 30 + [1] * 90 + [0] * 80
+    records = [record("none", None, None, none_clean), record("none", None, "white@10dB", none_noisy),
+               record("topk-keep_rate=0.5", 0.5, None, topk_clean), record("topk-keep_rate=0.5", 0.5, "white@10dB", topk_noisy)]
+    [c] = compare(records)
+    assert c.effect == pytest.approx(0.15 - 0.20)
+    assert c.flip_clips == 120 and c.flip_rate == pytest.approx(30 / 120) and c.none_flip_rate == pytest.approx(30 / 120)
+    assert c.flip_effect == 0 and c.flip_effect_ci95 == (0.0, 0.0) and c.flip_mcnemar_p == 1.0
+    assert c.flip_direction == "no detectable effect" and 0 < c.flip_mde < 0.1
+    # retention: 0.75 for both (90/120 and 120/160)
+    assert c.retention_effect == pytest.approx(0.0, abs=1e-6)

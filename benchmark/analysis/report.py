@@ -2,11 +2,15 @@
 
 For each model, task and length bucket, and each pruned method and keep rate: does pruning make
 noise cost more than it costs the unpruned model (the baseline, `none`) on the same clips, by how
-much, and how sure? Per condition (corruption at an SNR) it shows the pruning effect
-(drop(method) - drop(baseline), in points) with its paired bootstrap interval, McNemar's p against
-the baseline, retention, prediction consistency, the chance-floor flag and selection stability;
-per method and keep rate it pools the conditions not at the floor into one mean effect with a
-paired bootstrap interval (the same clip draws for every condition). For cross-validated runs
+much, and how sure? The answer is the conditional flip rate: among the clips both the method and
+the baseline get right clean, the share the noise turns wrong, method minus baseline, with its
+paired bootstrap interval, McNemar's exact p on those clips, and the smallest flip effect the
+comparison could have detected (80% power); a drop in points would credit a method that is worse
+clean for having less to lose. Beside it, per condition (corruption at an SNR): the drop effect
+(drop(method) - drop(baseline), in points) and the retention effect with their intervals,
+prediction consistency, the chance-floor flag and selection stability. Per method and keep rate
+the conditions not at the floor are pooled into mean effects with paired bootstrap intervals (the
+same clip draws for every condition). For cross-validated runs
 (several folds of one task) it shows each fold and the mean over folds, and pools the folds' clips
 (each clip is evaluated once, by the model that did not train on it). A pure function of the
 records; the statistics are `benchmark.analysis.robustness.compare`'s, the same the leaderboard
@@ -23,22 +27,25 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from tabulate import tabulate
 
-from benchmark.analysis.robustness import (BOOTSTRAP_SAMPLES, Comparison, Key, common_ids, compare, index_records,
-                                           merges_only, outcomes, verdict)
+from benchmark.analysis.paired import ALPHA
+from benchmark.analysis.robustness import (DEGRADES, IMPROVES, NO_EFFECT, Comparison, Key, Pooled, common_ids, compare, index_records,
+                                           merges_only, outcomes, pool)
 from benchmark.core.registry import BASELINE
-from benchmark.measure.metrics import bootstrap_interval
 from benchmark.records.record import Clips, Record, RecordLike, as_records
 from benchmark.records.store import load_records
 
 POOLED_SPLIT = "all-folds"
-ALPHA = 0.05
 Index = Dict[Key, Record]
 QUESTION = [
     "Question: does token pruning, tuned for throughput, make noise cost more than it costs the",
-    f"unpruned model? Pruning effect = drop(method) - drop({BASELINE}) on the same clips, in points of the",
-    "metric; > 0: pruning degrades robustness. 95% intervals: paired bootstrap over clips. p: McNemar's",
-    f"exact test, method vs {BASELINE} on the noisy clips. floor: {BASELINE}'s noisy score is within its interval of",
-    "chance, where a method that starts lower 'drops less' for that reason alone (left out of pooling).",
+    f"unpruned model? Flip effect = flip rate(method) - flip rate({BASELINE}), in points: among the clips both",
+    "get right clean, the share the noise turns wrong; > 0: pruning degrades robustness. The answer: the",
+    "flip effect's 95% interval (paired bootstrap over clips) excludes 0 and p < 0.05 (McNemar's exact test",
+    "on those clips; pooled over conditions: exact sign test on each clip's mean flip difference).",
+    "'could have detected >= X': the smallest flip effect found with 80% power at p < 0.05 (Connor 1987).",
+    f"Beside it: drop effect = drop(method) - drop({BASELINE}) and retention effect = noisy/clean(method) -",
+    f"noisy/clean({BASELINE}), which credit a method that is worse clean for having less to lose. floor:",
+    f"{BASELINE}'s noisy score is within its interval of chance (left out of pooling).",
 ]
 
 
@@ -104,6 +111,9 @@ class MethodSummary:
     intensity: Optional[float]
     padding: Optional[float]
     verdict: str
+    pooled: Optional[Pooled] = None  # accuracy tasks: pooled drop, flip and retention effects
+    flip_rate: Optional[float] = None  # mean over the usable conditions
+    none_flip_rate: Optional[float] = None
 
 
 def _group_section(model, task, bucket, group: List[Comparison], index: Index,
@@ -131,39 +141,47 @@ def _group_section(model, task, bucket, group: List[Comparison], index: Index,
 def _summary_table(summaries: List[MethodSummary], scale: float) -> List[str]:
     table = []
     for s in summaries:
+        p = s.pooled
         table.append([s.name, _keep(s.keep), _pct(s.clean, scale), _signed(s.clean - s.none_clean, scale),
-                      _effect(s.effect, s.effect_ci, scale), _signed(max(s.effects), scale) if s.effects else "",
+                      _effect(p.flip_effect, p.flip_effect_ci95, scale) if p else "", _p(p.flip_p) if p else "",
+                      _effect(s.effect, s.effect_ci, scale),
                       f"{s.degrades}/{s.improves}/{len(s.effects) - s.degrades - s.improves}" + (f" (+{s.floored} floor)" if s.floored else ""),
-                      _num(s.retention, 3), _num(s.consistency, 3), _jaccard(s), _signed(s.intensity, 1, 2), _num(s.padding, 2), s.verdict])
-    return ["", "Per method and keep rate (conditions pooled, floor left out):",
-            tabulate(table, headers=["method", "keep", "clean", f"vs {BASELINE}", "effect [95% CI]", "worst", "worse/better/n.s.",
-                                     "retention", "consistency", "jaccard", "kept-dropped int.", "pad kept", "answer"],
+                      _effect(p.retention_effect, p.retention_effect_ci95, 1, 3) if p else "",
+                      _num(s.consistency, 3), _jaccard(s), _signed(s.intensity, 1, 2), _num(s.padding, 2),
+                      s.verdict + _could_have_detected(s.verdict, p.flip_mde if p else None, p is not None)])
+    return ["", "Per method and keep rate (conditions pooled, floor left out; flip and drop effects in points):",
+            tabulate(table, headers=["method", "keep", "clean", f"vs {BASELINE}", "flip effect [95% CI]", "p",
+                                     "drop effect [95% CI]", "worse/better/n.s.", "retention effect [95% CI]",
+                                     "consistency", "jaccard", "kept-dropped int.", "pad kept", "answer"],
                      tablefmt="simple", disable_numparse=True)]
 
 
 def _condition_table(group: List[Comparison], scale: float) -> List[str]:
     detail = []
     for c in sorted(group, key=_comparison_order):
-        flags = []
-        if c.near_chance:
-            flags.append("floor")
-        if c.mcnemar_p is not None and c.mcnemar_p < ALPHA:
+        flags = ["floor"] if c.near_chance else []
+        if c.flip_mcnemar_p is not None and c.flip_mcnemar_p < ALPHA:
             flags.append("p<0.05")
-        detail.append([c.method_name, _keep(c.keep_rate), c.corruption, _pct(c.noisy, scale), _signed(c.drop, scale),
-                       _signed(c.none_drop, scale), _effect(c.effect, c.effect_ci95, scale), _p(c.mcnemar_p),
-                       _num(c.retention, 3), _num(c.consistency, 3), _num(c.jaccard, 3), " ".join(flags)])
-    return ["", "Per condition:",
-            tabulate(detail, headers=["method", "keep", "noise", "noisy", "drop", f"{BASELINE} drop", "effect [95% CI]", "p",
-                                      "retention", "consistency", "jaccard", "flags"], tablefmt="simple", disable_numparse=True)]
+        flips = "" if c.flip_rate is None else f"{_pct(c.flip_rate, scale)}/{_pct(c.none_flip_rate, scale)} of {c.flip_clips}"
+        detail.append([c.method_name, _keep(c.keep_rate), c.corruption, _pct(c.noisy, scale), flips,
+                       _effect(c.flip_effect, c.flip_effect_ci95, scale), _p(c.flip_mcnemar_p),
+                       _signed(c.drop, scale), _signed(c.none_drop, scale), _effect(c.effect, c.effect_ci95, scale),
+                       _effect(c.retention_effect, c.retention_effect_ci95, 1, 3), _num(c.consistency, 3),
+                       _num(c.jaccard, 3), " ".join(flags),
+                       c.flip_verdict + _could_have_detected(c.flip_verdict, c.flip_mde, c.flip_clips is not None)])
+    return ["", f"Per condition (flips: % of the clips right clean for both that the noise turns wrong, method/{BASELINE}):",
+            tabulate(detail, headers=["method", "keep", "noise", "noisy", "flips", "flip effect [95% CI]", "p",
+                                      "drop", f"{BASELINE} drop", "drop effect [95% CI]", "retention effect [95% CI]",
+                                      "consistency", "jaccard", "flags", "answer"], tablefmt="simple", disable_numparse=True)]
 
 
 def _mcnemar_lines(group: List[Comparison]) -> List[str]:
-    tested = [c for c in group if c.mcnemar_p is not None]
+    tested = [c for c in group if c.flip_mcnemar_p is not None]
     if not tested:
         return []
-    raw = sum(c.mcnemar_p < ALPHA for c in tested)
-    holm = holm_significant([c.mcnemar_p for c in tested])
-    return [f"McNemar: {raw} of {len(tested)} comparisons at p < {ALPHA} ({holm} after Holm's correction "
+    raw = sum(c.flip_mcnemar_p < ALPHA for c in tested)
+    holm = holm_significant([c.flip_mcnemar_p for c in tested])
+    return [f"McNemar (flips): {raw} of {len(tested)} comparisons at p < {ALPHA} ({holm} after Holm's correction "
             f"for {len(tested)} tests; about {ALPHA * len(tested):.1f} expected by chance alone)."]
 
 
@@ -175,57 +193,48 @@ def _summaries(group: List[Comparison], index: Index, seed) -> List[MethodSummar
     for method, cs in by_method.items():
         usable = [c for c in cs if not c.near_chance]
         effects = [c.effect for c in usable]
-        effect, ci = (None, None)
-        if usable:
-            effect = sum(effects) / len(effects)
-            if usable[0].metric == "accuracy":
-                effect, ci = pooled_effect(index, usable, seed)
+        pooled = pool(index, usable, seed) if usable and usable[0].metric == "accuracy" else None
+        effect = pooled.effect if pooled else (sum(effects) / len(effects) if usable else None)
         first = cs[0]
         clean_record = index.get((first.model, first.task, first.bucket, method, None))
         selection = clean_record.selection if clean_record is not None else {}
         out.append(MethodSummary(
             method=method, name=first.method_name, keep=first.keep_rate, clean=first.clean, none_clean=first.none_clean,
-            effects=effects, effect=effect, effect_ci=ci, degrades=sum(c.effect_ci95[0] > 0 for c in usable),
-            improves=sum(c.effect_ci95[1] < 0 for c in usable), floored=len(cs) - len(usable),
+            effects=effects, effect=effect, effect_ci=pooled.effect_ci95 if pooled else None,
+            degrades=sum(c.flip_direction == DEGRADES for c in usable),
+            improves=sum(c.flip_direction == IMPROVES for c in usable), floored=len(cs) - len(usable),
             retention=_mean([c.retention for c in usable]), consistency=_mean([c.consistency for c in usable]),
             jaccard=_mean([c.jaccard for c in usable]), merges=merges_only(clean_record),
             intensity=selection.get("kept_minus_dropped"), padding=selection.get("kept_padding_share"),
-            verdict=_verdict(effect, ci, usable),
+            verdict=_verdict(pooled, usable), pooled=pooled, flip_rate=_mean([c.flip_rate for c in usable]),
+            none_flip_rate=_mean([c.none_flip_rate for c in usable]),
         ))
     return out
 
 
-def pooled_effect(index: Index, comparisons: List[Comparison], seed: int) -> Tuple[float, Optional[Tuple[float, float]]]:
-    """Mean pruning effect over conditions, with a paired bootstrap interval: every resample draws
-    the same clips for the method's and the baseline's clean and noisy outcomes in every condition."""
-    c0 = comparisons[0]
-    key = (c0.model, c0.task, c0.bucket)
-    records = {"mc": index[key + (c0.method, None)], "nc": index[key + (BASELINE, None)]}
-    noisy = [(index[key + (c.method, c.corruption)], index[key + (BASELINE, c.corruption)]) for c in comparisons]
-    ids = common_ids([records["mc"], records["nc"]] + [r for pair in noisy for r in pair])
-    mc, nc = outcomes(records["mc"], ids).float(), outcomes(records["nc"], ids).float()
-    mn = torch.stack([outcomes(m, ids).float() for m, _ in noisy])
-    nn = torch.stack([outcomes(n, ids).float() for _, n in noisy])
-    point = float((mc.mean() - nc.mean()) - (mn.mean(1) - nn.mean(1)).mean())
-    draws = torch.randint(0, len(ids), (BOOTSTRAP_SAMPLES, len(ids)), generator=torch.Generator().manual_seed(seed))
-    samples = (mc[draws].mean(1) - nc[draws].mean(1)) - (mn[:, draws].mean(2) - nn[:, draws].mean(2)).mean(0)
-    lo, hi = bootstrap_interval(samples.tolist())
-    return point, (lo, hi)
-
-
-def _verdict(effect, ci, usable: List[Comparison]) -> str:
+def _verdict(pooled: Optional[Pooled], usable: List[Comparison]) -> str:
     if not usable:
         return "every condition at the chance floor: no answer"
-    if ci is None:
-        return "mean effect only (no interval for mAP pooling)"
-    return verdict(ci, False)
+    if pooled is None:
+        return "mean drop effect only (no flip rate or pooled interval for mAP)"
+    return pooled.direction
 
 
 def _sentence(s: MethodSummary, scale: float) -> str:
     if s.effect is None:
         return s.verdict + "."
-    text = f"{s.verdict}: pruning effect {_effect(s.effect, s.effect_ci, scale)} points over {len(s.effects)} condition(s)"
-    text += f"; individually worse in {s.degrades}, better in {s.improves}"
+    p = s.pooled
+    text = s.verdict
+    if p is not None and p.flip_effect is not None:
+        text += _could_have_detected(s.verdict, p.flip_mde)
+        text += (f": flip effect {_effect(p.flip_effect, p.flip_effect_ci95, scale)} points, p {_p(p.flip_p)} "
+                 f"({_pct(s.flip_rate, scale)}% vs {_pct(s.none_flip_rate, scale)}% of {p.flip_clips} clips right clean "
+                 f"for both flipped); drop effect {_effect(s.effect, s.effect_ci, scale)}")
+    else:
+        text += f": drop effect {_effect(s.effect, s.effect_ci, scale)} points"
+    text += f" over {len(s.effects)} condition(s); individually worse in {s.degrades}, better in {s.improves}"
+    if p is not None and p.retention_effect is not None:
+        text += f"; retention effect {_effect(p.retention_effect, p.retention_effect_ci95, 1, 3)}"
     if s.retention is not None:
         text += f"; retention {s.retention:.2f}"
     if s.consistency is not None:
@@ -237,6 +246,16 @@ def _sentence(s: MethodSummary, scale: float) -> str:
     if s.floored:
         text += f"; {s.floored} condition(s) at the floor left out"
     return text + "."
+
+
+def _could_have_detected(direction: str, mde: Optional[float], flips: bool = True) -> str:
+    """Beside "no detectable effect": how large a flip effect the comparison would have found
+    (nothing where there is no flip rate: mAP tasks)."""
+    if not flips or not direction.startswith(NO_EFFECT):
+        return ""
+    if mde is None:
+        return " (too few clips to detect any flip effect)"
+    return f" (could have detected >= {100 * mde:.1f} points)"
 
 
 def _baseline_line(group: List[Comparison], unit: str) -> str:
@@ -434,12 +453,12 @@ def _p(p: Optional[float]) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _effect(effect: Optional[float], ci, scale: float) -> str:
+def _effect(effect: Optional[float], ci, scale: float, digits: int = 1) -> str:
     if effect is None:
         return ""
-    text = f"{scale * effect:+.1f}"
+    text = f"{scale * effect:+.{digits}f}"
     if ci is not None:
-        text += f" [{scale * ci[0]:+.1f}, {scale * ci[1]:+.1f}]"
+        text += f" [{scale * ci[0]:+.{digits}f}, {scale * ci[1]:+.{digits}f}]"
     return text
 
 

@@ -11,6 +11,13 @@ For a model, task split and length bucket, each pruned method is compared with t
 - pruning effect = drop(method) - drop(baseline), with a paired bootstrap interval over clips (all
   four outcome vectors resampled together), and McNemar's exact test of the method's noisy outcomes
   against the baseline's;
+- the conditional flip rate (accuracy tasks; the answer): among the clips both the method and the
+  baseline get right clean, the share the noise turns wrong, for each; the flip effect (method minus
+  baseline) with its paired bootstrap interval, McNemar's exact test on those clips, and the
+  smallest flip effect the comparison could have detected (80% power, alpha 0.05). A drop in points
+  credits a method that is worse clean for having less to lose; the flip rate starts both from the
+  same clips. The formulas are in `benchmark.analysis.paired`;
+- the retention effect = noisy/clean of the method minus that of the baseline, with its interval;
 - the floor: when the baseline's noisy score is within its interval of chance, a method that starts
   lower can "drop less" for that reason alone, so such comparisons are flagged;
 - selection stability: Jaccard overlap of the patches kept on the clean and on the noisy version of
@@ -19,12 +26,14 @@ Pure functions of records (dicts as written by the runner, or `Record`s).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
+from benchmark.analysis.paired import (ALPHA, bootstrap_draws, drop_effect, flip_counts, flip_differences,
+                                       flip_effect, mcnemar_exact_p, minimal_detectable_effect,
+                                       paired_bootstrap, retention_effect)
 from benchmark.core.registry import BASELINE
 from benchmark.measure.metrics import bootstrap_interval, mean_average_precision, resampled_map
 from benchmark.records.record import GroupKey, Record, RecordLike, as_records, method_sort_key
@@ -32,7 +41,8 @@ from benchmark.records.record import GroupKey, Record, RecordLike, as_records, m
 BOOTSTRAP_SAMPLES = 2000
 MAP_BOOTSTRAP_SAMPLES = 200  # mAP is recomputed per resample: costlier
 
-# What a comparison finds, decided by the interval of the pruning effect alone.
+# What a comparison finds: `direction` from the interval of the drop effect alone, `flip_direction`
+# (the answer) from the flip effect's interval and McNemar's p together.
 DEGRADES, IMPROVES, NO_EFFECT = "degrades robustness", "improves robustness", "no detectable effect"
 DIRECTIONS = (DEGRADES, IMPROVES, NO_EFFECT)
 FLOOR_NOTE = "near chance: floor effect likely"
@@ -68,6 +78,18 @@ class Comparison:
     jaccard: Optional[float]  # clean vs noisy kept patches, mean over clips
     direction: str  # one of DIRECTIONS, from effect_ci95 alone
     verdict: str  # the direction in words, with the floor flag
+    # the conditional flip rate (None for mAP tasks, whose clips are not right or wrong)
+    flip_clips: Optional[int] = None  # clips both the method and the baseline get right clean
+    flip_rate: Optional[float] = None  # share of them the noise turns wrong for the method
+    none_flip_rate: Optional[float] = None  # ... for the baseline
+    flip_effect: Optional[float] = None  # flip_rate - none_flip_rate; > 0: pruning makes noise cost more
+    flip_effect_ci95: Optional[Tuple[float, float]] = None
+    flip_mcnemar_p: Optional[float] = None  # exact, on the discordant flips of those clips
+    flip_mde: Optional[float] = None  # smallest flip effect detectable at 80% power, alpha 0.05
+    retention_effect: Optional[float] = None  # retention(method) - retention(baseline)
+    retention_effect_ci95: Optional[Tuple[float, float]] = None
+    flip_direction: str = NO_EFFECT  # the answer: flip effect for accuracy, else `direction`
+    flip_verdict: str = NO_EFFECT  # flip_direction in words, with the floor flag
 
     @property
     def method_sort_key(self) -> Tuple:
@@ -109,37 +131,66 @@ def compare(records: Sequence[RecordLike], seed: int = 0) -> List[Comparison]:
 
 def _compare_one(group: GroupKey, clean: Record, noisy: Record, base_clean: Record, base_noisy: Record, seed: int,
                  map_cache: Dict) -> Comparison:
-    metric = clean.metric
     ids = common_ids([clean, noisy, base_clean, base_noisy])
-    four = (("mc", clean), ("mn", noisy), ("nc", base_clean), ("nn", base_noisy))
-    if metric == "accuracy":
-        c = {name: outcomes(r, ids) for name, r in four}
-        scores = {k: float(v.float().mean()) for k, v in c.items()}
-        effect_ci = _paired_bootstrap_accuracy(c, seed)
-        mcnemar = mcnemar_exact(c["mn"], c["nn"])
-        consistency = _consistency(clean, noisy, ids)
-        chance = 1.0 / clean.num_classes if clean.num_classes else None
-        near_chance = chance is not None and _within_chance(c["nn"], chance, seed)
+    four = {"mc": clean, "mn": noisy, "nc": base_clean, "nn": base_noisy}
+    if clean.metric == "accuracy":
+        found = _accuracy_stats(four, ids, seed)
     else:
-        targets = _targets(clean, ids)
-        draws = _map_draws(len(ids), seed)  # the same draws for all four records
-        m = {name: _map_and_resamples(r, ids, targets, draws, map_cache) for name, r in four}
-        scores = {k: v[0] for k, v in m.items()}
-        effect_ci = _paired_bootstrap_map({k: v[1] for k, v in m.items()})
-        mcnemar, consistency, near_chance = None, None, False
-    drop = scores["mc"] - scores["mn"]
-    none_drop = scores["nc"] - scores["nn"]
-    effect = drop - none_drop
+        found = _map_stats(four, ids, seed, map_cache)
+    scores = found.pop("scores")
+    drop, none_drop = scores["mc"] - scores["mn"], scores["nc"] - scores["nn"]
+    effect_ci, near_chance = found["effect_ci95"], found["near_chance"]
+    direction = effect_direction(effect_ci)
+    if found.get("flip_effect_ci95") is not None:
+        flip_dir = flip_direction(found["flip_effect_ci95"], found["flip_mcnemar_p"])
+    else:
+        flip_dir = direction if clean.metric != "accuracy" else NO_EFFECT
     return Comparison(
         model=group[0], task=group[1], bucket=group[2], method=clean.method.id, method_name=clean.method.name,
         keep_rate=clean.method.keep_rate, corruption=noisy.corruption_id, corruption_order=noisy.corruption_order,
-        metric=metric, clips=len(ids), clean=scores["mc"], noisy=scores["mn"], drop=drop,
+        metric=clean.metric, clips=len(ids), clean=scores["mc"], noisy=scores["mn"], drop=drop,
         retention=scores["mn"] / scores["mc"] if scores["mc"] > 0 else None,
-        consistency=consistency, none_clean=scores["nc"], none_noisy=scores["nn"], none_drop=none_drop,
-        effect=effect, effect_ci95=effect_ci, mcnemar_p=mcnemar, near_chance=near_chance,
+        none_clean=scores["nc"], none_noisy=scores["nn"], none_drop=none_drop, effect=drop - none_drop,
         jaccard=None if merges_only(clean) else selection_jaccard(clean, noisy, ids),
-        direction=effect_direction(effect_ci), verdict=verdict(effect_ci, near_chance),
+        direction=direction, verdict=_with_floor(direction, near_chance),
+        flip_direction=flip_dir, flip_verdict=_with_floor(flip_dir, near_chance), **found,
     )
+
+
+def _accuracy_stats(four: Dict[str, Record], ids: List[str], seed: int) -> Dict[str, Any]:
+    """Scores and every paired statistic of an accuracy comparison, on one set of bootstrap draws."""
+    c = {name: outcomes(r, ids) for name, r in four.items()}
+    draws = bootstrap_draws(len(ids), seed, BOOTSTRAP_SAMPLES)
+    flips = flip_counts(c["mc"], c["mn"], c["nc"], c["nn"])
+    scores = {k: float(v.float().mean()) for k, v in c.items()}
+    clean = four["mc"]
+    chance = 1.0 / clean.num_classes if clean.num_classes else None
+    return dict(
+        scores=scores, effect_ci95=paired_bootstrap(c, drop_effect, draws),
+        mcnemar_p=mcnemar_exact(c["mn"], c["nn"]), consistency=_consistency(clean, four["mn"], ids),
+        near_chance=chance is not None and _within_chance(c["nn"], chance, seed),
+        flip_clips=flips.n, flip_rate=flips.method_rate, none_flip_rate=flips.none_rate, flip_effect=flips.effect,
+        flip_effect_ci95=paired_bootstrap(c, flip_effect, draws) if flips.n else None,
+        flip_mcnemar_p=mcnemar_exact_p(flips.only_method, flips.only_none) if flips.n else None,
+        flip_mde=minimal_detectable_effect(flips.n, flips.discordant_share) if flips.n else None,
+        retention_effect=_retention_effect(scores), retention_effect_ci95=paired_bootstrap(c, retention_effect, draws),
+    )
+
+
+def _map_stats(four: Dict[str, Record], ids: List[str], seed: int, map_cache: Dict) -> Dict[str, Any]:
+    """Scores and the drop effect's interval of an mAP comparison (no per-clip right or wrong)."""
+    targets = _targets(four["mc"], ids)
+    draws = _map_draws(len(ids), seed)  # the same draws for all four records
+    m = {name: _map_and_resamples(r, ids, targets, draws, map_cache) for name, r in four.items()}
+    scores = {k: v[0] for k, v in m.items()}
+    return dict(scores=scores, effect_ci95=_paired_bootstrap_map({k: v[1] for k, v in m.items()}),
+                mcnemar_p=None, consistency=None, near_chance=False, retention_effect=_retention_effect(scores))
+
+
+def _retention_effect(scores: Dict[str, float]) -> Optional[float]:
+    if scores["mc"] <= 0 or scores["nc"] <= 0:
+        return None
+    return scores["mn"] / scores["mc"] - scores["nn"] / scores["nc"]
 
 
 def effect_direction(effect_ci: Tuple[float, float]) -> str:
@@ -152,8 +203,72 @@ def effect_direction(effect_ci: Tuple[float, float]) -> str:
     return NO_EFFECT
 
 
+def flip_direction(flip_ci: Tuple[float, float], p: Optional[float], alpha: float = ALPHA) -> str:
+    """The answer of an accuracy comparison: DEGRADES (IMPROVES) when the flip effect's interval lies
+    above (below) 0 and McNemar's p on the same clips is below alpha; NO_EFFECT otherwise."""
+    if p is None or p >= alpha:
+        return NO_EFFECT
+    return effect_direction(flip_ci)
+
+
 def verdict(effect_ci: Tuple[float, float], near_chance: bool) -> str:
-    return effect_direction(effect_ci) + (f" ({FLOOR_NOTE})" if near_chance else "")
+    return _with_floor(effect_direction(effect_ci), near_chance)
+
+
+def _with_floor(direction: str, near_chance: bool) -> str:
+    return direction + (f" ({FLOOR_NOTE})" if near_chance else "")
+
+
+# -- pooled over conditions ----------------------------------------------------------------------
+@dataclass
+class Pooled:
+    """A method's comparisons of one (model, task, bucket) pooled over conditions: the mean effects
+    with paired bootstrap intervals (the same clip draws in every condition)."""
+
+    conditions: int
+    effect: float  # mean drop effect
+    effect_ci95: Optional[Tuple[float, float]]
+    flip_clips: int  # both right clean: the same clips in every condition (clean records are shared)
+    flip_effect: Optional[float]  # mean flip effect
+    flip_effect_ci95: Optional[Tuple[float, float]]
+    flip_p: Optional[float]  # exact sign test on the per-clip mean flip differences (McNemar for one)
+    flip_mde: Optional[float]  # Connor's, for that sign test (b - c) / n: the flip effect for one condition
+    retention_effect: Optional[float]  # mean retention effect
+    retention_effect_ci95: Optional[Tuple[float, float]]
+    direction: str  # from the flip effect's interval and p
+
+
+def pool(index: Dict[Key, Record], comparisons: Sequence[Comparison], seed: int) -> Pooled:
+    """Pool accuracy comparisons of one method and group (each with its four records in `index`)."""
+    c0 = comparisons[0]
+    group = (c0.model, c0.task, c0.bucket)
+    mc_r, nc_r = index[group + (c0.method, None)], index[group + (BASELINE, None)]
+    noisy = [(index[group + (c.method, c.corruption)], index[group + (BASELINE, c.corruption)]) for c in comparisons]
+    ids = common_ids([mc_r, nc_r] + [r for pair in noisy for r in pair])
+    v = {"mc": outcomes(mc_r, ids), "nc": outcomes(nc_r, ids),
+         "mn": torch.stack([outcomes(m, ids) for m, _ in noisy]), "nn": torch.stack([outcomes(n, ids) for _, n in noisy])}
+    draws = bootstrap_draws(len(ids), seed, BOOTSTRAP_SAMPLES)
+    whole = {k: x.float() for k, x in v.items()}
+    differences = flip_differences(v["mc"], v["nc"], v["mn"], v["nn"])
+    n = differences.numel()
+    flip_ci = paired_bootstrap(v, _mean_over_conditions(flip_effect), draws) if n else None
+    more, fewer = int((differences > 0).sum()), int((differences < 0).sum())
+    flip_p = mcnemar_exact_p(more, fewer) if n else None
+    retention = retention_effect(whole).mean(0)
+    return Pooled(
+        conditions=len(comparisons), effect=float(drop_effect(whole).mean(0)),
+        effect_ci95=paired_bootstrap(v, _mean_over_conditions(drop_effect), draws), flip_clips=n,
+        flip_effect=float(differences.mean()) if n else None, flip_effect_ci95=flip_ci, flip_p=flip_p,
+        flip_mde=minimal_detectable_effect(n, (more + fewer) / n) if n else None,
+        retention_effect=None if torch.isnan(retention) else float(retention),
+        retention_effect_ci95=paired_bootstrap(v, _mean_over_conditions(retention_effect), draws),
+        direction=NO_EFFECT if flip_ci is None else flip_direction(flip_ci, flip_p),
+    )
+
+
+def _mean_over_conditions(statistic):
+    """A per-condition statistic of stacked noisy vectors (conditions first), averaged over them."""
+    return lambda v: statistic(v).mean(0)
 
 
 # -- per-clip vectors ---------------------------------------------------------------------------
@@ -199,15 +314,6 @@ def _consistency(clean: Record, noisy: Record, ids: Sequence[str]) -> Optional[f
 
 
 # -- statistics ---------------------------------------------------------------------------------
-def _paired_bootstrap_accuracy(c: Dict[str, torch.Tensor], seed: int) -> Tuple[float, float]:
-    n = len(c["mc"])
-    draws = torch.randint(0, n, (BOOTSTRAP_SAMPLES, n), generator=torch.Generator().manual_seed(seed))
-    mean = {k: v.float()[draws].mean(dim=1) for k, v in c.items()}
-    effects = (mean["mc"] - mean["mn"]) - (mean["nc"] - mean["nn"])
-    lo, hi = bootstrap_interval(effects.tolist())
-    return (lo, hi)
-
-
 def _map_draws(n: int, seed: int) -> torch.Tensor:
     return torch.randint(0, n, (MAP_BOOTSTRAP_SAMPLES, n), generator=torch.Generator().manual_seed(seed))
 
@@ -232,15 +338,9 @@ def _paired_bootstrap_map(m: Dict[str, List[float]]) -> Tuple[float, float]:
 
 
 def mcnemar_exact(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Two-sided exact McNemar p-value for paired binary outcomes (binomial test on discordant pairs)."""
-    only_a = int((a & ~b).sum())
-    only_b = int((~a & b).sum())
-    n = only_a + only_b
-    if n == 0:
-        return 1.0
-    k = min(only_a, only_b)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
+    """Two-sided exact McNemar p-value for paired binary outcomes (`paired.mcnemar_exact_p` on the
+    discordant pairs)."""
+    return mcnemar_exact_p(int((a & ~b).sum()), int((~a & b).sum()))
 
 
 def _within_chance(correct: torch.Tensor, chance: float, seed: int) -> bool:
