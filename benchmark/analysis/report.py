@@ -351,9 +351,11 @@ def _fold_table(base, summaries: List["MethodSummary"], comparisons: List[Compar
             per_fold.append(_mean([c.effect for c in fold_cs]))
         known = [v for v in per_fold if v is not None]
         rows.append([s.name, _keep(s.keep)] + [_signed(v, 100) for v in per_fold]
-                    + [_signed(sum(known) / len(known), 100) if known else "", _effect(s.effect, s.effect_ci, 100), s.verdict])
-    lines += ["Pruning effect per fold (mean over conditions not at the floor, points), mean over folds, all folds' clips pooled:",
-              tabulate(rows, headers=["method", "keep"] + fold_names + ["mean", "pooled [95% CI]", "answer"],
+                    + [_signed(sum(known) / len(known), 100) if known else "", _effect(s.effect, s.effect_ci, 100),
+                       _effect(s.pooled.flip_effect, s.pooled.flip_effect_ci95, 100) if s.pooled else "", s.verdict])
+    lines += ["Drop effect per fold (mean over conditions not at the floor, points), mean over folds, all folds' clips pooled;",
+              "the answer is the pooled flip effect's:",
+              tabulate(rows, headers=["method", "keep"] + fold_names + ["mean", "pooled [95% CI]", "flip effect [95% CI]", "answer"],
                        tablefmt="simple", disable_numparse=True)]
     return lines
 
