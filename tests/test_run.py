@@ -117,3 +117,31 @@ def test_profile_json_rows(tmp_path):
     assert [r["method_id"] for r in rows] == ["none", "topk-keep_rate=0.5"]
     assert set(rows[0]) >= {"method_id", "macs_per_sample", "mac_ratio", "samples_per_s", "speedup", "efficiency", "peak_memory_bytes"}
     assert rows[1]["mac_ratio"] > 2.0
+
+
+def test_a_target_speedup_is_tuned_in_the_timing_pass_and_kept_in_the_record(tmp_path):
+    """`{name: topk, target_speedup: 1.3}`: the timing pass finds the keep rate, evaluation runs it, the
+    record keeps the target, the keep rate it resolved to and the speedups measured."""
+    measure = {"batch_size": 8, "warmup": 1, "repeats": 3}
+    methods = [{"name": "none"}, {"name": "topk", "target_speedup": 1.3}]
+    config = write_config(tmp_path / "run.yaml", tmp_path / "synth", methods=methods, measure=measure)
+    config_data = yaml.safe_load(config.read_text())
+    config_data["tasks"][0]["corruptions"] = []
+    config.write_text(yaml.safe_dump(config_data))
+    assert main(["run", "--config", str(config), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    records = {r["method"]["id"]: r for r in load_records(tmp_path / "r")}
+    tuned = records["topk-target_speedup=1.3"]
+    block = tuned["method"]
+    assert block["name"] == "topk" and block["target_speedup"] == 1.3
+    assert 0.05 <= block["params"]["keep_rate"] == block["tuned"]["keep_rate"] < 1.0
+    assert block["tuned"]["steps"] and block["tuned"]["mac_ratio"] > 1.0
+    assert tuned["macs"]["per_sample"] < records["none"]["macs"]["per_sample"]
+    assert tuned["throughput"]["speedup_vs_none"] > 0
+
+
+def test_a_target_speedup_without_timing_is_a_config_error_naming_the_key(tmp_path, capsys):
+    methods = [{"name": "none"}, {"name": "topk", "target_speedup": 1.5}]
+    config = write_config(tmp_path / "run.yaml", tmp_path / "synth", methods=methods, measure={"throughput": False})
+    assert main(["run", "--config", str(config), "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "methods[1]: target_speedup needs the timing pass (measure.throughput: true)" in err

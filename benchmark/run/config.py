@@ -12,12 +12,13 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
 from benchmark.core.errors import ConfigError, PluginError, did_you_mean
 from benchmark.method import Method
+from benchmark.run.speed_target import KEY as SPEED_KEY, SpeedTarget, speed_target
 from benchmark.train.recipes import TRAIN_DEFAULTS, resolve_train  # noqa: F401  TRAIN_DEFAULTS re-exported
 from benchmark.core.registry import CORRUPTIONS, METHODS, MODELS, TASKS
 from benchmark.tasks.buckets import LengthBucket
@@ -132,19 +133,25 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     tasks = [t for i, e in enumerate(_list(raw, "tasks", source)) for t in _tasks(e, f"{source}: tasks[{i}]", on_bad_clip)]
     for i, model in enumerate(models):
         _check_checkpoints(model, tasks, f"{source}: models[{i}]")
+    measure = _section(raw, "measure", MEASURE_DEFAULTS, source)
+    _check_measure(measure, f"{source}: measure")
     methods = []
     for i, entry in enumerate(_list(raw, "methods", source)):
         for params in expand(_entry(entry, f"{source}: methods[{i}]")):
-            name = params.pop("name")
-            methods.append(_lookup(METHODS, name, f"{source}: methods[{i}]")(**params))
+            methods.append(_method(params, f"{source}: methods[{i}]", bool(measure["throughput"])))
     _require_unique([m.id for m in methods], f"{source}: methods")
-    measure = _section(raw, "measure", MEASURE_DEFAULTS, source)
-    _check_measure(measure, f"{source}: measure")
     train = raw.get("train") or {}
     if not isinstance(train, dict):
         raise ConfigError(f"{source}: train must be a mapping")
     resolve_train(train, f"{source}: train")  # checked now; completed per task when one is trained
     return RunConfig(seed, models, tasks, methods, measure, train, on_bad_clip, raw)
+
+
+def _method(params: Dict[str, Any], where: str, throughput: bool) -> Union[Method, SpeedTarget]:
+    """A method, or a SpeedTarget when the entry names a measured speed instead of a keep rate."""
+    name = params.pop("name")
+    cls = _lookup(METHODS, name, where)
+    return speed_target(name, params, where, throughput) if SPEED_KEY in params else cls(**params)
 
 
 def _require_unique(ids: List[str], where: str) -> None:

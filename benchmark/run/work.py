@@ -31,7 +31,11 @@ from benchmark.models.encoder import EncoderConfig, TokenEncoder
 from benchmark.core.registry import METHODS
 from benchmark.records.store import SCHEMA, failed_record, failure_info, provenance
 from benchmark.core.device import resolve_device
-from benchmark.measure.throughput import measure_interleaved
+from benchmark.core.errors import ConfigError
+from benchmark.measure.shapes import InputShape
+from benchmark.measure.throughput import TimingSettings, measure_interleaved
+from benchmark.measure.tune import tune
+from benchmark.run.speed_target import SpeedTarget
 from benchmark.train.checkpoints import default_checkpoint_path
 from benchmark.train.loop import train_model
 from benchmark.data.variant import TaskVariant
@@ -109,6 +113,9 @@ class Work:
         self.progress = progress
         self.store = FeatureStore(on_bad_clip=config.on_bad_clip, run_seed=config.seed, progress=progress)
         self.device = str(resolve_device(config.measure["device"]))
+        # SpeedTargets resolved by the timing pass: (checkpoint sha, frames, target id) -> (method, tuning)
+        self.resolved: Dict[Tuple[str, int, str], Tuple[Method, Dict[str, Any]]] = {}
+        self.tuning_errors: Dict[Tuple[str, int], Dict[str, Any]] = {}
 
     # -- the grid's parts, by index ---------------------------------------------------------
     def variant(self, unit: EvalUnit) -> TaskVariant:
@@ -169,8 +176,38 @@ class Work:
                     group.append(method)
         speeds = {}
         for frames, methods in groups.items():
+            methods, tuned = self._resolve_speed_targets(prepared, model, frames, methods)
             speeds[frames], model = self._time_group(prepared, model, frames, methods)
+            speeds[frames].update({t.id: speeds[frames].get(self.resolved[(prepared.sha256, frames, t.id)][0].id)
+                                   for t in tuned})
+            speeds[frames].update(self.tuning_errors.pop((prepared.sha256, frames), {}))
         return speeds, model
+
+    def _resolve_speed_targets(self, prepared: PreparedModel, model: TokenEncoder, frames: int,
+                               methods: List[Any]) -> Tuple[List[Method], List[SpeedTarget]]:
+        """Each SpeedTarget tuned (benchmark.measure.tune) to a concrete method at this input length,
+        kept for evaluation; the concrete methods timed with the others."""
+        concrete, tuned = [m for m in methods if not isinstance(m, SpeedTarget)], []
+        measure = self.config.measure
+        settings = TimingSettings(batch_size=measure["batch_size"], device=measure["device"], dtype=measure["dtype"],
+                                  warmup=measure["warmup"], repeats=measure["repeats"], seed=self.config.seed,
+                                  min_repeat_s=measure["min_repeat_s"])
+        for target in (m for m in methods if isinstance(m, SpeedTarget)):
+            self.echo(f"tuning {target.name} to {target.target:g}x at {frames} frames")
+            try:
+                result = tune(model, target.name, target.other_params, target.target,
+                              InputShape(frames, frames, "timed"), settings)
+            except Exception as exc:
+                self.tuning_errors.setdefault((prepared.sha256, frames), {})[target.id] = {"error": failure_info(exc, "timing")}
+                continue
+            method = target.resolve(result.keep_rate)
+            tuned_info = {"keep_rate": result.keep_rate, "speedup": result.speedup, "mac_ratio": result.mac_ratio,
+                          "tolerance": result.tolerance, "reached": result.reached, "steps": result.steps}
+            self.resolved[(prepared.sha256, frames, target.id)] = (method, tuned_info)
+            tuned.append(target)
+            if method.id not in [m.id for m in concrete]:
+                concrete.append(method)
+        return concrete, tuned
 
     def _time_group(self, prepared: PreparedModel, model: TokenEncoder, frames: int,
                     methods: List[Method]) -> Tuple[Dict[str, Any], TokenEncoder]:
@@ -226,7 +263,7 @@ class Work:
         examples = example_spectrograms(features.ids, features.fbanks, features.valid_frames, model.config.target_frames)
         for method in self.methods(unit):
             try:
-                record = self.pair_record(prepared, model, method, variant, features, examples)
+                record = self._record(prepared, model, method, unit, features, examples)
             except Exception as exc:  # a broken method must not stop the grid
                 log.error("%s / %s / %s failed: %s", prepared.name, method.id, variant.id, exc)
                 record = self.failed(unit, method, failure_info(exc, "evaluate"), prepared)
@@ -238,6 +275,19 @@ class Work:
                 model = prepared.build()
             records.append(record)
         return records, model
+
+    def _record(self, prepared: PreparedModel, model: TokenEncoder, method: Any, unit: EvalUnit,
+                features: FeatureSet, examples: Dict[str, Any]) -> Dict[str, Any]:
+        """The pair's record; a SpeedTarget runs as the method the timing pass resolved it to."""
+        if not isinstance(method, SpeedTarget):
+            return self.pair_record(prepared, model, method, self.variant(unit), features, examples)
+        resolved = self.resolved.get((prepared.sha256, self.timing_frames(prepared, unit), method.id))
+        if resolved is None:
+            raise ConfigError(f"method {method.id}: not tuned (the timing pass failed or did not run for this length)")
+        concrete, tuned = resolved
+        record = self.pair_record(prepared, model, concrete, self.variant(unit), features, examples)
+        record["method"] = method.describe(concrete, tuned)
+        return record
 
     def pair_record(self, prepared: PreparedModel, model: TokenEncoder, method: Method, variant: TaskVariant,
                     features: FeatureSet, examples: Dict[str, Any]) -> Dict[str, Any]:

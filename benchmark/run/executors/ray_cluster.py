@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from benchmark.run.speed_target import SpeedTarget
 from benchmark.run.config import RunConfig, parse_config
 from benchmark.core.errors import ConfigError
 from benchmark.run.plan import Plan
@@ -181,6 +182,9 @@ class RayExecutor:
         return {"name": self.name, "address": self.address or "local instance", "methods_per_task": self.methods_per_task}
 
     def execute(self, config: RunConfig, plan: Plan, sink: Sink, plugin_files: List[Tuple[str, str]]) -> None:
+        tuned = [m.id for m in config.methods if isinstance(m, SpeedTarget)]
+        if tuned:  # the keep rate a timing task finds would have to travel to the evaluation tasks
+            raise ConfigError(f"methods {', '.join(tuned)}: target_speedup runs on the local executor only")
         ray = import_ray()
         started_here = self.connect(ray)
         try:
