@@ -84,14 +84,18 @@ class Task(Configurable):
         Size and modification time stand in for the content (hashing a large dataset's audio
         would cost minutes): a regenerated or replaced file changes its time."""
         digest = hashlib.sha256()
-        # The data location is not part of it: a moved dataset is the same data.
-        params = {k: v for k, v in _jsonable(self.params).items() if k != "root"}
+        params = self.fingerprint_params()
         digest.update(json.dumps({"task": self.name, "params": params}, sort_keys=True).encode())
         for clip in clips:
             stat = clip.path.stat() if clip.index is None and clip.path.exists() else None
             size, mtime = (stat.st_size, stat.st_mtime_ns) if stat else (-1, -1)
             digest.update(f"{clip.id}|{clip.labels}|{size}|{mtime}\n".encode())
         return digest.hexdigest()
+
+    def fingerprint_params(self) -> Dict[str, Any]:
+        """The parameters that define the data. The data location is not one: a moved dataset is
+        the same data."""
+        return {k: v for k, v in _jsonable(self.params).items() if k != "root"}
 
     def describe(self) -> Dict[str, Any]:
         return {"name": self.name, "split": self.split, "params": _jsonable(self.params)}

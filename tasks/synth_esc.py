@@ -11,7 +11,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
 import numpy as np
 import soundfile as sf
@@ -23,6 +23,7 @@ from benchmark.core.registry import register_task
 from benchmark.tasks.esc50 import ESC50, FOLDS
 
 GENERATOR_VERSION = 7
+DEFAULT_SECONDS = 5.0  # ESC-50's clip length
 
 
 def _envelope(n: int, attack: float, decay: float, sr: int) -> np.ndarray:
@@ -153,7 +154,7 @@ CLASSES: Dict[str, Callable] = {
 def make_clip(category: str, rng: np.random.Generator, sr: int, seconds: float) -> np.ndarray:
     """One clip: events of `category` at random times, random gain, on a quieter background.
 
-    Short events (under 1.5 s) occur 2-4 times, so every clip carries enough evidence of its class
+    Short events (under 1.5 s, and under half the clip) occur 2-4 times, so every clip carries enough evidence of its class
     for a tiny ViT trained from scratch for a few minutes to learn it.
     """
     n = int(round(seconds * sr))
@@ -162,7 +163,8 @@ def make_clip(category: str, rng: np.random.Generator, sr: int, seconds: float) 
     clip = rng.uniform(0.01, 0.05) * shaped_noise(n, rng, sr, 20, None, slope=rng.uniform(0.5, 2.0))
     gain = rng.uniform(0.3, 0.9)
     first = CLASSES[category](rng, sr)[:n]
-    copies = 1 if len(first) > 1.5 * sr else int(rng.integers(2, 5))
+    # an event filling half a short clip is repeated no more (5 s clips: the 1.5 s rule alone)
+    copies = 1 if len(first) > min(1.5 * sr, 0.5 * n) else int(rng.integers(2, 5))
     for i in range(copies):
         event = first if i == 0 else CLASSES[category](rng, sr)[:n]
         event = event / (np.abs(event).max() + 1e-12) * gain * rng.uniform(0.7, 1.0)
@@ -182,7 +184,8 @@ def generate(root: Path, seed: int, clips_per_fold: int, sample_rate: int, secon
                 src = 100000 + 1000 * target + 10 * fold + take
                 rng = np.random.default_rng([seed, target, fold, take])
                 filename = f"{fold}-{src}-A-{target}.wav"
-                sf.write(str(root / "audio" / filename), make_clip(category, rng, sample_rate, seconds), sample_rate, subtype="PCM_16")
+                clip = make_clip(category, rng, sample_rate, seconds)
+                sf.write(str(root / "audio" / filename), clip, sample_rate, subtype="PCM_16")
                 rows.append(dict(filename=filename, fold=fold, target=target, category=category, esc10=False, src_file=src, take="A"))
     tmp = root / "meta" / "esc50.csv.tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -197,7 +200,8 @@ class SynthESC(ESC50):
     """Synthetic ESC-50 layout: 10 procedural event classes on quiet backgrounds, 5 folds, by seed."""
 
     name = "synth-esc"
-    defaults = {"root": None, "split": "fold5", "seed": 0, "clips_per_fold": 10, "sample_rate": 16000}
+    defaults = {"root": None, "split": "fold5", "seed": 0, "clips_per_fold": 10, "sample_rate": 16000,
+                "clip_seconds": DEFAULT_SECONDS}
     # Log-mel statistics of this generator (seed 0, all clips), measured like AST's.
     norm_stats = (-6.1666, 3.0598)
     license = "generated; no licence restrictions"
@@ -205,8 +209,14 @@ class SynthESC(ESC50):
     def validate(self) -> None:
         require_number("task 'synth-esc'", "clips_per_fold", self.params["clips_per_fold"], 1, 10_000)
         require_number("task 'synth-esc'", "sample_rate", self.params["sample_rate"], 8000, 192_000)
+        require_number("task 'synth-esc'", "clip_seconds", self.params["clip_seconds"], 0.1, 60)
+        self.clip_seconds = float(self.params["clip_seconds"])
+        if self.clip_seconds != DEFAULT_SECONDS:  # ESC-50's 1, 2, 5 s buckets scaled to the clip
+            self.default_bucket_seconds = tuple(round(self.clip_seconds * f, 3) for f in (0.2, 0.4, 1.0))
         if self.params["root"] in (None, ""):
-            key = f"seed{self.params['seed']}-n{self.params['clips_per_fold']}-sr{self.params['sample_rate']}-v{GENERATOR_VERSION}"
+            key = f"seed{self.params['seed']}-n{self.params['clips_per_fold']}-sr{self.params['sample_rate']}"
+            key += "" if self.clip_seconds == DEFAULT_SECONDS else f"-s{self.clip_seconds:g}"
+            key += f"-v{GENERATOR_VERSION}"
             self._generated_root = cache_dir("synth-esc") / key
         else:
             self._generated_root = Path(self.params["root"]).expanduser()
@@ -215,6 +225,22 @@ class SynthESC(ESC50):
         self.validate_split()
         self._rows = []
 
+    def fingerprint_params(self) -> Dict[str, Any]:
+        # 5 s clips hash as before the length was a parameter (cached checkpoints keep their names)
+        params = super().fingerprint_params()
+        if params.get("clip_seconds") == DEFAULT_SECONDS:
+            params.pop("clip_seconds")
+        return params
+
+    def generator_spec(self) -> Dict[str, Any]:
+        """What the generated files depend on; the length only when it is not the default, so
+        data generated before it was a parameter is still recognised (and not rewritten)."""
+        spec = {"version": GENERATOR_VERSION, "seed": self.params["seed"], "clips_per_fold": self.params["clips_per_fold"],
+                "sample_rate": self.params["sample_rate"]}
+        if self.clip_seconds != DEFAULT_SECONDS:
+            spec["clip_seconds"] = self.clip_seconds
+        return spec
+
     def rows(self):
         if not self._rows:
             self.ensure_generated()
@@ -222,8 +248,8 @@ class SynthESC(ESC50):
 
     def ensure_generated(self) -> Path:
         marker = self.root / "meta" / "generator.json"
-        spec = {"version": GENERATOR_VERSION, "seed": self.params["seed"], "clips_per_fold": self.params["clips_per_fold"], "sample_rate": self.params["sample_rate"]}
+        spec = self.generator_spec()
         if not (marker.is_file() and json.loads(marker.read_text()) == spec and (self.root / self.meta_file).is_file()):
-            generate(self.root, spec["seed"], spec["clips_per_fold"], spec["sample_rate"])
+            generate(self.root, spec["seed"], spec["clips_per_fold"], spec["sample_rate"], self.clip_seconds)
             marker.write_text(json.dumps(spec))
         return self.root
