@@ -19,6 +19,10 @@ same order for every vector). Names: `mc`/`mn` the method clean/noisy, `nc`/`nn`
       sqrt(n) * delta = z_{1-alpha/2} * sqrt(psi) + z_{1-beta} * sqrt(psi - delta^2);
   the smallest delta that solves it, with psi = max(observed psi, delta) (an effect delta needs at
   least a delta share of discordant clips), is what the comparison could have detected.
+- Pooled over several conditions, each clip's flip difference d_i is the mean over conditions (a
+  value in [-1, 1], no longer a discordant pair): the test is the paired sign-flip permutation test
+  of mean(d) (under H0 each d_i is as likely -d_i), p = share of random sign patterns with
+  |mean| >= the observed one; it could have detected (z_{1-alpha/2} + z_{1-beta}) * sd(d) / sqrt(n).
 """
 from __future__ import annotations
 
@@ -151,6 +155,29 @@ def minimal_detectable_effect(n: int, discordant_share: float, alpha: float = AL
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if gap(mid) < 0 else (lo, mid)
     return hi
+
+
+def sign_flip_p(differences: torch.Tensor, seed: int = 0, samples: int = 10_000) -> float:
+    """Two-sided paired permutation p of mean(differences) = 0 (see the module docstring); the
+    observed pattern counts as one of the samples, so p is never 0."""
+    n = differences.numel()
+    if n == 0 or bool((differences == 0).all()):
+        return 1.0
+    generator = torch.Generator().manual_seed(seed)
+    signs = torch.randint(0, 2, (samples, n), generator=generator, dtype=torch.int8).float() * 2 - 1
+    observed = differences.double().mean().abs()
+    extreme = int(((signs.double() @ differences.double()).abs() / n >= observed - 1e-12).sum())
+    return (extreme + 1) / (samples + 1)
+
+
+def mean_difference_mde(differences: torch.Tensor, alpha: float = ALPHA, power: float = POWER) -> Optional[float]:
+    """The smallest mean flip difference a paired test on these clips detects with `power`:
+    (z_{1-alpha/2} + z_{1-beta}) * sd / sqrt(n) (normal approximation)."""
+    n = differences.numel()
+    if n < 2:
+        return None
+    z_a, z_b = NormalDist().inv_cdf(1 - alpha / 2), NormalDist().inv_cdf(power)
+    return (z_a + z_b) * float(differences.double().std()) / math.sqrt(n)
 
 
 def flip_differences(mc: torch.Tensor, nc: torch.Tensor, mn: torch.Tensor, nn: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ QUESTION = [
     f"unpruned model? Flip effect = flip rate(method) - flip rate({BASELINE}), in points: among the clips both",
     "get right clean, the share the noise turns wrong; > 0: pruning degrades robustness. The answer: the",
     "flip effect's 95% interval (paired bootstrap over clips) excludes 0 and p < 0.05 (McNemar's exact test",
-    "on those clips; pooled over conditions: exact sign test on each clip's mean flip difference).",
+    "on those clips; pooled over conditions: sign-flip permutation test of the clips' mean flip differences).",
     "'could have detected >= X': the smallest flip effect found with 80% power at p < 0.05 (Connor 1987).",
     f"Beside it: drop effect = drop(method) - drop({BASELINE}) and retention effect = noisy/clean(method) -",
     f"noisy/clean({BASELINE}), which credit a method that is worse clean for having less to lose. floor:",

@@ -32,8 +32,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 
 from benchmark.analysis.paired import (ALPHA, bootstrap_draws, drop_effect, flip_counts, flip_differences,
-                                       flip_effect, mcnemar_exact_p, minimal_detectable_effect,
-                                       paired_bootstrap, retention_effect)
+                                       flip_effect, mcnemar_exact_p, mean_difference_mde,
+                                       minimal_detectable_effect, paired_bootstrap, retention_effect,
+                                       sign_flip_p)
 from benchmark.core.registry import BASELINE
 from benchmark.measure.metrics import bootstrap_interval, mean_average_precision, resampled_map
 from benchmark.records.record import GroupKey, Record, RecordLike, as_records, method_sort_key
@@ -252,14 +253,18 @@ def pool(index: Dict[Key, Record], comparisons: Sequence[Comparison], seed: int)
     differences = flip_differences(v["mc"], v["nc"], v["mn"], v["nn"])
     n = differences.numel()
     flip_ci = paired_bootstrap(v, _mean_over_conditions(flip_effect), draws) if n else None
+    # one condition: exact McNemar on the discordant pairs; several: the sign-flip test of the
+    # per-clip mean differences (a sign test on them would ignore their size)
+    single = len(comparisons) == 1
     more, fewer = int((differences > 0).sum()), int((differences < 0).sum())
-    flip_p = mcnemar_exact_p(more, fewer) if n else None
+    flip_p = (mcnemar_exact_p(more, fewer) if single else sign_flip_p(differences, seed)) if n else None
+    mde = (minimal_detectable_effect(n, (more + fewer) / n) if single else mean_difference_mde(differences)) if n else None
     retention = retention_effect(whole).mean(0)
     return Pooled(
         conditions=len(comparisons), effect=float(drop_effect(whole).mean(0)),
         effect_ci95=paired_bootstrap(v, _mean_over_conditions(drop_effect), draws), flip_clips=n,
         flip_effect=float(differences.mean()) if n else None, flip_effect_ci95=flip_ci, flip_p=flip_p,
-        flip_mde=minimal_detectable_effect(n, (more + fewer) / n) if n else None,
+        flip_mde=mde,
         retention_effect=None if torch.isnan(retention) else float(retention),
         retention_effect_ci95=paired_bootstrap(v, _mean_over_conditions(retention_effect), draws),
         direction=NO_EFFECT if flip_ci is None else flip_direction(flip_ci, flip_p),
