@@ -1,19 +1,20 @@
 """Features of a task variant: computed once per clip and variant, shared by every method.
 
 clip -> waveform -> corruption (seeded per clip) -> length bucket crop -> front end -> fbank.
-Results are kept in memory for the run and on disk in the cache folder, keyed by everything that
-defines them (data fingerprint, variant, front end, seed), so reruns and resumed runs reuse them.
+Results are kept on disk in the cache folder (benchmark.data.shards: float16 shards of clips,
+memory-mapped and read per batch), keyed by everything that defines them (data fingerprint,
+variant, front end, seed, storage format), so reruns and resumed runs reuse them; the run keeps a
+few variants' memory maps (or, without the disk cache, their tensors).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -23,16 +24,20 @@ from benchmark.core.errors import DataError
 from benchmark.audio.kaldi import FrontEnd
 from benchmark.tasks.base import Task
 from benchmark.tasks.corruption import ClipContext, frame_powers
+from benchmark.data.shards import (SHARD_CLIPS, STORE_DTYPE, ShardedFbanks, complete_shard, lazy_fbanks, read_index,
+                                   remove_stale_tmp, write_index, write_shard)
 from benchmark.data.variant import TaskVariant
 
 log = logging.getLogger(__name__)
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3  # 3: sharded float16 memory-mapped cache folders (2: one .pt file)
 
 
 @dataclass
 class FeatureSet:
     ids: List[str]
-    fbanks: List[torch.Tensor]  # each (frames, mel_bins), normalised
+    # each (frames, mel_bins) float32, normalised; from the disk cache a ShardedFbanks that reads
+    # each clip from its memory-mapped shard when indexed
+    fbanks: Sequence[torch.Tensor]
     valid_frames: torch.Tensor  # (n,) frames that are real audio, not padding
     labels: torch.Tensor  # (n,) class index, or (n, classes) multi-hot
     skipped: List[Tuple[str, str]] = field(default_factory=list)  # (clip id, reason)
@@ -44,11 +49,16 @@ class FeatureSet:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def frames(self, i: int) -> int:
+        """Frames of clip i, without reading a memory-mapped clip."""
+        fbanks = self.fbanks
+        return fbanks.frames(i) if isinstance(fbanks, ShardedFbanks) else int(fbanks[i].shape[0])
+
     def batches(self, batch_size: int) -> Iterator[Tuple[List[int], torch.Tensor, torch.Tensor]]:
         """(indices, fbank batch, valid frames); clips of equal length batched together."""
         by_length: Dict[int, List[int]] = {}
-        for i, f in enumerate(self.fbanks):
-            by_length.setdefault(f.shape[0], []).append(i)
+        for i in range(len(self)):
+            by_length.setdefault(self.frames(i), []).append(i)
         for length in sorted(by_length):
             group = by_length[length]
             for start in range(0, len(group), batch_size):
@@ -91,17 +101,18 @@ class FeatureStore:
             self._memory.move_to_end(key)
             self.last = f"features {variant.id} ({split}): {len(self._memory[key])} clips already in memory"
             return self._require_frames(self._memory[key], clips, min_frames)
-        path = cache_dir("features") / f"{key}.pt" if self.disk_cache else None
-        features = _read(path) if path is not None else None
+        folder = cache_dir("features", key) if self.disk_cache else None
+        features = _read(folder) if folder is not None else None
         if features is not None:
             COUNTER.loaded += len(features)
             self.last = f"features {variant.id} ({split}): {len(features)} clips reused from cache"
         else:
-            features = self._compute(variant, frontend, clips, split)
-            COUNTER.computed += len(clips)  # every listed clip went through the front end (or failed)
-            self.last = f"features {variant.id} ({split}): {len(features)} clips computed"
-            if path is not None:
-                _write(path, features)
+            features, computed = self._compute(variant, frontend, clips, split, folder)
+            COUNTER.computed += computed  # every listed clip went through the front end (or failed)
+            COUNTER.loaded += len(clips) - computed  # shards an interrupted run had finished
+            self.last = f"features {variant.id} ({split}): {computed} clips computed"
+            if computed < len(clips):
+                self.last += f", {len(clips) - computed} reused from finished shards"
         if features.skipped:
             self.last += f", {len(features.skipped)} skipped"
         self._memory[key] = features
@@ -127,7 +138,7 @@ class FeatureStore:
         for i in short:
             log.warning("skipped clip %s", reasons[i])
         return replace(
-            features, ids=[features.ids[i] for i in keep], fbanks=[features.fbanks[i] for i in keep],
+            features, ids=[features.ids[i] for i in keep], fbanks=take(features.fbanks, keep),
             valid_frames=features.valid_frames[keep], labels=features.labels[keep],
             skipped=features.skipped + [(features.ids[i], reasons[i]) for i in short],
             silent_fraction=None if features.silent_fraction is None else features.silent_fraction[keep])
@@ -140,39 +151,73 @@ class FeatureStore:
             "corruption": None if corruption is None else corruption.params,
             "corruption_data": None if corruption is None else corruption.fingerprint(),
             "bucket": None if variant.bucket is None else variant.bucket.params,
-            "on_bad_clip": self.on_bad_clip,
+            "on_bad_clip": self.on_bad_clip, "store": STORE_DTYPE.__name__, "shard_clips": SHARD_CLIPS,
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
-    def _compute(self, variant: TaskVariant, frontend: FrontEnd, clips, split: str = "test") -> FeatureSet:
+    def _compute(self, variant: TaskVariant, frontend: FrontEnd, clips, split: str,
+                 folder: Optional[Path]) -> Tuple[FeatureSet, int]:
+        """(features, clips computed): SHARD_CLIPS clips at a time. With a cache folder each chunk
+        goes to a shard on disk as soon as it is done (the finished shards of an interrupted run are
+        reused) and the variant is read back memory-mapped, so memory does not grow with its size."""
         task = variant.task
-        ids, fbanks, valid, labels, silent, cropped = [], [], [], [], [], []
-        skipped = list(task.skipped_entries(split))  # left out while listing (unknown label, missing file)
+        listing_skipped = list(task.skipped_entries(split))  # left out while listing (unknown label, missing file)
+        entries: List[Dict[str, Any]] = []
+        fbanks: List[torch.Tensor] = []
+        metas: List[Dict[str, Any]] = []
+        computed = 0
+        if folder is not None:
+            remove_stale_tmp(folder)
         with Progress(len(clips), f"features {variant.id} ({split})", self.progress, unit="clip") as bar:
-            for clip in clips:
-                bar.update()
-                try:
-                    stats: dict = {}
-                    fbank, n_valid, was_cropped = clip_features(variant, frontend, clip, self.run_seed, stats)
-                except DataError as exc:
-                    if self.on_bad_clip != "skip":
-                        raise
-                    skipped.append((clip.id, str(exc)))
-                    log.warning("skipped clip %s: %s", clip.id, exc)
+            for k, start in enumerate(range(0, len(clips), SHARD_CLIPS)):
+                chunk = clips[start:start + SHARD_CLIPS]
+                listed = [c.id for c in chunk]
+                meta = complete_shard(folder, k, listed) if folder is not None else None
+                if meta is not None:
+                    bar.update(len(chunk))
+                    metas.append(meta)
                     continue
-                ids.append(clip.id)
-                fbanks.append(fbank)
-                valid.append(n_valid)
-                labels.append(clip.labels)
-                silent.append(stats["silent_fraction"])
-                if was_cropped:
-                    cropped.append(clip.id)
-        if not ids:
-            raise DataError(f"{variant.id}: no usable clips ({len(skipped)} skipped)")
-        if cropped:
-            log.info("%s: %d clips longer than the model input were cropped", variant.id, len(cropped))
-        return FeatureSet(ids, fbanks, torch.tensor(valid), encode_labels(labels, task.metric, task.num_classes), skipped,
-                          cropped, torch.tensor(silent))
+                done, chunk_fbanks, skipped = self._compute_chunk(variant, frontend, chunk, bar)
+                computed += len(chunk)
+                if folder is not None:
+                    metas.append(write_shard(folder, k, listed, done, chunk_fbanks, skipped))
+                else:
+                    entries += done
+                    fbanks += chunk_fbanks
+                    listing_skipped += skipped
+        usable = sum(len(m["clips"]) for m in metas) + len(entries)
+        if not usable:
+            skipped_count = len(listing_skipped) + sum(len(m["skipped"]) for m in metas)
+            raise DataError(f"{variant.id}: no usable clips ({skipped_count} skipped)")
+        if folder is None:
+            features = _assemble(entries, fbanks, listing_skipped, task.metric, task.num_classes)
+        else:
+            write_index(folder, metas, {"version": FEATURE_VERSION, "metric": task.metric,
+                                        "num_classes": task.num_classes, "skipped": [list(s) for s in listing_skipped]})
+            features = _read(folder)
+        if features.cropped:
+            log.info("%s: %d clips longer than the model input were cropped", variant.id, len(features.cropped))
+        return features, computed
+
+    def _compute_chunk(self, variant: TaskVariant, frontend: FrontEnd, chunk, bar: Progress
+                       ) -> Tuple[List[Dict[str, Any]], List[torch.Tensor], List[Tuple[str, str]]]:
+        """(clip entries, fbanks, skipped) of a chunk of clips; a bad clip raises or is skipped."""
+        entries, fbanks, skipped = [], [], []
+        for clip in chunk:
+            bar.update()
+            try:
+                stats: dict = {}
+                fbank, n_valid, was_cropped = clip_features(variant, frontend, clip, self.run_seed, stats)
+            except DataError as exc:
+                if self.on_bad_clip != "skip":
+                    raise
+                skipped.append((clip.id, str(exc)))
+                log.warning("skipped clip %s: %s", clip.id, exc)
+                continue
+            entries.append({"id": clip.id, "valid": int(n_valid), "labels": list(clip.labels),
+                            "silent": stats["silent_fraction"], "cropped": bool(was_cropped)})
+            fbanks.append(fbank)
+        return entries, fbanks, skipped
 
 
 def frontend_for(model_config, task: Task) -> FrontEnd:
@@ -220,32 +265,29 @@ def encode_labels(labels: List[Tuple[int, ...]], metric: str, num_classes: int) 
     return multi_hot
 
 
-def _read(path: Path) -> Optional[FeatureSet]:
-    if not path.is_file():
-        return None
-    try:
-        payload = torch.load(str(path), map_location="cpu", weights_only=True)
-        # Own storage per clip: a view into the stacked tensor would carry (and pickle, when
-        # features travel to another process) the whole variant with every clip.
-        fbanks = [f.clone() for f in payload["fbanks"]]
-        return FeatureSet(payload["ids"], fbanks, payload["valid_frames"], payload["labels"],
-                          [tuple(s) for s in payload["skipped"]], list(payload["cropped"]), payload.get("silent_fraction"))
-    except Exception as exc:  # a damaged cache file is rebuilt, never trusted
-        log.warning("feature cache %s unreadable (%s); recomputing", path, exc)
-        return None
+def _assemble(entries: List[Dict[str, Any]], fbanks, skipped: List[Tuple[str, str]], metric: str,
+              num_classes: int) -> FeatureSet:
+    """A FeatureSet from clip entries (id, valid, labels, silent, cropped) and their fbanks."""
+    labels = encode_labels([tuple(e["labels"]) for e in entries], metric, num_classes)
+    return FeatureSet([e["id"] for e in entries], fbanks, torch.tensor([e["valid"] for e in entries]), labels,
+                      skipped, [e["id"] for e in entries if e["cropped"]],
+                      torch.tensor([e["silent"] for e in entries]))
 
 
-def _write(path: Path, features: FeatureSet) -> None:
-    same_length = len({f.shape for f in features.fbanks}) == 1
-    payload = {
-        "ids": features.ids,
-        "fbanks": torch.stack(features.fbanks) if same_length else features.fbanks,
-        "valid_frames": features.valid_frames,
-        "labels": features.labels,
-        "skipped": [list(s) for s in features.skipped],
-        "cropped": features.cropped,
-        "silent_fraction": features.silent_fraction,
-    }
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(payload, str(tmp))
-    os.replace(tmp, path)
+def _read(folder: Path) -> Optional[FeatureSet]:
+    """The features of a complete cache folder, memory-mapped; None when it is not complete yet.
+    A missing or truncated shard of a complete folder is a DataError naming the file."""
+    found = read_index(folder)
+    if found is None:
+        return None
+    index, metas = found
+    fbanks, entries = lazy_fbanks(folder, metas)
+    skipped = [tuple(s) for s in index["skipped"]] + [tuple(s) for m in metas for s in m["skipped"]]
+    return _assemble(entries, fbanks, skipped, index["metric"], index["num_classes"])
+
+
+def take(fbanks: Sequence[torch.Tensor], keep: List[int]) -> Sequence[torch.Tensor]:
+    """The fbanks of the clips `keep`: still memory-mapped when they were."""
+    if isinstance(fbanks, ShardedFbanks):
+        return fbanks.subset(keep)
+    return [fbanks[i] for i in keep]
