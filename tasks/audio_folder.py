@@ -36,13 +36,34 @@ def audio_files(folder: Path) -> List[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
+def longest_clip_seconds(clips: List[Clip], root: Path) -> float:
+    """The longest clip's duration by its file header (a file without one is decoded)."""
+    import soundfile as sf
+
+    from benchmark.audio.decode import load_audio
+
+    longest = 0.0
+    for clip in clips:
+        try:
+            seconds = sf.info(str(clip.path)).duration
+        except Exception:  # a format soundfile cannot read (mp3 on old libsndfile): decode it
+            try:
+                seconds = load_audio(clip.path, 16000).numel() / 16000
+            except Exception:  # a bad clip: the features report it (an error, or a counted skip)
+                continue
+        longest = max(longest, float(seconds))
+    if longest <= 0:
+        raise DataError(f"{root}: no clip with audio to take the nominal length from; set clip_seconds")
+    return longest
+
+
 @register_task("audio-folder")
 class AudioFolder(Task):
     """Any labelled folder (root/<split>/<class>/, root/<class>/ + folds) or csv/json manifest."""
 
     name = "audio-folder"
     defaults = {"root": None, "manifest": None, "labels": None, "split": "test", "train_split": None,
-                "folds": None, "metric": "auto", "sample_rate": 16000, "clip_seconds": 5.0, "norm_stats": "audioset"}
+                "folds": None, "metric": "auto", "sample_rate": 16000, "clip_seconds": None, "norm_stats": "audioset"}
     license = "as the dataset's"
 
     def validate(self) -> None:
@@ -60,13 +81,23 @@ class AudioFolder(Task):
             raise ConfigError(f"{where}: metric must be one of {METRICS}, got {self.params['metric']!r}")
         self.sample_rate = int(self.params.get("sample_rate", 16000))
         require_number(where, "sample_rate", self.sample_rate, 1000, 384_000)
-        self.clip_seconds = float(self.params.get("clip_seconds", self.clip_seconds))
-        require_number(where, "clip_seconds", self.clip_seconds, 0.0, 36_000, lo_open=True)
+        declared = self.params.get("clip_seconds")
+        if declared is not None:
+            require_number(where, "clip_seconds", declared, 0.0, 36_000, lo_open=True)
+        self._seconds: Optional[float] = None if declared is None else float(declared)
         self.norm_stats = self._stats(self.params.get("norm_stats", "audioset"), where)
-        self.default_bucket_seconds = self._bucket_defaults()
         self._loaded: Optional[Tuple[Dict[str, List[Clip]], Dict[str, List[Tuple[str, str]]], LabelMap]] = None
 
-    def _bucket_defaults(self) -> Tuple[float, ...]:
+    @property
+    def clip_seconds(self) -> float:  # type: ignore[override]
+        """The nominal clip length: `clip_seconds` when declared, else the dataset's longest clip
+        (measured once, from the files' headers)."""
+        if self._seconds is None:
+            self._seconds = longest_clip_seconds([c for clips in self.data()[0].values() for c in clips], self.root)
+        return self._seconds
+
+    @property
+    def default_bucket_seconds(self) -> Tuple[float, ...]:  # type: ignore[override]
         return tuple(round(self.clip_seconds * f, 3) for f in (0.25, 0.5, 1.0))
 
     @staticmethod

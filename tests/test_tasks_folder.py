@@ -30,7 +30,10 @@ def test_split_folders(tmp_path):
     test, train = task.test_clips(), task.train_clips()
     assert sorted(c.id for c in test) == ["test/cat/0", "test/cat/1", "test/dog/0", "test/dog/1"]
     assert len(train) == 4 and {c.labels for c in train} == {(0,), (1,)}
-    assert task.norm_stats == AUDIOSET_STATS and task.default_bucket_seconds == (1.25, 2.5, 5.0)
+    # no clip_seconds declared: the nominal length is the longest clip's (0.5 s), buckets scaled to it
+    assert task.norm_stats == AUDIOSET_STATS and task.clip_seconds == 0.5
+    assert task.default_bucket_seconds == (0.125, 0.25, 0.5)
+    assert TASKS.get("audio-folder")(root=str(tmp_path), clip_seconds=5.0).default_bucket_seconds == (1.25, 2.5, 5.0)
 
 
 def test_class_folders_with_hash_folds(tmp_path):

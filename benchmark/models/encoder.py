@@ -35,6 +35,17 @@ class EncoderConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def fixed_frames(self) -> Optional[int]:
+        """An input length the family keeps whatever the task (Whisper's 30 s window); None: it
+        follows the task (benchmark.data.length)."""
+        return None
+
+    @property
+    def max_frames(self) -> Optional[int]:
+        """The longest input its positions cover; None: any (audio ViTs interpolate theirs)."""
+        return None
+
 
 class TokenEncoder(nn.Module):
     """Base class of the model families. Subclasses set `config`, `num_prefix_tokens`, `head`,

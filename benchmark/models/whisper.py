@@ -47,6 +47,14 @@ class WhisperConfig(EncoderConfig):
     extra: dict = field(default_factory=dict)
     family: ClassVar[str] = "whisper"
 
+    @property
+    def fixed_frames(self) -> Optional[int]:
+        return PAD30_FRAMES if self.input == "pad30" else None
+
+    @property
+    def max_frames(self) -> Optional[int]:
+        return self.positions * FRAMES_PER_TOKEN  # a fixed sinusoid table: nothing to interpolate
+
     def frontend(self, sample_rate: int, norm_stats: Any = None) -> WhisperFrontEnd:
         """Whisper's own log-mel (dataset statistics play no part): native length or 30 s."""
         target = PAD30_FRAMES if self.input == "pad30" else None

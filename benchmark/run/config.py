@@ -29,7 +29,7 @@ from benchmark.data.variant import TaskVariant
 TOP_KEYS = ("seed", "models", "tasks", "methods", "measure", "train", "on_bad_clip")
 MEASURE_DEFAULTS = {"throughput": True, "batch_size": 32, "device": "auto", "dtype": "float32", "warmup": 2, "repeats": 5,
                     "min_repeat_s": 0.2}
-MODEL_KEYS = ("name", "checkpoint", "overrides")
+MODEL_KEYS = ("name", "checkpoint", "overrides", "frames")
 # noisy_buckets: also every corruption at every length bucket (by default buckets are clean only).
 TASK_EXTRA_KEYS = ("corruptions", "buckets", "include_clean", "noisy_buckets")
 
@@ -41,6 +41,7 @@ class ModelEntry:
     # {split} (and {task}); or a mapping from split (or task/split) to file: one model per fold.
     checkpoint: Optional[Any] = None
     overrides: Dict[str, Any] = field(default_factory=dict)
+    frames: Optional[int] = None  # the input length; None: the task's (benchmark.data.length)
 
     def checkpoint_for(self, task: Task) -> Optional[str]:
         """The checkpoint evaluated on `task` (None: the runner trains or reuses the default)."""
@@ -188,7 +189,22 @@ def _model(entry: Any, where: str) -> ModelEntry:
     checkpoint = entry.get("checkpoint")
     if checkpoint is not None and not isinstance(checkpoint, (str, dict)):
         raise ConfigError(f"{where}: checkpoint must be a file, a pattern with {{split}}, or a mapping split -> file")
-    return ModelEntry(entry["name"], checkpoint, overrides)
+    return ModelEntry(entry["name"], checkpoint, overrides, _frames(entry.get("frames"), registered_config(entry["name"]), where))
+
+
+def _frames(frames: Any, arch: Any, where: str) -> Optional[int]:
+    """An explicit input length: whole patches' worth at least, within what the positions cover;
+    not for a family with a fixed window (Whisper's pad30)."""
+    if frames is None:
+        return None
+    patch, limit = arch.patch_size, arch.max_frames
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < patch:
+        raise ConfigError(f"{where}: frames must be a whole number of at least one patch ({patch} frames), got {frames!r}")
+    if limit is not None and frames > limit:
+        raise ConfigError(f"{where}: frames {frames} exceed the {limit} frames {arch.name}'s positions cover")
+    if arch.fixed_frames is not None:
+        raise ConfigError(f"{where}: frames: {arch.name} always runs at {arch.fixed_frames} frames")
+    return frames
 
 
 def _check_checkpoints(model: ModelEntry, tasks: List[TaskEntry], where: str) -> None:

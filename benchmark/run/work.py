@@ -38,7 +38,9 @@ from benchmark.measure.tune import tune
 from benchmark.run.speed_target import SpeedTarget
 from benchmark.train.checkpoints import default_checkpoint_path
 from benchmark.train.loop import train_model
+from benchmark.data.length import check_frames, input_frames_for
 from benchmark.data.variant import TaskVariant
+from benchmark.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,7 @@ class Work:
         entry = self.config.models[model_index]
         task = self.config.tasks[task_index].task
         checkpoint, sha = self._checkpoint(entry, task)
-        model = load_model(entry.name, checkpoint, num_classes=task.num_classes)
+        model = fit_to_task(load_model(entry.name, checkpoint, num_classes=task.num_classes), task, entry.frames, checkpoint)
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return PreparedModel(entry.name, str(checkpoint), sha, model.config, state)
 
@@ -138,13 +140,13 @@ class Work:
         if given:
             path = resolve_checkpoint(given)
             return path, checkpoint_sha256(path)
-        path = default_checkpoint_path(entry.name, entry.overrides, task, self.config.train)
+        train = {**self.config.train, "frames": entry.frames} if entry.frames else self.config.train
+        path = default_checkpoint_path(entry.name, entry.overrides, task, train)
         if path.is_file():
             self.echo(f"reusing cached checkpoint {path}")
             return path, file_sha256(path)
         self.echo(f"training {entry.name} on {task.id} (no checkpoint given; cached at {path})")
-        path, meta = train_model(entry.name, task, self.config.train, entry.overrides, out=path, store=self.store,
-                                 progress=self.progress)
+        path, meta = train_model(entry.name, task, train, entry.overrides, out=path, store=self.store, progress=self.progress)
         accuracy = meta["test_accuracy"]
         self.echo(f"trained in {meta['train_seconds']:.0f} s"
                   + (f", held-out accuracy {accuracy:.1%}" if accuracy is not None else ""))
@@ -344,6 +346,17 @@ def integrity_error(method: Method, changed: str, stage: str) -> Dict[str, Any]:
     message = (f"method {method.id!r} changed the model's weights ({changed}): its result is void, and the model "
                f"was reloaded for the next pair")
     return {"type": "IntegrityError", "message": message, "traceback": "", "stage": stage, "input_error": False}
+
+
+def fit_to_task(model: TokenEncoder, task: Task, frames: Optional[int], source: Any) -> TokenEncoder:
+    """The model at the task's input length (`frames` when the entry fixes one): positions cut
+    from the start (a shorter input's frames sat at the start of the padded one) or interpolated;
+    a DataError naming the checkpoint and both lengths when its positions cannot be adapted."""
+    want = input_frames_for(task, model.config, frames)
+    if want == model.config.target_frames:
+        return model
+    check_frames(want, model.config, f"checkpoint {source}", task)
+    return model.adapt_to_frames(want, crop="start")
 
 
 def variant_frontend(base: FrontEnd, variant: TaskVariant, nominal_frames: Optional[int] = None) -> FrontEnd:

@@ -60,7 +60,7 @@ def checkpoint_stem(model_name: str, task: Task, config_hash: str) -> str:
 
 def default_checkpoint_path(model_name: str, overrides: Dict[str, Any], task: Task, train_cfg: Dict[str, Any]) -> Path:
     """Where `prunebench run` keeps the checkpoint it trains for (model, task, settings, data)."""
-    cfg = settings_for(train_cfg, model_name, task)
+    cfg = settings_for(train_cfg, model_name, task, overrides)
     digest = training_hash(model_name, dict(overrides or {}), task, cfg, init_identity(cfg["init"]))
     return cache_dir("checkpoints") / f"{checkpoint_stem(model_name, task, digest)}.pt"
 
@@ -98,7 +98,7 @@ class TrainingSpec:
 def training_spec(model_name: str, task: Task, train_cfg: Dict[str, Any], overrides: Optional[Dict[str, Any]],
                   out: Optional[Path]) -> TrainingSpec:
     """Settings completed, init identified, hashed and named, as `default_checkpoint_path` does."""
-    cfg = settings_for(train_cfg, model_name, task)
+    cfg = settings_for(train_cfg, model_name, task, overrides)
     overrides = dict(overrides or {})
     init = init_identity(cfg["init"])
     config_hash = training_hash(model_name, overrides, task, cfg, init)

@@ -37,7 +37,7 @@ from benchmark.method import Method
 from benchmark.models import build_model, checkpoint_sha256, load_backbone
 from benchmark.models.encoder import TokenEncoder
 from benchmark.tasks.base import Task
-from benchmark.train.augment import mixup, random_crop, spec_augment
+from benchmark.train.augment import crop_length, mixup, random_crop, spec_augment
 from benchmark.train.checkpoints import (
     TRAIN_VERSION, TrainingSpec, TrainingState, finished_checkpoint, read_state, restore_state, save_final,
     training_spec, write_state,
@@ -218,7 +218,8 @@ def train_step(training: Training, examples: Examples, idx: torch.Tensor, step: 
     x = spec_augment(x, cfg["freq_mask"], cfg["time_mask"], generator, training.mask_fill)
     if cfg["mixup"] > 0:
         x, y = mixup(x, y, cfg["mixup"], examples, generator)
-    x, offset = random_crop(x, cfg["crop_frames"] if cropping else 0, model, generator)
+    crop = crop_length(cfg["crop_frames"], model.config.target_frames, model.config.patch_size) if cropping else 0
+    x, offset = random_crop(x, crop, model, generator)
     method = prune_method(cfg["prune"], keep_rate_at(step, training.steps_per_epoch, cfg, training.target)) if training.target else None
     with autocast_for(state.device, resolve_dtype(training.dtype)):
         logits = model.forward_with_state(x, method, time_offset=offset)[0].float()

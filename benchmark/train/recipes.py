@@ -117,12 +117,39 @@ def resolve_train(user: Optional[Dict[str, Any]], where: str = "train", multi_la
     return cfg
 
 
-def settings_for(user: Optional[Dict[str, Any]], model_name: str, task: "Task") -> Dict[str, Any]:
+def settings_for(user: Optional[Dict[str, Any]], model_name: str, task: "Task",
+                 overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """`resolve_train` for training `model_name` on `task`: the recipe picked by the task's kind
-    and the model's family, as both the runner and the CLI train (identical checkpoint hashes)."""
+    and the model's family, as both the runner and the CLI train (identical checkpoint hashes),
+    and the input length the task's (`with_task_frames`)."""
     from benchmark.models import registered_config
 
-    return resolve_train(user, multi_label=task.metric != "accuracy", family=registered_config(model_name).family)
+    arch = registered_config(model_name)
+    cfg = resolve_train(user, multi_label=task.metric != "accuracy", family=arch.family)
+    return with_task_frames(cfg, task, arch, overrides)
+
+
+def with_task_frames(cfg: Dict[str, Any], task: "Task", arch: Any, overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """`frames` set to the task's input length (benchmark.data.length) when neither the settings
+    nor the model's overrides fix one; left None where that is the model's registered length, so a
+    training at today's length keeps its hash (and its cached checkpoint)."""
+    from benchmark.data.length import input_frames_for
+
+    if cfg["frames"] is not None:
+        check_train_frames(cfg["frames"], arch)
+        return cfg
+    if "target_frames" in (overrides or {}):
+        return cfg
+    frames = input_frames_for(task, arch)
+    return cfg if frames == arch.target_frames else {**cfg, "frames": frames}
+
+
+def check_train_frames(frames: Any, arch: Any) -> None:
+    """ConfigError naming `frames` when it is not a whole number of at least one patch."""
+    patch = arch.patch_size
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < patch:
+        raise ConfigError(f"train: frames must be a whole number of at least one patch ({patch} frames for "
+                          f"{arch.name}), got {frames!r}")
 
 
 def prune_method(spec: str, keep_rate: float, where: str = "train"):
