@@ -27,6 +27,7 @@ same order for every vector). Names: `mc`/`mn` the method clean/noisy, `nc`/`nn`
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Callable, Dict, Optional, Tuple
@@ -91,18 +92,24 @@ def mcnemar_exact_p(only_a: int, only_b: int) -> float:
 
 
 # -- paired bootstrap -----------------------------------------------------------------------------
+@lru_cache(maxsize=8)
 def bootstrap_draws(n: int, seed: int, samples: int = BOOTSTRAP_SAMPLES) -> torch.Tensor:
-    """(samples, n) clip indices drawn with replacement, seeded: the same draws for every vector."""
-    return torch.randint(0, n, (samples, n), generator=torch.Generator().manual_seed(seed))
+    """(samples, n) how often each clip is drawn in each resample (n draws with replacement, seeded:
+    the same resamples for every vector and every comparison of n clips). Shared: never modify it."""
+    draws = torch.randint(0, n, (samples, n), generator=torch.Generator().manual_seed(seed))
+    counts = torch.zeros(samples, n, dtype=torch.float64)
+    return counts.scatter_add_(1, draws, torch.ones(samples, n, dtype=torch.float64))
 
 
-def paired_bootstrap(vectors: Vectors, statistic: Callable[[Vectors], torch.Tensor], draws: torch.Tensor
+def paired_bootstrap(vectors: Vectors, statistic: Callable[..., torch.Tensor], draws: torch.Tensor
                      ) -> Optional[Tuple[float, float]]:
-    """95% percentile interval of `statistic` over resamples. `statistic` takes the vectors resampled
-    together along their last (clip) axis, so a vector of shape (n,) arrives as (samples, n) and one
-    of stacked conditions (k, n) as (k, samples, n), and returns one value per resample; resamples
-    where it is undefined (nan) are left out. None when none is defined."""
-    values = statistic({k: v.float()[..., draws] for k, v in vectors.items()})
+    """95% percentile interval of `statistic` over resamples. Every statistic here is elementwise
+    work on the clips followed by means along the clip axis, so a resample is a weighting: clip i
+    drawn w_i times weighs w_i in each mean (`statistic(vectors, mean=...)`, one value per
+    resample, or (k, samples) for stacked conditions; a matrix product, not a copy of the clips per
+    resample). Resamples where it is undefined (nan) are left out. None when none is defined."""
+    n = draws.shape[1]
+    values = statistic({k: v.double() for k, v in vectors.items()}, mean=lambda x: (x @ draws.T) / n)
     values = values[~torch.isnan(values)]
     if values.numel() == 0:
         return None
@@ -110,24 +117,29 @@ def paired_bootstrap(vectors: Vectors, statistic: Callable[[Vectors], torch.Tens
     return (lo, hi)
 
 
-def drop_effect(v: Vectors) -> torch.Tensor:
+def _plain_mean(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(-1)
+
+
+def drop_effect(v: Vectors, mean: Callable[[torch.Tensor], torch.Tensor] = _plain_mean) -> torch.Tensor:
     """(mc - mn) - (nc - nn), the accuracies' means along the last axis."""
-    m = {k: x.mean(-1) for k, x in v.items()}
+    m = {k: mean(x.double()) for k, x in v.items()}
     return (m["mc"] - m["mn"]) - (m["nc"] - m["nn"])
 
 
-def retention_effect(v: Vectors) -> torch.Tensor:
+def retention_effect(v: Vectors, mean: Callable[[torch.Tensor], torch.Tensor] = _plain_mean) -> torch.Tensor:
     """mn / mc - nn / nc (nan where a clean accuracy is 0)."""
-    m = {k: x.mean(-1) for k, x in v.items()}
+    m = {k: mean(x.double()) for k, x in v.items()}
     return _ratio(m["mn"], m["mc"]) - _ratio(m["nn"], m["nc"])
 
 
-def flip_effect(v: Vectors) -> torch.Tensor:
+def flip_effect(v: Vectors, mean: Callable[[torch.Tensor], torch.Tensor] = _plain_mean) -> torch.Tensor:
     """flip(M) - flip(none) on the clips of the resample that both get right clean (nan where none
-    does). A clip drawn twice counts twice, as in any bootstrap of a ratio."""
-    both = v["mc"] * v["nc"]
-    diff = both * ((1 - v["mn"]) - (1 - v["nn"]))
-    return _ratio(diff.sum(-1), both.sum(-1))
+    does): a ratio of means. A clip drawn twice counts twice, as in any bootstrap of a ratio."""
+    x = {k: t.double() for k, t in v.items()}
+    both = x["mc"] * x["nc"]
+    diff = both * ((1 - x["mn"]) - (1 - x["nn"]))
+    return _ratio(mean(diff), mean(both))
 
 
 def _ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

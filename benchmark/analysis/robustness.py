@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from benchmark.analysis.paired import (ALPHA, bootstrap_draws, drop_effect, flip_counts, flip_differences,
@@ -232,8 +233,8 @@ class Pooled:
     flip_clips: int  # both right clean: the same clips in every condition (clean records are shared)
     flip_effect: Optional[float]  # mean flip effect
     flip_effect_ci95: Optional[Tuple[float, float]]
-    flip_p: Optional[float]  # exact sign test on the per-clip mean flip differences (McNemar for one)
-    flip_mde: Optional[float]  # Connor's, for that sign test (b - c) / n: the flip effect for one condition
+    flip_p: Optional[float]  # sign-flip permutation test of the per-clip mean flip differences (McNemar for one)
+    flip_mde: Optional[float]  # what that test could detect at 80% power (Connor for one condition)
     retention_effect: Optional[float]  # mean retention effect
     retention_effect_ci95: Optional[Tuple[float, float]]
     direction: str  # from the flip effect's interval and p
@@ -273,7 +274,7 @@ def pool(index: Dict[Key, Record], comparisons: Sequence[Comparison], seed: int)
 
 def _mean_over_conditions(statistic):
     """A per-condition statistic of stacked noisy vectors (conditions first), averaged over them."""
-    return lambda v: statistic(v).mean(0)
+    return lambda v, **options: statistic(v, **options).mean(0)
 
 
 # -- per-clip vectors ---------------------------------------------------------------------------
@@ -297,8 +298,8 @@ def outcomes(record: Record, ids: Sequence[str]) -> torch.Tensor:
 
 
 def _scores(record: Record, ids: Sequence[str]) -> torch.Tensor:
-    scores = record.clips.scores
-    return torch.tensor([scores[i] for i in _positions(record, ids)], dtype=torch.float32)
+    scores = np.asarray(record.clips.scores, dtype=np.float32)  # a sidecar's array or an old record's lists
+    return torch.from_numpy(scores[_positions(record, ids)])
 
 
 def _targets(record: Record, ids: Sequence[str]) -> torch.Tensor:
