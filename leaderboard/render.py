@@ -24,6 +24,7 @@ from benchmark.leaderboard.figures import Y_OPTIONS, pareto_figures, snr_figures
 from benchmark.leaderboard.kept_patches import kept_patch_groups
 from benchmark.leaderboard.plots import colors_for
 from benchmark.leaderboard.robustness_view import detail_table, verdict_table
+from benchmark.leaderboard.speed_view import ISO_HEADERS, speed_groups
 from benchmark.records.record import FULL, Record, RecordLike
 
 
@@ -74,6 +75,8 @@ def page_context(result: ResultSet) -> Dict[str, Any]:
         "result": result,
         "table": table,
         "verdicts": verdict_table(comps),
+        "speed": speed_groups(records, comps),
+        "iso_headers": ISO_HEADERS,
         "details": detail_table(comps),
         "pareto": pareto,
         "y_options": [o for o in Y_OPTIONS if o[0] in shown],

@@ -1,11 +1,12 @@
 """The robustness tables: does pruning change what noise costs, per method and keep rate?
 
-The statistics come from `benchmark.analysis.robustness.compare` (paired bootstrap interval of the
-pruning effect, McNemar's test, the chance floor, selection Jaccard), the same the report shows;
-this module only lays them out:
+The statistics come from `benchmark.analysis.robustness.compare` (the flip effect with its paired
+bootstrap interval and McNemar's test on the clips both get right clean, the drop effect, the
+chance floor, selection Jaccard), the same the report shows; this module only lays them out:
 - the detailed table, one row per (model, task, bucket, method, corruption);
 - the verdict table, one row per (model, task, bucket, method): under how many corruptions pruning
-  degrades robustness, and the largest effect with its interval and p-value.
+  degrades robustness by the flip effect (the drop effect for mAP tasks, whose clips are not right
+  or wrong), and the largest effect with its interval and p-value.
 """
 from __future__ import annotations
 
@@ -53,7 +54,10 @@ def detail_table(comps: Sequence[Comparison]) -> Table:
     for key in ("mcnemar_p", "retention", "consistency", "jaccard"):
         m = ROBUSTNESS[key]
         columns.append(Column(key, m.label, m, "score", m.description))
-    columns.append(Column("verdict", "verdict"))
+    columns += [Column("flip_effect", "flip effect", ROBUSTNESS["flip_effect"], "score", ROBUSTNESS["flip_effect"].description),
+                Column("flip_ci95", "95% interval", None, "score", "paired bootstrap over clips"),
+                Column("flip_p", "p (flips)", ROBUSTNESS["flip_p"], "score", ROBUSTNESS["flip_p"].description),
+                Column("verdict", "verdict")]
     rows = []
     for c in sorted(comps, key=lambda c: (c.model, c.task, c.bucket or "", c.method_sort_key, c.corruption_order)):
         row = _row(c, with_bucket)
@@ -65,9 +69,34 @@ def detail_table(comps: Sequence[Comparison]) -> Table:
         row.cells["effect_ci95"] = Cell(c.effect_ci95[0], _interval_text(c.effect_ci95))
         if c.jaccard is None:
             row.cells["jaccard"].note = "no kept-patch masks (no pruning)"
-        row.cells["verdict"] = Cell(c.verdict, c.verdict, css=CSS[c.direction])
+        _answer_cells(row, c)
+        row.cells["verdict"] = Cell(answer_verdict(c), answer_verdict(c), css=CSS[answer_direction(c)])
         rows.append(row)
     return Table(columns, rows)
+
+
+def answer_direction(c: Comparison) -> str:
+    """The answer's direction: the flip effect's where there is one (accuracy), else the drop effect's."""
+    return c.flip_direction if c.flip_effect is not None else c.direction
+
+
+def answer_verdict(c: Comparison) -> str:
+    return c.flip_verdict if c.flip_effect is not None else c.verdict
+
+
+def _answer_effect(c: Comparison):
+    """(effect, interval, p) the verdict rests on."""
+    if c.flip_effect is not None:
+        return c.flip_effect, c.flip_effect_ci95, c.flip_mcnemar_p
+    return c.effect, c.effect_ci95, c.mcnemar_p
+
+
+def _answer_cells(row: Row, c: Comparison) -> None:
+    effect, ci, p = _answer_effect(c)
+    m = ROBUSTNESS["flip_effect"]
+    row.cells["flip_effect"] = Cell(effect, m.format(effect))
+    row.cells["flip_ci95"] = Cell(ci[0] if ci else None, _interval_text(ci) if ci else "")
+    row.cells["flip_p"] = Cell(p, ROBUSTNESS["flip_p"].format(p))
 
 
 def verdict_table(comps: Sequence[Comparison]) -> Table:
@@ -78,12 +107,14 @@ def verdict_table(comps: Sequence[Comparison]) -> Table:
         groups.setdefault((c.model, c.task, c.bucket, c.method), []).append(c)
     effect, p = ROBUSTNESS["effect"], ROBUSTNESS["mcnemar_p"]
     columns = _id_columns(with_bucket) + [
-        Column("verdict", "verdict", description="degrades: the effect's interval lies above 0 under at least one corruption"),
+        Column("verdict", "verdict", description="degrades: the flip effect's interval lies above 0 and p < 0.05 "
+                                                 "under at least one corruption"),
         Column("degrades", "degrades under", Measure("degrades", "degrades under", "", 1.0, 0, None, "integer"), "score",
-               "corruptions under which the interval of the effect lies above 0"),
+               "corruptions under which the flip effect's interval lies above 0 and p < 0.05"),
         Column("compared", "of", Measure("compared", "of", "", 1.0, 0, None, "integer"), "score",
                "corruptions compared"),
-        Column("worst_effect", "largest effect", effect, "score", effect.description),
+        Column("worst_effect", "largest effect", ROBUSTNESS["flip_effect"], "score",
+               ROBUSTNESS["flip_effect"].description + " (drop effect for mAP tasks)"),
         Column("worst_ci", "95% interval", None, "score", "paired bootstrap over clips"),
         Column("worst_p", "p", p, "score", p.description),
         Column("worst_at", "at"),
@@ -94,14 +125,15 @@ def verdict_table(comps: Sequence[Comparison]) -> Table:
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2] or "", groups[k][0].method_sort_key)):
         cs = groups[key]
         row = _row(cs[0], with_bucket)
-        degrades = sum(c.direction == DEGRADES for c in cs)
-        worst = max(cs, key=lambda c: c.effect)
+        degrades = sum(answer_direction(c) == DEGRADES for c in cs)
+        worst = max(cs, key=lambda c: _answer_effect(c)[0])
+        w_effect, w_ci, w_p = _answer_effect(worst)
         row.cells["verdict"] = _verdict_cell(cs)
         row.cells["degrades"] = Cell(degrades, str(degrades))
         row.cells["compared"] = Cell(len(cs), str(len(cs)))
-        row.cells["worst_effect"] = Cell(worst.effect, effect.format(worst.effect))
-        row.cells["worst_ci"] = Cell(worst.effect_ci95[0], _interval_text(worst.effect_ci95))
-        row.cells["worst_p"] = Cell(worst.mcnemar_p, p.format(worst.mcnemar_p))
+        row.cells["worst_effect"] = Cell(w_effect, effect.format(w_effect))
+        row.cells["worst_ci"] = Cell(w_ci[0] if w_ci else None, _interval_text(w_ci) if w_ci else "")
+        row.cells["worst_p"] = Cell(w_p, p.format(w_p))
         row.cells["worst_at"] = Cell(worst.corruption, worst.corruption)
         jaccards = [c.jaccard for c in cs if c.jaccard is not None]
         mean_j = sum(jaccards) / len(jaccards) if jaccards else None
@@ -113,7 +145,7 @@ def verdict_table(comps: Sequence[Comparison]) -> Table:
 def _verdict_cell(cs: List[Comparison]) -> Cell:
     """The verdict over a method's corruptions: it degrades robustness where it does under any of
     them, else it improves it where it does under any."""
-    counts = {d: sum(c.direction == d for c in cs) for d in (DEGRADES, IMPROVES)}
+    counts = {d: sum(answer_direction(c) == d for c in cs) for d in (DEGRADES, IMPROVES)}
     direction = next((d for d, n in counts.items() if n), NO_EFFECT)
     text = direction if direction == NO_EFFECT else f"{direction} under {counts[direction]} of {len(cs)}"
     floor = sum(c.near_chance for c in cs)

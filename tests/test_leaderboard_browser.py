@@ -13,6 +13,7 @@ import yaml
 
 from benchmark.leaderboard.browser import file_url, open_browser, unavailable_reason
 from benchmark.leaderboard.render import render_leaderboard
+from benchmark.records.record import as_record
 from benchmark.records.store import load_records
 
 from conftest import TINY
@@ -110,8 +111,8 @@ def test_sort_filter_and_plots_on_screen(browser, handmade_page):
     assert "(on the Pareto frontier)" in first.locator("circle.point.front title").first.text_content()
     page.select_option("#pareto-y", "mean_noisy")
     assert page.locator(".fig.pareto:not(.hidden)").first.get_attribute("data-option") == "mean_noisy"
-    assert page.locator("svg.plot.lines").first.is_visible()
-    assert page.locator("svg.plot.lines").first.locator("circle.marker").count() == 9  # 3 methods x (2 SNRs + clean)
+    assert page.locator(".fig.snr svg.plot.lines").first.is_visible()
+    assert page.locator(".fig.snr svg.plot.lines").first.locator("circle.marker").count() == 9  # 3 methods x (2 SNRs + clean)
 
     # the hostile method name is on screen as text, and nothing ran or was injected
     assert page.get_by_text(EVIL).first.is_visible()
@@ -150,7 +151,8 @@ def test_kept_patches_of_a_real_run(browser, real_run):
     records = {(r["method"]["id"], r["task"]["variant"]): r for r in load_records(real_run)}
     topk = records[("topk-keep_rate=0.5", "synth-esc/fold5")]
     clip = topk["examples"]["clips"][0]["id"]
-    kept = bin(int(topk["per_clip"]["kept_patches"][topk["per_clip"]["ids"].index(clip)], 16)).count("1")
+    clips = as_record(topk).clips  # kept patches live in the record's sidecar
+    kept = bin(int(clips.kept_patches[clips.ids.index(clip)], 16)).count("1")
     grid = topk["macs"]["grid"]
     stats = page.locator(f'.stats[data-method="topk-keep_rate=0.5"][data-clip="{clip}"]').inner_text()
     assert stats.startswith(f"clean: {kept} of {grid[0] * grid[1]} kept")
@@ -182,3 +184,20 @@ def test_kept_patches_of_a_real_run(browser, real_run):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "leaderboard-tiny-run.png"), full_page=True)
     assert problems == []
+
+
+def test_the_equal_speed_figure_and_table_on_screen(browser, handmade_page):
+    """The central figure: clean score and flip effect against measured speedup, one line per
+    method, and the iso-speed table; drawn, visible, and saved as a screenshot."""
+    page, problems = open_page(browser, handmade_page)
+    section = page.locator("#speed + p + .fig-group").first
+    figures = section.locator(".fig.speed svg")
+    assert figures.count() == 2 and figures.first.is_visible()
+    assert section.locator(".fig.speed svg path.series").count() >= 1  # topk's line through its keep rates
+    rows = section.locator("table.iso-speed tbody tr")
+    assert rows.count() == 1 and rows.first.locator("td").first.inner_text() == "topk"
+    at_15 = rows.first.locator("td").nth(2).inner_text()  # topk measured at 1.3x and 1.7x: 1.5x interpolated
+    assert at_15.startswith("keep ~0.6") and "%" in at_15
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    section.screenshot(path=str(ARTIFACTS / "leaderboard-equal-speed.png"))
+    assert not problems, problems

@@ -56,10 +56,12 @@ def test_page_is_a_pure_function_of_the_folder(tmp_path):
 def test_page_holds_every_view_and_stays_small(tmp_path):
     records = sweep() + sweep(model="ast-small") + sweep(task="esc50")
     html = render_html(records)
-    for anchor in ("verdicts", "leaderboard", "pareto", "snr", "robustness", "buckets", "kept", "provenance"):
+    for anchor in ("verdicts", "speed", "leaderboard", "pareto", "snr", "robustness", "buckets", "kept", "provenance"):
         assert f'id="{anchor}"' in html
-    # Pareto: 3 groups x 2 scores x (GMACs, throughput); SNR: 3 groups x 1 noise type
-    assert html.count('class="plot pareto"') == 12 and html.count('class="plot lines"') == 3
+    # Pareto: 3 groups x 2 scores x (GMACs, throughput); lines: 3 groups x (SNR for 1 noise type, and
+    # the equal-speed figure's clean score and flip effect)
+    assert html.count('class="plot pareto"') == 12 and html.count('class="plot lines"') == 3 * 3
+    assert html.count('<table class="iso-speed">') == 3
     assert html.count("<canvas") == 3 * 3 * 3 * 2  # groups x example clips x methods x (clean, noisy)
     assert "commit <code>abc123</code>" in html and "2026-01-02T03:04:05Z" in html
     assert len(html.encode()) < 400_000, len(html.encode())

@@ -28,6 +28,7 @@ import torch
 from tabulate import tabulate
 
 from benchmark.analysis.paired import ALPHA
+from benchmark.analysis.speed import ISO_SPEEDS, iso_speed_table, speed_curves
 from benchmark.analysis.robustness import (DEGRADES, IMPROVES, NO_EFFECT, Comparison, Key, Pooled, common_ids, compare, index_records,
                                            merges_only, outcomes, pool)
 from benchmark.core.registry import BASELINE
@@ -81,6 +82,7 @@ def build_report(records: Sequence[RecordLike], source: str = "records", seed: i
         if base in pooled_groups:
             lines += _fold_table(base, summaries, comparisons, index)
     lines += _speed_section(ok)
+    lines += _iso_speed_section(ok, comparisons, seed)
     missing = _missing_baselines(ok)
     if missing:
         lines += ["", f"Not compared (no clean or no `{BASELINE}` record to pair with): " + ", ".join(missing[:12])
@@ -383,6 +385,18 @@ def _speed_section(records: Sequence[Record]) -> List[str]:
     table = [[m, method] + [cells.get(c, "") for c in ordered] for (m, method), cells in rows.items()]
     return ["", f"Speed: measured speedup vs {BASELINE} (MAC ratio) per length bucket, clean input:",
             tabulate(table, headers=["model", "method"] + ordered, tablefmt="simple", disable_numparse=True)]
+
+
+def _iso_speed_section(records: Sequence[Record], comparisons: Sequence[Comparison], seed: int) -> List[str]:
+    """Each method at equal measured speed (analysis.speed): keep rate, clean score, robustness effect."""
+    rows = iso_speed_table(speed_curves(records, seed, comparisons))
+    if not rows:
+        return []
+    headers = ["model", "task", "bucket", "method"] + [f"at {s:g}x" for s in ISO_SPEEDS]
+    return ["", f"At equal measured speed (speedup vs {BASELINE}, this machine): keep rate, clean score, robustness "
+                "effect in points (flip effect; drop effect for mAP); ~ interpolated between two measured "
+                "configurations, empty outside the measured range:",
+            tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)]
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -81,6 +81,11 @@ ROBUSTNESS: Dict[str, Measure] = {
     "none_drop": _points("none_drop", f"drop of {BASELINE}"),
     "effect": _points("effect", "pruning effect", f"drop(method) - drop({BASELINE}) on the same clips; > 0: pruning "
                       "makes noise cost more", style="signed"),
+    "flip_effect": _points("flip_effect", "flip effect", f"flip rate(method) - flip rate({BASELINE}): of the clips both "
+                           "get right clean, the share the noise turns wrong; > 0: pruning makes noise cost more",
+                           style="signed"),
+    "flip_p": Measure("flip_p", "p", style="pvalue",
+                      description=f"exact McNemar test of the flips, method against {BASELINE}, on the clips both get right clean"),
     "mcnemar_p": Measure("mcnemar_p", "p", style="pvalue",
                          description=f"exact McNemar test, noisy outcomes of the method against {BASELINE}"),
     "retention": _percent("retention", "retention", "noisy / clean"),
