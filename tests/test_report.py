@@ -140,7 +140,9 @@ def test_five_fold_run_records_and_report(five_fold_run, capsys):
            and c.corruption == "white@0dB"]
     assert c.clips == 6 and c.drop == pytest.approx(c.clean - c.noisy) and c.effect == pytest.approx(c.drop - c.none_drop)
     selection = noisy["selection"]
-    assert selection["clips_with_drops"] == 6 and selection["kept_intensity"] is not None
+    # a tiny random model may keep only padding (1 s clips in a 5 s input): then it says so
+    assert selection["clips_with_drops"] == 6
+    assert selection["kept_intensity"] is not None or selection["kept_padding_share"] == 1.0
     assert selection["dropped_intensity"] is not None and 0.0 <= selection["kept_padding_share"] <= 1.0
     assert next(r for r in records if r["method"]["id"] == "none")["selection"]["dropped_intensity"] is None
 

@@ -114,7 +114,9 @@ class SelectionIntensity:
                 self.padding_kept.append(float((keep & ~real[row]).sum()) / float(keep.sum()))
 
     def summary(self) -> Optional[Dict[str, Any]]:
-        if not self.kept:
+        """None without kept-patch masks; a method that kept only padding still reports that
+        (kept_padding_share 1.0, no kept intensity): the padding trap at its worst."""
+        if not self.padding_kept:
             return None
         mean = lambda v: sum(v) / len(v) if v else None  # noqa: E731
         kept, dropped = mean(self.kept), mean(self.dropped)
@@ -122,7 +124,7 @@ class SelectionIntensity:
             "statistic": "patch mean of the normalised log-mel",
             "kept_intensity": kept,
             "dropped_intensity": dropped,
-            "kept_minus_dropped": None if dropped is None else kept - dropped,
+            "kept_minus_dropped": None if dropped is None or kept is None else kept - dropped,
             "kept_padding_share": mean(self.padding_kept),
             "clips_with_drops": self.clips_with_drops,
         }
