@@ -1,4 +1,4 @@
-"""The sharded feature cache: float16 shards read back memory-mapped as the features computed,
+"""The sharded feature cache: float32 (exact) or float16 shards read back memory-mapped as the features computed,
 padding restored exactly, a truncated shard an error naming it, an interrupted run resuming with
 only its unfinished shard rebuilt."""
 import os
@@ -34,8 +34,8 @@ def folder_of(tmp_path):
 def test_cached_features_are_the_computed_ones_in_float16(task, tmp_path):
     frontend = FrontEnd(target_frames=128)
     memory = FeatureStore(disk_cache=False, progress=False).get(TaskVariant(task), frontend)
-    FeatureStore(progress=False).get(TaskVariant(task), frontend)
-    cached = FeatureStore(progress=False).get(TaskVariant(task), frontend)  # a fresh store: read from disk
+    FeatureStore(progress=False, store_dtype="float16").get(TaskVariant(task), frontend)
+    cached = FeatureStore(progress=False, store_dtype="float16").get(TaskVariant(task), frontend)  # read from disk
     assert isinstance(cached.fbanks, ShardedFbanks) and len(list(folder_of(tmp_path).glob("shard-*.npy"))) == 2
     assert cached.ids == memory.ids and torch.equal(cached.valid_frames, memory.valid_frames)
     assert torch.equal(cached.labels, memory.labels) and torch.equal(cached.silent_fraction, memory.silent_fraction)
@@ -46,6 +46,14 @@ def test_cached_features_are_the_computed_ones_in_float16(task, tmp_path):
         assert torch.allclose(a[:valid], b[:valid], atol=2e-3, rtol=1e-3)
     batches = list(cached.batches(2))
     assert [len(i) for i, _, _ in batches] == [2, 1] and batches[0][1].shape == (2, 128, 128)
+
+
+def test_float32_storage_is_exact(task):
+    frontend = FrontEnd(target_frames=128)
+    memory = FeatureStore(disk_cache=False, progress=False).get(TaskVariant(task), frontend)
+    FeatureStore(progress=False).get(TaskVariant(task), frontend)
+    cached = FeatureStore(progress=False).get(TaskVariant(task), frontend)
+    assert all(torch.equal(a, b) for a, b in zip(cached.fbanks, memory.fbanks))
 
 
 def test_a_truncated_shard_is_an_error_naming_it(task, tmp_path):

@@ -1,8 +1,8 @@
 """Features of a task variant: computed once per clip and variant, shared by every method.
 
 clip -> waveform -> corruption (seeded per clip) -> length bucket crop -> front end -> fbank.
-Results are kept on disk in the cache folder (benchmark.data.shards: float16 shards of clips,
-memory-mapped and read per batch), keyed by everything that defines them (data fingerprint,
+Results are kept on disk in the cache folder (benchmark.data.shards: shards of clips in the
+dtype the model runs, memory-mapped and read per batch), keyed by everything that defines them (data fingerprint,
 variant, front end, seed, storage format), so reruns and resumed runs reuse them; the run keeps a
 few variants' memory maps (or, without the disk cache, their tensors).
 """
@@ -24,7 +24,7 @@ from benchmark.core.errors import DataError
 from benchmark.audio.kaldi import FrontEnd
 from benchmark.tasks.base import Task
 from benchmark.tasks.corruption import ClipContext, frame_powers
-from benchmark.data.shards import (SHARD_CLIPS, STORE_DTYPE, ShardedFbanks, complete_shard, lazy_fbanks, read_index,
+from benchmark.data.shards import (SHARD_CLIPS, STORAGE, ShardedFbanks, complete_shard, lazy_fbanks, read_index,
                                    remove_stale_tmp, write_index, write_shard)
 from benchmark.data.variant import TaskVariant
 
@@ -82,8 +82,11 @@ class FeatureStore:
     """Computes features of task variants once; memory + disk cache."""
 
     def __init__(self, disk_cache: bool = True, on_bad_clip: str = "error", run_seed: int = 0, keep_in_memory: int = 3,
-                 progress: bool = True):
+                 progress: bool = True, store_dtype: str = "float32"):
+        if store_dtype not in STORAGE:
+            raise ValueError(f"store_dtype {store_dtype!r}: expected one of {', '.join(STORAGE)}")
         self.disk_cache = disk_cache
+        self.store_dtype = store_dtype  # the dtype the model runs: float32 keeps results exact
         self.progress = progress  # a bar over the clips while features are computed
         self.on_bad_clip = on_bad_clip
         self.run_seed = run_seed
@@ -151,7 +154,7 @@ class FeatureStore:
             "corruption": None if corruption is None else corruption.params,
             "corruption_data": None if corruption is None else corruption.fingerprint(),
             "bucket": None if variant.bucket is None else variant.bucket.params,
-            "on_bad_clip": self.on_bad_clip, "store": STORE_DTYPE.__name__, "shard_clips": SHARD_CLIPS,
+            "on_bad_clip": self.on_bad_clip, "store": STORAGE[self.store_dtype].__name__, "shard_clips": SHARD_CLIPS,
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -180,7 +183,7 @@ class FeatureStore:
                 done, chunk_fbanks, skipped = self._compute_chunk(variant, frontend, chunk, bar)
                 computed += len(chunk)
                 if folder is not None:
-                    metas.append(write_shard(folder, k, listed, done, chunk_fbanks, skipped))
+                    metas.append(write_shard(folder, k, listed, done, chunk_fbanks, skipped, STORAGE[self.store_dtype]))
                 else:
                     entries += done
                     fbanks += chunk_fbanks

@@ -1,7 +1,7 @@
 """The on-disk feature cache of one task variant: shards of clips, memory-mapped and read per batch.
 
 A cache is a folder named by the feature key. Each shard holds the frames of up to SHARD_CLIPS
-listed clips, concatenated into one raw (frames, mel_bins) .npy in STORE_DTYPE, with a JSON beside
+listed clips, concatenated into one raw (frames, mel_bins) .npy in the run's STORAGE dtype, with a JSON beside
 it (shard-NNNNN.json: its clips' ids, offsets, valid frames, labels, ...; the shard's size and
 sha256). Both are written atomically, the JSON after the .npy, so a shard with its JSON is complete:
 an interrupted run resumes and computes only the shards that are missing. index.json, written
@@ -28,7 +28,11 @@ import torch
 from benchmark.core.errors import DataError
 
 SHARD_CLIPS = 256  # clips per shard: about 67 MB of float16 at 1024 frames x 128 mel bins
-STORE_DTYPE = np.float16
+# The storage dtype follows the dtype the model runs: a float32 run reads exactly the features it
+# computed (float16 storage moves near-tie top-k choices); a float16/bfloat16 run's autocast rounds
+# the input anyway, so half storage costs it (almost) nothing. bfloat16 is stored as float16: more
+# mantissa, and normalised log-mel stays far inside float16's range.
+STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.float16}
 INDEX = "index.json"
 
 
@@ -128,16 +132,16 @@ def atomic_write_bytes(path: Path, write) -> None:
 
 
 def write_shard(folder: Path, k: int, listed: List[str], clips: List[Dict[str, Any]], fbanks: List[torch.Tensor],
-                skipped: List[Tuple[str, str]]) -> Dict[str, Any]:
+                skipped: List[Tuple[str, str]], dtype: type = np.float16) -> Dict[str, Any]:
     """Shard k: the stored frames of `fbanks` (one per entry of `clips`) and its JSON; the JSON."""
     mel = fbanks[0].shape[1] if fbanks else 0
     parts, offset = [], 0
     for clip, fbank in zip(clips, fbanks):
         stored, pad = stored_frames(fbank)
         clip.update(offset=offset, stored=stored, frames=int(fbank.shape[0]), pad=pad)
-        parts.append(fbank[:stored].numpy().astype(STORE_DTYPE))
+        parts.append(fbank[:stored].numpy().astype(dtype))
         offset += stored
-    array = np.concatenate(parts) if parts else np.zeros((0, mel), dtype=STORE_DTYPE)
+    array = np.concatenate(parts) if parts else np.zeros((0, mel), dtype=dtype)
     npy = folder / f"{shard_name(k)}.npy"
     atomic_write_bytes(npy, lambda f: np.save(f, array, allow_pickle=False))
     meta = {"file": npy.name, "bytes": npy.stat().st_size, "sha256": file_sha256(npy), "listed": listed,

@@ -113,7 +113,9 @@ class Work:
         self.executor_info = executor_info or {"name": "local"}
         self.echo = echo
         self.progress = progress
-        self.store = FeatureStore(on_bad_clip=config.on_bad_clip, run_seed=config.seed, progress=progress)
+        # features stored in the dtype the evaluation runs (float32: exact; half: half the disk)
+        self.store = FeatureStore(on_bad_clip=config.on_bad_clip, run_seed=config.seed, progress=progress,
+                                  store_dtype=config.measure["dtype"])
         self.device = str(resolve_device(config.measure["device"]))
         # SpeedTargets resolved by the timing pass: (checkpoint sha, frames, target id) -> (method, tuning)
         self.resolved: Dict[Tuple[str, int, str], Tuple[Method, Dict[str, Any]]] = {}
