@@ -39,7 +39,7 @@ def run(config, out, executor="local", **options):
 
 def comparable(record):
     """A record without provenance and without the measured timing numbers."""
-    kept = {k: v for k, v in record.items() if k not in ("provenance", "_path")}
+    kept = {k: v for k, v in record.items() if k not in ("provenance", "_path", "_file")}
     if kept.get("throughput"):
         kept["throughput"] = {k: v for k, v in kept["throughput"].items() if k not in MEASURED}
     return json.dumps(kept, sort_keys=True)

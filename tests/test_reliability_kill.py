@@ -20,7 +20,7 @@ METHODS = [{"name": "none"}, {"name": "topk", "keep_rate": [0.7, 0.5]}]
 
 
 def outcomes(out):
-    return {(r["method"]["id"], r["task"]["variant"]): json.dumps({k: v for k, v in r.items() if k not in ("provenance", "_path")},
+    return {(r["method"]["id"], r["task"]["variant"]): json.dumps({k: v for k, v in r.items() if k not in ("provenance", "_path", "_file")},
                                                                    sort_keys=True)
             for r in load_records(out, include_failed=True)}
 

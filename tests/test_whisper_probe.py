@@ -11,6 +11,7 @@ from benchmark.cli import main
 from benchmark.models import load_model
 from benchmark.models.whisper import WhisperConfig, WhisperEncoder
 from benchmark.core.registry import MODELS, TASKS
+from benchmark.records.record import as_record
 from benchmark.records.store import load_records
 from benchmark.train.loop import train_model
 
@@ -115,7 +116,7 @@ def test_runner_on_whisper_gives_the_probes_own_predictions(setup, tmp_path):
     assert records[("topk-keep_rate=1.0", "fold5")]["per_clip"]["pred"] == none["pred"]
     pruned = records[("topk-keep_rate=0.5", "fold5")]
     assert pruned["macs"]["grid"] == [1, 50] and pruned["tokens"]["reduction_layers"] == [1, 2, 3]
-    assert pruned["per_clip"]["kept_patches"][0] is not None
+    assert as_record(pruned).clips.kept_patches[0] is not None
     assert (tmp_path / "out" / "leaderboard.html").is_file()
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List
 
+import numpy as np
+
 from benchmark.records.record import PairKey, Record, RecordLike, as_records
 from benchmark.records.store import read_records
 
@@ -86,11 +88,20 @@ def result_differences(a: Record, b: Record) -> List[str]:
         if not _close(va, vb):
             diffs.append(f"{name} {_short(va)} vs {_short(vb)}")
     for part in ("ids", "correct", "pred", "scores"):
-        if getattr(a.clips, part) != getattr(b.clips, part):
+        if not _same_list(getattr(a.clips, part), getattr(b.clips, part)):
             diffs.append(f"per-clip {part}")
     if not _close(a.macs, b.macs):
         diffs.append(f"MACs {_short(a.macs)} vs {_short(b.macs)}")
     return diffs
+
+
+def _same_list(a: Any, b: Any) -> bool:
+    """Per-clip lists equal; scores may be arrays (from a sidecar) or lists (inline)."""
+    if a is None or b is None:
+        return a is b
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32))
+    return a == b
 
 
 def _close(a: Any, b: Any) -> bool:

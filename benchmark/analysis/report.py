@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -32,7 +32,7 @@ from benchmark.analysis.speed import ISO_SPEEDS, iso_speed_table, speed_curves
 from benchmark.analysis.robustness import (DEGRADES, IMPROVES, NO_EFFECT, Comparison, Key, Pooled, common_ids, compare, index_records,
                                            merges_only, outcomes, pool)
 from benchmark.core.registry import BASELINE
-from benchmark.records.record import Clips, Record, RecordLike, as_records
+from benchmark.records.record import CLIP_LISTS, Record, RecordLike, as_records
 from benchmark.records.store import load_records
 
 POOLED_SPLIT = "all-folds"
@@ -320,7 +320,7 @@ def pool_folds(records: Sequence[RecordLike]) -> List[Record]:
             continue
         rs = sorted(rs, key=lambda r: _fold_number(r.split))
         per_clip: Dict[str, Any] = {}
-        for name in (f.name for f in fields(Clips)):
+        for name in CLIP_LISTS:
             values = [getattr(r.clips, name) for r in rs]
             if all(v is not None for v in values):
                 per_clip[name] = [x for v in values for x in v]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
 
 from benchmark.data.features import FeatureSet
@@ -75,7 +76,8 @@ def evaluate(
         score = score_with_interval("accuracy", seed, correct=correct)
     else:
         scores = logits.sigmoid()
-        per_clip["scores"] = [[round(v, 5) for v in row] for row in scores.tolist()]
+        # float16, as the record's sidecar stores them: no Python list of clips x classes floats
+        per_clip["scores"] = scores.numpy().astype(np.float16)
         per_clip["labels"] = [row.nonzero().flatten().tolist() for row in features.labels]
         score = score_with_interval("map", seed, scores=scores, targets=features.labels)
     per_clip["kept_patches"] = kept if any(k is not None for k in kept) else None

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import re
 import traceback
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
-from benchmark.core.errors import PrunebenchError
+from benchmark.core.errors import DataError, PrunebenchError
 from benchmark.core.registry import BASELINE
+from benchmark.records.sidecar import ARRAYS, SIDECAR, Sidecar
 
 OK, FAILED = "ok", "failed"
 FULL = "full"  # the bucket label of unbucketed variants
@@ -186,23 +188,49 @@ class BucketRef:
         return (True, self.mode, self.seconds if self.seconds is not None else 0.0, self.id)
 
 
+CLIP_LISTS = ("ids", "correct", "pred", "scores", "labels", "kept_patches", "silent_fraction")
+
+
 @dataclass(frozen=True)
 class Clips:
     """The per-clip lists of a record, one entry per clip id, in the same order (a list the record
-    does not hold is None). Field names are the record's `per_clip` keys."""
+    does not hold is None). Names are the record's `per_clip` keys (CLIP_LISTS). `scores` and
+    `kept_patches` come from the record's sidecar, read when first asked for, or from the JSON of
+    a record written before sidecars."""
 
     ids: List[str] = field(default_factory=list)
     correct: Optional[List[Any]] = None  # 1/0 (or bools): the prediction was right
     pred: Optional[List[Any]] = None  # predicted class
-    scores: Optional[List[Any]] = None  # class scores (multi-label tasks)
     labels: Optional[List[Any]] = None  # true label ids (multi-label tasks)
-    kept_patches: Optional[List[Optional[str]]] = None  # packed masks of the patches kept (hex)
     silent_fraction: Optional[List[float]] = None  # share of digitally silent frames
+    inline: Dict[str, Any] = field(default_factory=dict, repr=False)  # scores / kept_patches held in the JSON
+    sidecar: Optional[Sidecar] = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def read(cls, per_clip: Optional[Mapping[str, Any]]) -> "Clips":
-        values = {f.name: (per_clip or {}).get(f.name) for f in fields(cls)}
-        return cls(**{**values, "ids": values["ids"] or []})
+    def read(cls, per_clip: Optional[Mapping[str, Any]], record_path: Optional[str] = None) -> "Clips":
+        per_clip = per_clip or {}
+        ref = per_clip.get(SIDECAR)
+        if ref is not None and record_path is None:
+            raise DataError(f"a record naming the sidecar {ref.get('file')} was read without its path")
+        return cls(ids=per_clip.get("ids") or [], correct=per_clip.get("correct"), pred=per_clip.get("pred"),
+                   labels=per_clip.get("labels"), silent_fraction=per_clip.get("silent_fraction"),
+                   inline={k: per_clip[k] for k in ARRAYS if per_clip.get(k) is not None},
+                   sidecar=None if ref is None else Sidecar(Path(record_path), ref))
+
+    @property
+    def scores(self) -> Optional[Any]:
+        """Class scores (multi-label tasks): clips x classes (float16 precision from a sidecar)."""
+        return self._array("scores")
+
+    @property
+    def kept_patches(self) -> Optional[List[Optional[str]]]:
+        """Packed masks of the patches kept (hex, bit p = patch p)."""
+        return self._array("kept_patches")
+
+    def _array(self, name: str) -> Any:
+        if name in self.inline:
+            return self.inline[name]
+        return None if self.sidecar is None else self.sidecar.get(name)
 
 
 def _number(value: Any) -> bool:
@@ -254,7 +282,7 @@ class Record:
             method=MethodRef(str(method["name"]), str(method["id"]), method.get("params") or {}),
             corruption=corruption, corruption_id=corruption.id if corruption else None,
             bucket_ref=bucket, bucket=bucket.id if bucket else None,
-            metrics=raw.get("metrics") or {}, clips=Clips.read(raw.get("per_clip")),
+            metrics=raw.get("metrics") or {}, clips=Clips.read(raw.get("per_clip"), raw.get("_file") or raw.get("_path")),
             macs=(raw.get("macs") or {}).get("per_sample"), throughput=raw.get("throughput") or {},
             tokens_per_layer=(raw.get("tokens") or {}).get("per_layer") or [], selection=raw.get("selection") or {},
             provenance=raw.get("provenance") or {}, path=None if raw.get("_path") is None else str(raw["_path"]),

@@ -1,7 +1,8 @@
 """Result records: one JSON file per (model, method config, task variant), written atomically.
 
 Layout: `<out>/<model>/<method-id>/<task>/<split+variant>.json`, e.g.
-`results/ast-tiny/topk-keep_rate=0.5/synth-esc/fold5+white@20dB.json`.
+`results/ast-tiny/topk-keep_rate=0.5/synth-esc/fold5+white@20dB.json`, with its per-clip scores and
+kept patches in `fold5+white@20dB.npz` beside it (benchmark.records.sidecar).
 
 A record has `status: ok` (scores, per-clip outcomes, MACs, tokens, throughput) or
 `status: failed` (the error, its traceback and the stage that raised). Both are checked against the
@@ -22,11 +23,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+import numpy as np
+
 from benchmark.core.errors import DataError
 from benchmark.core.version import VERSION
 from benchmark.records.record import FAILED, OK, Failure, is_ok, pair_key
+from benchmark.records.sidecar import ARRAYS, SIDECAR, check_present, encode, sidecar_path, write_sidecar
 
-SCHEMA = "prunebench-result-2"
+SCHEMA = "prunebench-result-3"  # 3: scores and kept patches in a sidecar (benchmark.records.sidecar)
+READ_SCHEMAS = ("prunebench-result-2", SCHEMA)  # 2: the same record, every per-clip list inline
 STATUSES = (OK, FAILED)
 TMP_MARK = ".tmp"
 
@@ -68,11 +73,12 @@ def write_record(path: Path, record: Dict[str, Any]) -> None:
     be written.
     """
     validate_record(record, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record, sidecar = _with_sidecar(path, record)
     try:
         text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False)
     except ValueError as exc:  # NaN or infinity somewhere: not valid JSON
         raise InvalidRecord(f"result {path}: {exc}") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -83,7 +89,21 @@ def write_record(path: Path, record: Dict[str, Any]) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write result file {path}: {exc.strerror or exc}") from None
+    if not sidecar:
+        sidecar_path(path).unlink(missing_ok=True)  # one an overwritten record had
     _fsync_dir(path.parent)
+
+
+def _with_sidecar(path: Path, record: Dict[str, Any]) -> Tuple[Dict[str, Any], bool]:
+    """The record as its JSON holds it: scores and kept patches moved to the sidecar, which is
+    written first (a record never names a sidecar that is not there); whether it has one."""
+    per_clip = record.get("per_clip")
+    data = encode(per_clip) if isinstance(per_clip, dict) else None
+    if data is None:
+        return record, False
+    ref = write_sidecar(path, data, TMP_MARK)
+    inline = {k: v for k, v in per_clip.items() if k not in ARRAYS}
+    return {**record, "per_clip": {**inline, SIDECAR: ref}}, True
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -107,6 +127,10 @@ def read_record(path: Path) -> Dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise DataError(f"result file {path} is unreadable or corrupted ({_one_line(exc)}): delete it or rerun with --overwrite") from None
     validate_record(record, str(path))
+    ref = (record.get("per_clip") or {}).get(SIDECAR)
+    if ref is not None:
+        check_present(Path(path), ref)
+        record["_file"] = str(Path(path).absolute())  # where a Record finds the sidecar
     return record
 
 
@@ -119,8 +143,9 @@ def validate_record(record: Any, where: str) -> None:
     if not isinstance(record, dict):
         raise InvalidRecord(f"result {where}: not a JSON object")
     schema = record.get("schema")
-    if schema != SCHEMA:
-        raise InvalidRecord(f"result {where}: unknown schema version {schema!r} (this prunebench reads {SCHEMA}); "
+    if schema not in READ_SCHEMAS:
+        raise InvalidRecord(f"result {where}: unknown schema version {schema!r} (this prunebench reads "
+                            f"{', '.join(READ_SCHEMAS)}); "
                         f"rerun with --overwrite to recompute it")
     status = record.get("status")
     if status not in STATUSES:
@@ -149,8 +174,14 @@ def _validate_ok(record: Dict[str, Any], where: str) -> None:
     n = len(per_clip["ids"])
     for key in ("pred", "correct", "scores", "kept_patches"):
         values = per_clip.get(key)
-        if values is not None and (not isinstance(values, list) or len(values) != n):
+        if values is not None and (not isinstance(values, (list, np.ndarray)) or len(values) != n):
             raise InvalidRecord(f"result {where}: per_clip.{key} must be a list of {n} entries, one per clip id")
+    if isinstance(per_clip.get("scores"), np.ndarray) and not np.isfinite(per_clip["scores"]).all():
+        raise InvalidRecord(f"result {where}: per_clip.scores must be finite numbers")
+    ref = per_clip.get(SIDECAR)
+    if ref is not None and not (isinstance(ref, dict) and isinstance(ref.get("file"), str)
+                                and isinstance(ref.get("sha256"), str) and isinstance(ref.get("bytes"), int)):
+        raise InvalidRecord(f"result {where}: per_clip.{SIDECAR} must be {{file, bytes, sha256}}, got {_short_repr(ref)}")
     if not _finite(record["macs"]["per_sample"]) or record["macs"]["per_sample"] < 0:
         raise InvalidRecord(f"result {where}: macs.per_sample must be a finite number >= 0")
     if record["data"]["clips"] != n:
@@ -202,11 +233,12 @@ def iter_result_files(out: str | Path) -> Iterator[Path]:
 def read_records(out: str | Path) -> List[Dict[str, Any]]:
     """Every record under a folder, ok and failed, each validated (a bad file is an error naming
     it), with its path in `_path`; no checks across files: the leaderboard reads several runs side
-    by side this way and reports their conflicts itself."""
+    by side this way and reports their conflicts itself. `_file`: the same path, absolute."""
     records = []
     for path in iter_result_files(out):
         record = read_record(path)
         record["_path"] = str(path)
+        record["_file"] = str(path.absolute())  # where its sidecar is, whatever `_path` is rewritten to
         records.append(record)
     return records
 
@@ -249,7 +281,7 @@ def remove_stale_temporaries(out: str | Path) -> List[Path]:
     removed = []
     if not root.is_dir():
         return removed
-    for tmp in root.rglob(f".*.json{TMP_MARK}*"):
+    for tmp in [*root.rglob(f".*.json{TMP_MARK}*"), *root.rglob(f".*.npz{TMP_MARK}*")]:
         pid_text = tmp.name.rsplit(TMP_MARK, 1)[1]
         if pid_text.isdigit() and _process_alive(int(pid_text)):
             continue
