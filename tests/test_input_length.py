@@ -13,7 +13,7 @@ from benchmark.measure.shapes import nominal_shape
 from benchmark.models import build_model, registered_config
 from benchmark.run.config import parse_config
 from benchmark.run.work import fit_to_task
-from benchmark.train.augment import crop_length, time_mask_length
+from benchmark.train.augment import crop_length
 from benchmark.train.checkpoints import default_checkpoint_path
 from benchmark.train.recipes import settings_for
 
@@ -103,4 +103,3 @@ def test_crops_scale_with_the_input():
     short = crop_length(256, 112, 16)
     assert 16 <= short <= 112 and short % 16 == 0 and short >= 112 // 2
     assert crop_length(256, 1008, 16) == 512
-    assert time_mask_length(24, 512) == 24 and time_mask_length(24, 112) == 5  # the same share of the input

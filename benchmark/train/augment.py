@@ -53,16 +53,8 @@ def mixup(x: torch.Tensor, y: torch.Tensor, share: float, pool: Pool,
     return lx * x + (1 - lx) * px, ly * y + (1 - ly) * py
 
 
-# The input length the recipes' crop and time-mask lengths were written for: 5 s clips at AST's 512 frames.
+# The input length the recipes' crop lengths were written for: 5 s clips at AST's 512 frames.
 CROP_REFERENCE_FRAMES = 512
-
-
-def time_mask_length(time_mask: int, input_frames: int) -> int:
-    """A recipe's SpecAugment time-mask width scaled by input / 512: the same share of a 1 s input
-    as of a 5 s one (24 frames would hide a quarter of 1 s). Unchanged at 512 frames."""
-    if input_frames == CROP_REFERENCE_FRAMES:
-        return time_mask
-    return int(round(time_mask * input_frames / CROP_REFERENCE_FRAMES))
 
 
 def crop_length(crop_frames: int, input_frames: int, patch: int) -> int:

@@ -37,7 +37,7 @@ from benchmark.method import Method
 from benchmark.models import build_model, checkpoint_sha256, load_backbone
 from benchmark.models.encoder import TokenEncoder
 from benchmark.tasks.base import Task
-from benchmark.train.augment import crop_length, mixup, random_crop, spec_augment, time_mask_length
+from benchmark.train.augment import crop_length, mixup, random_crop, spec_augment
 from benchmark.train.checkpoints import (
     TRAIN_VERSION, TrainingSpec, TrainingState, finished_checkpoint, read_state, restore_state, save_final,
     training_spec, write_state,
@@ -215,8 +215,7 @@ def train_step(training: Training, examples: Examples, idx: torch.Tensor, step: 
     cfg, state = training.spec.cfg, training.state
     model, generator = state.model, state.generator
     x, y = examples(idx)
-    time_mask = time_mask_length(cfg["time_mask"], model.config.target_frames)
-    x = spec_augment(x, cfg["freq_mask"], time_mask, generator, training.mask_fill)
+    x = spec_augment(x, cfg["freq_mask"], cfg["time_mask"], generator, training.mask_fill)
     if cfg["mixup"] > 0:
         x, y = mixup(x, y, cfg["mixup"], examples, generator)
     crop = crop_length(cfg["crop_frames"], model.config.target_frames, model.config.patch_size) if cropping else 0
