@@ -75,7 +75,8 @@ def speed_curves(records: Sequence[RecordLike], seed: int = 0,
                                    index, seed))
     for curve in curves.values():
         curve.points.sort(key=lambda p: p.speedup)
-    return [curves[k] for k in sorted(curves, key=lambda k: (k[:4], k[4] != BASELINE, k[4]))]
+    order = lambda k: (k[0], k[1], k[2] or "", k[3], k[4] != BASELINE, k[4])  # noqa: E731  (no bucket sorts first)
+    return [curves[k] for k in sorted(curves, key=order)]
 
 
 def _point(r: Record, speedup: float, comparisons: Optional[List[Comparison]], index, seed: int) -> SpeedPoint:
