@@ -184,8 +184,8 @@ def test_merging_methods_have_no_selection_overlap():
 
 
 def test_equal_speed_table_reads_between_measured_configurations_and_sorts_buckets():
-    """analysis.speed: a method measured at 1.3x and 1.7x is read at 1.5x by interpolation, at 2x
-    not at all; records with and without a length bucket sort together."""
+    """analysis.speed: a method measured at 1.3x and 1.7x (and, at keep rate 1, the baseline's 1x) is
+    read at 1.5x by interpolation, at 2x not at all; records with and without a bucket sort together."""
     from benchmark.analysis.speed import iso_speed, speed_curves
     from test_leaderboard_render import sweep
 
@@ -196,9 +196,11 @@ def test_equal_speed_table_reads_between_measured_configurations_and_sorts_bucke
         r["task"]["variant"] += "+len1s"
     curves = speed_curves(records + bucketed)
     topk = [c for c in curves if c.method == "topk"]
-    assert len(topk) == 2 and [p.speedup for p in topk[0].points] == [1.3, 1.7]
-    at_15, at_2 = iso_speed(topk[0], (1.5, 2.0))
+    assert len(topk) == 2 and [p.speedup for p in topk[0].points] == [1.0, 1.3, 1.7]
+    assert topk[0].points[0].keep_rate == 1.0 and topk[0].points[0].effect == 0.0
+    at_12, at_15, at_2 = iso_speed(topk[0], (1.15, 1.5, 2.0))
+    assert at_12.keep_rate == pytest.approx(0.85)  # halfway from the baseline (keep 1) to keep 0.7
     assert at_15.how == "interpolated" and at_15.keep_rate == pytest.approx(0.6)
-    first, second = topk[0].points
+    _, first, second = topk[0].points
     assert at_15.clean == pytest.approx((first.clean + second.clean) / 2)
     assert at_2.how == "out of range" and at_2.clean is None

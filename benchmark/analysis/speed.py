@@ -5,7 +5,8 @@ measured speedup against `none` (interleaved, same process), its clean score wit
 its robustness effect (the flip effect pooled over the noise conditions, with interval; the drop
 effect for mAP tasks). The iso-speed table reads each curve at 1.25x, 1.5x and 2x: a record tuned
 to that speed (`target_speedup`) where there is one within 5%, else linear interpolation between
-the two configurations that bracket it; outside a curve's range, nothing.
+the two configurations that bracket it (a method's keep rate 1 is the baseline, 1x); outside a
+curve's range, nothing.
 """
 from __future__ import annotations
 
@@ -75,8 +76,23 @@ def speed_curves(records: Sequence[RecordLike], seed: int = 0,
                                    index, seed))
     for curve in curves.values():
         curve.points.sort(key=lambda p: p.speedup)
+    _anchor_at_the_baseline(curves)
     order = lambda k: (k[0], k[1], k[2] or "", k[3], k[4] != BASELINE, k[4])  # noqa: E731  (no bucket sorts first)
     return [curves[k] for k in sorted(curves, key=order)]
+
+
+def _anchor_at_the_baseline(curves: Dict[Tuple, SpeedCurve]) -> None:
+    """A method with a keep rate is the baseline at keep rate 1 (every built-in reproduces `none`'s
+    logits there, `validate-method` checks it): its curve starts at the baseline's point, so a
+    single measured configuration can still be read between 1x and its speedup."""
+    for key, curve in curves.items():
+        base = curves.get(key[:4] + (BASELINE,))
+        if curve.method == BASELINE or base is None or not base.points:
+            continue
+        if not curve.points or any(p.keep_rate is None for p in curve.points):
+            continue
+        b = base.points[0]
+        curve.points.insert(0, SpeedPoint(b.method_id, 1.0, 1.0, b.clean, b.clean_ci, 0.0, None))
 
 
 def _point(r: Record, speedup: float, comparisons: Optional[List[Comparison]], index, seed: int) -> SpeedPoint:
@@ -99,7 +115,8 @@ def iso_speed_table(curves: Sequence[SpeedCurve], speeds: Sequence[float] = ISO_
         if curve.method == BASELINE:
             continue
         cells = [_cell_text(c) for c in iso_speed(curve, speeds)]
-        rows.append([curve.model, curve.task, curve.bucket or "full", curve.method] + cells)
+        if any(cells):
+            rows.append([curve.model, curve.task, curve.bucket or "full", curve.method] + cells)
     return rows
 
 
