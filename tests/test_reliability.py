@@ -13,7 +13,7 @@ from benchmark.cli import main
 from benchmark.core.errors import DataError
 from benchmark.core.plugins import load_plugin_file
 from benchmark.records.record import as_record
-from benchmark.records.store import (InvalidRecord, load_records, read_record, remove_stale_temporaries, validate_record,
+from benchmark.records.store import (SCHEMA, InvalidRecord, load_records, read_record, remove_stale_temporaries, validate_record,
                                write_record)
 
 from conftest import TINY, run_config
@@ -123,7 +123,7 @@ def test_task_whose_data_breaks_fails_alone(tmp_path, tiny_checkpoint):
 @pytest.mark.parametrize("damage, message", [
     (lambda text: text[: len(text) // 2], "unreadable or corrupted"),
     (lambda text: "", "unreadable or corrupted"),
-    (lambda text: text.replace('"prunebench-result-2"', '"prunebench-result-9"'), "unknown schema version 'prunebench-result-9'"),
+    (lambda text: text.replace(f'"{SCHEMA}"', '"prunebench-result-9"'), "unknown schema version 'prunebench-result-9'"),
     (lambda text: text.replace('"status": "ok"', '"status": "done"'), "status must be one of ok, failed"),
     (lambda text: text.replace('"per_sample"', '"per_sampel"'), "missing field macs.per_sample"),
     (lambda text: json.dumps({**json.loads(text), "metrics": {"accuracy": {"value": "NaN"}}}), "metrics.accuracy.value must be a finite number"),
@@ -155,7 +155,11 @@ def test_records_of_another_configuration_are_an_error(tmp_path, finished, capsy
     stranger = json.loads((out / "ast-tiny" / "none" / "synth-esc" / "fold5.json").read_text())
     stranger["provenance"]["config_hash"] = "0123456789abcdef"
     stranger["method"]["id"] = "stranger"
-    write_record(out / "ast-tiny" / "stranger" / "synth-esc" / "fold5.json", stranger)
+    target = out / "ast-tiny" / "stranger" / "synth-esc" / "fold5.json"
+    write_record(target, stranger)
+    sidecar = out / "ast-tiny" / "none" / "synth-esc" / "fold5.npz"
+    if sidecar.exists():  # the record names its sidecar: it travels with it
+        shutil.copy(sidecar, target.with_suffix(".npz"))
     with pytest.raises(DataError, match="mixes run configurations"):
         load_records(out)
     assert run(tmp_path, config) == 2
@@ -178,7 +182,7 @@ def test_records_are_validated_on_write(tmp_path, finished):
 
 
 def test_write_is_atomic_temp_fsync_rename(tmp_path, finished, monkeypatch):
-    import benchmark.records.store as results
+    import benchmark.core.files as files
 
     record = read_record(next((finished[0] / "results").rglob("fold5.json")))
     target = tmp_path / "r.json"
@@ -198,7 +202,7 @@ def test_write_is_atomic_temp_fsync_rename(tmp_path, finished, monkeypatch):
             calls.append(("replace", str(src), str(dst)))
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(results, "os", FailingOs())
+    monkeypatch.setattr(files, "os", FailingOs())
     changed = {**record, "metrics": {"accuracy": {"value": 0.5, "ci95": [0.4, 0.6]}}}
     with pytest.raises(DataError, match="cannot write result file .*No space left"):
         write_record(target, changed)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import DataError
+from benchmark.core.files import atomic_write, pid_alive
 
 SHARD_CLIPS = 256  # clips per shard: about 67 MB of float16 at 1024 frames x 128 mel bins
 # The storage dtype follows the dtype the model runs: a float32 run reads exactly the features it
@@ -121,16 +122,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """`write(file)` into a temporary file beside `path`, then renamed over it."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_shard(folder: Path, k: int, listed: List[str], clips: List[Dict[str, Any]], fbanks: List[torch.Tensor],
                 skipped: List[Tuple[str, str]], dtype: type = np.float16) -> Dict[str, Any]:
     """Shard k: the stored frames of `fbanks` (one per entry of `clips`) and its JSON; the JSON."""
@@ -143,10 +134,10 @@ def write_shard(folder: Path, k: int, listed: List[str], clips: List[Dict[str, A
         offset += stored
     array = np.concatenate(parts) if parts else np.zeros((0, mel), dtype=dtype)
     npy = folder / f"{shard_name(k)}.npy"
-    atomic_write_bytes(npy, lambda f: np.save(f, array, allow_pickle=False))
+    atomic_write(npy, lambda f: np.save(f, array, allow_pickle=False))
     meta = {"file": npy.name, "bytes": npy.stat().st_size, "sha256": file_sha256(npy), "listed": listed,
             "clips": clips, "skipped": [list(s) for s in skipped]}
-    atomic_write_bytes(folder / f"{shard_name(k)}.json", lambda f: f.write(json.dumps(meta).encode()))
+    atomic_write(folder / f"{shard_name(k)}.json", json.dumps(meta).encode())
     return meta
 
 
@@ -170,19 +161,11 @@ def remove_stale_tmp(folder: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_index(folder: Path, metas: List[Dict[str, Any]], extra: Dict[str, Any]) -> None:
     index = {"shards": [{"file": m["file"], "bytes": m["bytes"], "sha256": m["sha256"]} for m in metas], **extra}
-    atomic_write_bytes(folder / INDEX, lambda f: f.write(json.dumps(index).encode()))
+    atomic_write(folder / INDEX, json.dumps(index).encode())
 
 
 def read_index(folder: Path) -> Optional[Tuple[Dict[str, Any], List[Dict[str, Any]]]]:

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from benchmark.core.errors import DataError
+from benchmark.core.files import atomic_write
 
 ARRAYS = ("scores", "kept_patches")  # the per_clip keys a sidecar holds
 SIDECAR = "sidecar"  # the per_clip key naming it
@@ -77,15 +78,9 @@ def npz_bytes(arrays: Dict[str, np.ndarray]) -> bytes:
 def write_sidecar(record_path: Path, data: bytes, tmp_mark: str) -> Dict[str, Any]:
     """Write the sidecar of a record atomically (before the record names it); its reference."""
     path = sidecar_path(record_path)
-    tmp = path.with_name(f".{path.name}{tmp_mark}{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, data, tmp_mark)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write the sidecar {path} of result {record_path}: {exc.strerror or exc}") from None
     return {"file": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 

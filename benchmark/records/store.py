@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from benchmark.core.errors import DataError
+from benchmark.core.files import atomic_write, pid_alive
 from benchmark.core.version import VERSION
 from benchmark.records.record import FAILED, OK, Failure, is_ok, pair_key
 from benchmark.records.sidecar import ARRAYS, SIDECAR, check_present, encode, sidecar_path, write_sidecar
@@ -79,15 +80,9 @@ def write_record(path: Path, record: Dict[str, Any]) -> None:
         text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False)
     except ValueError as exc:  # NaN or infinity somewhere: not valid JSON
         raise InvalidRecord(f"result {path}: {exc}") from None
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, text.encode("utf-8"), TMP_MARK)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write result file {path}: {exc.strerror or exc}") from None
     if not sidecar:
         sidecar_path(path).unlink(missing_ok=True)  # one an overwritten record had
@@ -291,15 +286,7 @@ def remove_stale_temporaries(out: str | Path) -> List[Path]:
 
 
 def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid == os.getpid() or pid_alive(pid)
 
 
 def failure_info(exc: BaseException, stage: str, trace: Optional[str] = None) -> Dict[str, Any]:
