@@ -4,8 +4,8 @@
 
 For each N: a folder in AS-20K's layout (eval.json / train.json manifests, class_labels_indices.csv
 with 527 labels) of N made-up ten-second clips, each a deterministic mix of tones and noise with
-two to four labels; then `prunebench run` in a child process (ast-tiny at 1024 frames with seeded
-random weights, methods none and topk 0.5, clean only, bfloat16 as configs/as20k.yaml, no timing pass) with PRUNEBENCH_CACHE in
+two to four labels; then `prunebench run` in a child process (ast-tiny cut to 2 blocks of width 64
+at 1024 frames, seeded random weights, methods none and topk 0.5, clean only, bfloat16 as configs/as20k.yaml, no timing pass) with PRUNEBENCH_CACHE in
 the scratch folder; features are stored in the dtype the model runs (half here). Printed per N: wall time and peak RSS of the run, the feature cache on disk
 against the single float32 file of the same clips the cache was before (N x 1024 x 128 x 4
 bytes), and the largest record JSON and sidecar.
@@ -29,7 +29,8 @@ SAMPLE_RATE = 16000
 SECONDS = 10.0
 CLASSES = 527
 FRAMES, MEL_BINS = 1024, 128
-MODEL = {"embed_dim": 192, "depth": 6, "num_heads": 3, "target_frames": FRAMES}
+# small, so the figures are about data size: the memory, cache and records of a run, not its compute
+MODEL = {"embed_dim": 64, "depth": 2, "num_heads": 2, "target_frames": FRAMES}
 
 
 def clip_audio(index: int) -> tuple:
