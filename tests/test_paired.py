@@ -124,4 +124,4 @@ def test_the_pooled_power_figure_holds_in_simulation():
     for r in range(runs):
         d = torch.randn(n, generator=generator) * sd + mde
         hits += sign_flip_p(d, seed=r, samples=2000) < 0.05
-    assert abs(hits / runs - 0.80) <= 0.07, hits / runs
+    assert abs(hits / runs - 0.80) <= 0.05, hits / runs  # 0.83 with these seeds
