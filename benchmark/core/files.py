@@ -1,6 +1,8 @@
-"""Files that are never seen half-written, and whether the process that left one is still alive."""
+"""Files that are never seen half-written, their sha256, and whether the process that left a
+temporary one is still alive."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
@@ -32,3 +34,12 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def file_sha256(path: "str | Path") -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (checkpoints and shards are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

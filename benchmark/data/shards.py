@@ -14,9 +14,7 @@ variant takes do not depend on its size.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import DataError
-from benchmark.core.files import atomic_write, pid_alive
+from benchmark.core.files import atomic_write, file_sha256, pid_alive
 
 SHARD_CLIPS = 256  # clips per shard: about 67 MB of float16 at 1024 frames x 128 mel bins
 # The storage dtype follows the dtype the model runs: a float32 run reads exactly the features it
@@ -112,14 +110,6 @@ def stored_frames(fbank: torch.Tensor) -> Tuple[int, Optional[float]]:
 
 def shard_name(k: int) -> str:
     return f"shard-{k:05d}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_shard(folder: Path, k: int, listed: List[str], clips: List[Dict[str, Any]], fbanks: List[torch.Tensor],

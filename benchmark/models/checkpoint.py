@@ -7,12 +7,12 @@ embeddings adapted to the fine-tuning length as AST does). Formats: see `formats
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from benchmark.core.files import atomic_write, file_sha256
 from benchmark.core.errors import DataError, PrunebenchError
 from benchmark.core.registry import MODELS
 from benchmark.models.audio_vit import AudioViT, AudioViTConfig, adapt_positions
@@ -126,21 +126,9 @@ def save_checkpoint(model: AudioViT, path: str | Path, meta: Dict[str, Any]) -> 
 
 
 def atomic_save(payload: Any, path: Path) -> None:
+    """torch.save, never seen half-written (a checkpoint or a training state)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def checkpoint_sha256(path: str | Path) -> str:
