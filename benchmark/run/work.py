@@ -133,7 +133,9 @@ class Work:
         entry = self.config.models[model_index]
         task = self.config.tasks[task_index].task
         checkpoint, sha = self._checkpoint(entry, task)
-        model = fit_to_task(load_model(entry.name, checkpoint, num_classes=task.num_classes), task, entry.frames, checkpoint)
+        # an entry's length: `frames:`, or a target_frames among its overrides (as training takes it)
+        frames = entry.frames if entry.frames is not None else entry.overrides.get("target_frames")
+        model = fit_to_task(load_model(entry.name, checkpoint, num_classes=task.num_classes), task, frames, checkpoint)
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return PreparedModel(entry.name, str(checkpoint), sha, model.config, state)
 
