@@ -68,19 +68,21 @@ def test_sigkill_mid_run_then_resume_loses_nothing(setup, tmp_path):
 
 KILL_IN_RENAME = """
 import os, signal, sys
-import benchmark.records.store as results
+from pathlib import Path
+import benchmark.core.files as files  # the one atomic writer (records, sidecars, shards, checkpoints)
 
-class KillOnThirdRename:
+class KillOnThirdRecordRename:
     calls = 0
     def __getattr__(self, name):
         return getattr(os, name)
     def replace(self, src, dst):
-        KillOnThirdRename.calls += 1
-        if KillOnThirdRename.calls == 3:  # the temporary file is written and fsynced, not yet renamed
-            os.kill(os.getpid(), signal.SIGKILL)
+        if Path(dst).suffix == ".json" and "results" in Path(dst).parts:  # a result record, not a shard's index
+            KillOnThirdRecordRename.calls += 1
+            if KillOnThirdRecordRename.calls == 3:  # the temporary file is written and fsynced, not yet renamed
+                os.kill(os.getpid(), signal.SIGKILL)
         return os.replace(src, dst)
 
-results.os = KillOnThirdRename()
+files.os = KillOnThirdRecordRename()
 from benchmark.cli import main
 sys.exit(main(sys.argv[1:]))
 """
