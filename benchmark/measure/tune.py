@@ -105,7 +105,13 @@ def tune(model, method_name: str, params: Dict, target: float, shape: InputShape
         raise ConfigError(f"method {method_name!r} has no keep_rate to tune")
     base_macs = count(base)
     make = lambda keep: cls(**{**params, "keep_rate": round(keep, 3)})  # noqa: E731
-    mac_ratio = lambda keep: base_macs / count(make(keep))  # noqa: E731
+    ratios: Dict[float, float] = {}  # the search asks the same rounded keep rate many times: count each once
+
+    def mac_ratio(keep: float) -> float:
+        key = round(keep, 3)
+        if key not in ratios:
+            ratios[key] = base_macs / count(make(key))
+        return ratios[key]
 
     def speedup(keep: float) -> float:
         method = make(keep)
