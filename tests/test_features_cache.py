@@ -89,3 +89,17 @@ def test_native_length_clips_keep_their_frames(task):
     cached = FeatureStore(progress=False).get(TaskVariant(task), frontend)
     assert [cached.frames(i) for i in range(len(cached))] == [f.shape[0] for f in memory.fbanks] == [48, 48, 48]
     assert np.allclose(cached.fbanks[2].numpy(), memory.fbanks[2].numpy(), atol=2e-3, rtol=1e-3)
+
+
+def test_reading_keeps_only_the_last_maps_open_and_reopens_the_others(task, monkeypatch):
+    import benchmark.data.shards as shards
+
+    monkeypatch.setattr(features_module, "SHARD_CLIPS", 1)  # one shard per clip
+    monkeypatch.setattr(shards, "OPEN_MAPS", 1)
+    frontend = FrontEnd(target_frames=128)
+    memory = FeatureStore(disk_cache=False, progress=False).get(TaskVariant(task), frontend)
+    FeatureStore(progress=False).get(TaskVariant(task), frontend)
+    cached = FeatureStore(progress=False).get(TaskVariant(task), frontend).fbanks
+    for i in (0, 1, 2, 0, 2):  # shard 0 is unmapped after the first read, then mapped again
+        assert torch.equal(cached[i], memory.fbanks[i])
+        assert list(cached._maps) == [i]  # a read page of a closed map no longer counts in RSS
