@@ -29,6 +29,7 @@ BASE = {"models": ["ast-tiny"], "tasks": [{"name": "synth-esc"}], "methods": ["n
     ({"measure": {"batchsize": 3}}, "did you mean 'batch_size'"),
     ({"methods": ["none", "none"]}, "more than once"),
     ({"seed": "zero"}, "seed must be an integer"),
+    ({"measure": {"feature_dtype": "int8"}}, "feature_dtype must be one of auto, float32, float16, got 'int8'"),
 ])
 def test_bad_configs_name_the_key(patch, message):
     with pytest.raises(ConfigError, match=message):
@@ -40,3 +41,13 @@ def test_malformed_yaml_gives_line(tmp_path):
     bad.write_text("seed: 0\nmodels: [ast-tiny\n")
     with pytest.raises(ConfigError, match="bad.yaml line"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("measure, stored", [
+    ({}, "float32"), ({"dtype": "bfloat16"}, "bfloat16"), ({"feature_dtype": "float16"}, "float16"),
+    ({"dtype": "float16", "feature_dtype": "float32"}, "float32"),
+])
+def test_the_feature_cache_stores_as_the_model_runs_unless_told(measure, stored):
+    from benchmark.run.work import feature_storage
+
+    assert feature_storage(parse_config({**BASE, "measure": measure}).measure) == stored

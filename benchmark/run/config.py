@@ -28,7 +28,10 @@ from benchmark.data.variant import TaskVariant
 
 TOP_KEYS = ("seed", "models", "tasks", "methods", "measure", "train", "on_bad_clip")
 MEASURE_DEFAULTS = {"throughput": True, "batch_size": 32, "device": "auto", "dtype": "float32", "warmup": 2, "repeats": 5,
-                    "min_repeat_s": 0.2}
+                    "min_repeat_s": 0.2, "feature_dtype": "auto"}
+# feature_dtype: how the feature cache stores features. auto: as the model runs (float32 exact;
+# float16/bfloat16 runs in half); float16 halves a float32 run's cache at a small cost (docs/design.md).
+FEATURE_DTYPES = ("auto", "float32", "float16")
 MODEL_KEYS = ("name", "checkpoint", "overrides", "frames")
 # noisy_buckets: also every corruption at every length bucket (by default buckets are clean only).
 TASK_EXTRA_KEYS = ("corruptions", "buckets", "include_clean", "noisy_buckets")
@@ -322,6 +325,8 @@ def _check_measure(measure: Dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: min_repeat_s must be a number of seconds in [0, 600], got {seconds!r}")
     if measure["dtype"] not in ("float32", "float16", "bfloat16"):
         raise ConfigError(f"{where}: dtype must be float32, float16 or bfloat16, got {measure['dtype']!r}")
+    if measure["feature_dtype"] not in FEATURE_DTYPES:
+        raise ConfigError(f"{where}: feature_dtype must be one of {', '.join(FEATURE_DTYPES)}, got {measure['feature_dtype']!r}")
     device = measure["device"]
     if device != "auto":
         import torch

@@ -113,9 +113,8 @@ class Work:
         self.executor_info = executor_info or {"name": "local"}
         self.echo = echo
         self.progress = progress
-        # features stored in the dtype the evaluation runs (float32: exact; half: half the disk)
         self.store = FeatureStore(on_bad_clip=config.on_bad_clip, run_seed=config.seed, progress=progress,
-                                  store_dtype=config.measure["dtype"])
+                                  store_dtype=feature_storage(config.measure))
         self.device = str(resolve_device(config.measure["device"]))
         # SpeedTargets resolved by the timing pass: (checkpoint sha, frames, target id) -> (method, tuning)
         self.resolved: Dict[Tuple[str, int, str], Tuple[Method, Dict[str, Any]]] = {}
@@ -380,3 +379,9 @@ def input_frames(frontend: FrontEnd, variant: TaskVariant) -> int:
         return frontend.target_frames
     seconds = variant.bucket.params["seconds"] if variant.bucket is not None else variant.task.clip_seconds
     return max(1, frontend.frames_for_seconds(seconds))
+
+
+def feature_storage(measure: Dict[str, Any]) -> str:
+    """The feature cache's dtype: `feature_dtype`, or with auto the dtype the evaluation runs
+    (float32 reads back exactly what was computed; a half run rounds its input anyway)."""
+    return measure["dtype"] if measure["feature_dtype"] == "auto" else measure["feature_dtype"]
