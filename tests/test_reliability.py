@@ -120,6 +120,19 @@ def test_task_whose_data_breaks_fails_alone(tmp_path, tiny_checkpoint):
             assert [s["id"] for s in record["data"]["skipped"]] == [victim.stem] and record["data"]["clips"] == 19
 
 
+def test_a_truncated_sidecar_is_one_line_naming_record_and_sidecar(tmp_path, finished, capsys):
+    src, config = finished
+    out = tmp_path / "results"
+    shutil.copytree(src / "results", out)
+    victim = out / "ast-tiny" / "topk-keep_rate=0.5" / "synth-esc" / "fold5.json"
+    sidecar = victim.with_suffix(".npz")
+    sidecar.write_bytes(sidecar.read_bytes()[:-10])
+    for command in (["leaderboard", str(out), "-o", str(tmp_path / "lb.html")], ["report", str(out)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"result {victim}: its sidecar {sidecar} is truncated" in err
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda text: text[: len(text) // 2], "unreadable or corrupted"),
     (lambda text: "", "unreadable or corrupted"),
