@@ -51,6 +51,19 @@ def test_the_default_training_keeps_its_hash_and_a_short_task_trains_at_its_leng
     assert len(paths) == 2
 
 
+def test_a_short_input_trains_whole_clips_for_more_epochs_unless_told():
+    default = settings_for(None, "ast-tiny", synth())
+    assert (default["epochs"], default["crop_frames"], default["full_length_epochs"]) == (12, 256, 2)
+    short = settings_for(None, "ast-tiny", synth(1.0))  # 112 frames: 12 x 512 / 112 = 55, capped at 4 x 12
+    assert (short["epochs"], short["crop_frames"], short["full_length_epochs"]) == (48, 0, 0)
+    told = settings_for({"epochs": 5, "crop_frames": 64}, "ast-tiny", synth(1.0))
+    assert (told["epochs"], told["crop_frames"]) == (5, 64)
+    half = settings_for(None, "ast-tiny", synth(3.0))  # 304 frames, longer than the crop: cropped by share
+    assert (half["epochs"], half["crop_frames"]) == (20, 256) and crop_length(256, 304, 16) == 160
+    tuned = settings_for({"init": "some.pt"}, "ast-tiny", synth(1.0))  # fine-tuning keeps its recipe
+    assert tuned["epochs"] == 25 and tuned["recipe"] == "ast-esc50"
+
+
 def test_synth_esc_generates_clips_of_its_length(tmp_path):
     short, default = synth(1.0, clips_per_fold=1, root=str(tmp_path / "a")), synth(clips_per_fold=1, root=str(tmp_path / "b"))
     clip = short.test_clips()[0]

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from benchmark.models.encoder import TokenEncoder
+from benchmark.train.recipes import RECIPE_FRAMES
 
 
 class Pool(Protocol):
@@ -53,17 +54,13 @@ def mixup(x: torch.Tensor, y: torch.Tensor, share: float, pool: Pool,
     return lx * x + (1 - lx) * px, ly * y + (1 - ly) * py
 
 
-# The input length the recipes' crop lengths were written for: 5 s clips at AST's 512 frames.
-CROP_REFERENCE_FRAMES = 512
-
-
 def crop_length(crop_frames: int, input_frames: int, patch: int) -> int:
     """A recipe's crop length for an input of `input_frames`: scaled by input / 512 (so a 1 s
     input is cropped as a 5 s one is, by share, never wholly nor mostly padding), whole patches,
     at least one; 0 (no crop) stays 0. Unchanged at 512 frames."""
-    if not crop_frames or input_frames == CROP_REFERENCE_FRAMES:
+    if not crop_frames or input_frames == RECIPE_FRAMES:
         return crop_frames
-    scaled = round(crop_frames * input_frames / CROP_REFERENCE_FRAMES / patch) * patch
+    scaled = round(crop_frames * input_frames / RECIPE_FRAMES / patch) * patch
     return min(max(patch, scaled), input_frames)
 
 
