@@ -60,3 +60,22 @@ def test_whisper_configs(tmp_path):
     assert resolve_train(aware.train)["prune"] == "topk:keep_rate=0.5"
     folds = parse_config(yaml.safe_load((CONFIGS / "whisper-esc50-5fold.yaml").read_text()))
     assert [t.task.split for t in folds.tasks] == [f"fold{f}" for f in range(1, 6)]
+
+
+def test_one_second_config_runs_and_trains_at_its_length():
+    from benchmark.data.length import input_frames_for
+    from benchmark.models import registered_config
+    from benchmark.train.recipes import settings_for
+
+    cfg = parse_config(yaml.safe_load((CONFIGS / "synth-esc-1s.yaml").read_text()))
+    task = cfg.tasks[0].task
+    assert task.clip_seconds == 1.0 and [v.id for v in cfg.tasks[0].variants] == ["synth-esc/fold5", "synth-esc/fold5+white@10dB"]
+    assert input_frames_for(task, registered_config("ast-tiny")) == 112
+    train = settings_for(cfg.train, "ast-tiny", task)
+    assert (train["frames"], train["epochs"], train["crop_frames"]) == (112, 48, 0)
+
+
+@pytest.mark.parametrize("name", ["lengths-ast.yaml", "lengths-whisper.yaml", "lengths-whisper-pad30.yaml"])
+def test_length_configs_parse(name):
+    cfg = parse_config(yaml.safe_load((CONFIGS / name).read_text()))
+    assert any("+len" in v.id for t in cfg.tasks for v in t.variants)
