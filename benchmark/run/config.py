@@ -30,7 +30,7 @@ TOP_KEYS = ("seed", "models", "tasks", "methods", "measure", "train", "on_bad_cl
 MEASURE_DEFAULTS = {"throughput": True, "batch_size": 32, "device": "auto", "dtype": "float32", "warmup": 2, "repeats": 5,
                     "min_repeat_s": 0.2, "feature_dtype": "auto"}
 # feature_dtype: how the feature cache stores features. auto: as the model runs (float32 exact;
-# float16/bfloat16 runs in half); float16 halves a float32 run's cache at a small cost (docs/design.md).
+# float16/bfloat16 runs in half); float16 halves a float32 run's cache at a small cost (docs/scale.md).
 FEATURE_DTYPES = ("auto", "float32", "float16")
 MODEL_KEYS = ("name", "checkpoint", "overrides", "frames")
 # noisy_buckets: also every corruption at every length bucket (by default buckets are clean only).

@@ -55,9 +55,10 @@ def mixup(x: torch.Tensor, y: torch.Tensor, share: float, pool: Pool,
 
 
 def crop_length(crop_frames: int, input_frames: int, patch: int) -> int:
-    """A recipe's crop length for an input of `input_frames`: scaled by input / 512 (so a 1 s
-    input is cropped as a 5 s one is, by share, never wholly nor mostly padding), whole patches,
-    at least one; 0 (no crop) stays 0. Unchanged at 512 frames."""
+    """A recipe's crop length for an input of `input_frames`: scaled by input / 512 (cropped by
+    the same share as a 5 s input, never wholly nor mostly padding), whole patches, at least one;
+    0 (no crop) stays 0. Unchanged at 512 frames. (From scratch, an input no longer than the crop
+    trains whole by default: recipes.for_short_input.)"""
     if not crop_frames or input_frames == RECIPE_FRAMES:
         return crop_frames
     scaled = round(crop_frames * input_frames / RECIPE_FRAMES / patch) * patch
