@@ -141,8 +141,8 @@ def for_short_input(cfg: Dict[str, Any], given: set, frames: int) -> Dict[str, A
     frames as the recipe meant: whole clips when the input is no longer than the recipe's crop (a
     crop exists to cut a long clip's cost), and epochs x 512 / frames, at most SHORT_EPOCHS_MAX x.
     Measured on 1 s synth-esc (112 frames; 48 epochs, no crop) against the 5 s recipe as it was
-    (12 epochs, 64-frame crops), seeds 0-2: 95/98/98% against 96/85/88% (docs/scale.md). Keys given explicitly win; a fine-tuning
-    (init) and an input of 512 frames or more are left as they are."""
+    (12 epochs, 64-frame crops), seeds 0-2: 95/98/98% against 96/85/88% (docs/scale.md). Keys
+    given explicitly win; a fine-tuning (init) and an input of 512 frames or more are left as they are."""
     if cfg["init"] or frames >= RECIPE_FRAMES:
         return cfg
     cfg = dict(cfg)
