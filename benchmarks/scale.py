@@ -4,11 +4,12 @@
 
 For each N: a folder in AS-20K's layout (eval.json / train.json manifests, class_labels_indices.csv
 with 527 labels) of N made-up ten-second clips, each a deterministic mix of tones and noise with
-two to four labels; then `prunebench run` in a child process (ast-tiny cut to 2 blocks of width 64
-at 1024 frames, seeded random weights, methods none and topk 0.5, clean only, bfloat16 as configs/as20k.yaml, no timing pass) with PRUNEBENCH_CACHE in
-the scratch folder; features are stored in the dtype the model runs (half here). Printed per N: wall time and peak RSS of the run, the feature cache on disk
-against the single float32 file of the same clips the cache was before (N x 1024 x 128 x 4
-bytes), and the largest record JSON and sidecar.
+two to four labels; then `prunebench run` in a child process with PRUNEBENCH_CACHE in the scratch
+folder: ast-tiny cut to 2 blocks of width 64 at 1024 frames, seeded random weights, methods none
+and topk 0.5, clean only, bfloat16 as configs/as20k.yaml (so features are stored in half), no
+timing pass. Printed per N: wall time and peak RSS of the run, the feature cache on disk against
+the single float32 file of the same clips the cache was before (N x 1024 x 128 x 4 bytes), and
+the largest record JSON and sidecar.
 """
 from __future__ import annotations
 

@@ -48,6 +48,6 @@ def test_malformed_yaml_gives_line(tmp_path):
     ({"dtype": "float16", "feature_dtype": "float32"}, "float32"),
 ])
 def test_the_feature_cache_stores_as_the_model_runs_unless_told(measure, stored):
-    from benchmark.run.work import feature_storage
+    from benchmark.run.config import feature_storage
 
     assert feature_storage(parse_config({**BASE, "measure": measure}).measure) == stored

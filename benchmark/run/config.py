@@ -337,6 +337,12 @@ def _check_measure(measure: Dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
 
 
+def feature_storage(measure: Dict[str, Any]) -> str:
+    """The feature cache's dtype: `feature_dtype`, or with auto the dtype the evaluation runs
+    (float32 reads back exactly what was computed; a half run rounds its input anyway)."""
+    return measure["dtype"] if measure["feature_dtype"] == "auto" else measure["feature_dtype"]
+
+
 def _check_keys(mapping: Dict[str, Any], allowed, where: str) -> None:
     for key in mapping:
         if key not in allowed:

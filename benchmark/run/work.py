@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmark.run.config import ModelEntry, RunConfig
+from benchmark.run.config import ModelEntry, RunConfig, feature_storage
 from benchmark.measure.evaluate import evaluate
 from benchmark.data.features import FeatureSet, FeatureStore, frontend_for
 from benchmark.audio.kaldi import FrontEnd
@@ -379,9 +379,3 @@ def input_frames(frontend: FrontEnd, variant: TaskVariant) -> int:
         return frontend.target_frames
     seconds = variant.bucket.params["seconds"] if variant.bucket is not None else variant.task.clip_seconds
     return max(1, frontend.frames_for_seconds(seconds))
-
-
-def feature_storage(measure: Dict[str, Any]) -> str:
-    """The feature cache's dtype: `feature_dtype`, or with auto the dtype the evaluation runs
-    (float32 reads back exactly what was computed; a half run rounds its input anyway)."""
-    return measure["dtype"] if measure["feature_dtype"] == "auto" else measure["feature_dtype"]
