@@ -1,6 +1,18 @@
 """prunebench: token pruning and merging in audio spectrogram transformers, clean and under noise."""
-from benchmark.core.registry import register_corruption, register_method, register_model, register_task
-from benchmark.core.version import VERSION as __version__
+from prunebench.core.registry import register_corruption, register_method, register_model, register_task
+from prunebench.core.version import VERSION as __version__
+
+# The method API, so that a plugin is one import line: `from prunebench import ScorePruning, register_method`.
+# Resolved on first use, so that importing the package loads no torch.
+_METHOD_API = ("AttentionInfo", "MergePlan", "Method", "ScorePruning", "TokenState", "patch_statistic")
+
+
+def __getattr__(name: str):
+    if name in _METHOD_API:
+        import prunebench.method_api as method_api
+
+        return getattr(method_api, name)
+    raise AttributeError(f"module 'prunebench' has no attribute {name!r}")
 
 
 def load_model(name, checkpoint=None, num_classes=None):
@@ -9,9 +21,10 @@ def load_model(name, checkpoint=None, num_classes=None):
     `checkpoint`: None (random weights), a local file or folder (prunebench, official AST .pth,
     Transformers AST folder or safetensors, AudioMAE), a Hugging Face Hub id or a zoo name
     (`prunebench list`); the format is read from the contents."""
-    from benchmark.models import load_model as _load
+    from prunebench.models import load_model as _load
 
     return _load(name, checkpoint=checkpoint, num_classes=num_classes)
 
 
-__all__ = ["load_model", "register_corruption", "register_method", "register_model", "register_task", "__version__"]
+__all__ = ["AttentionInfo", "MergePlan", "Method", "ScorePruning", "TokenState", "load_model", "patch_statistic",
+           "register_corruption", "register_method", "register_model", "register_task", "__version__"]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from benchmark.core.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
 
 
 def _warn(message: str) -> None:
@@ -18,7 +18,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from benchmark.core.plugins import load_plugins
+    from prunebench.core.plugins import load_plugins
 
     failures = load_plugins(getattr(args, "plugins", None) or [])
     for message in failures:
@@ -161,8 +161,8 @@ def _add_leaderboard(sub) -> None:
 
 
 def cmd_list(args) -> int:
-    from benchmark.models.zoo import ZOO
-    from benchmark.core.registry import ALL_REGISTRIES
+    from prunebench.models.zoo import ZOO
+    from prunebench.core.registry import ALL_REGISTRIES
 
     for kind, registry in ALL_REGISTRIES.items():
         print(f"{kind}s:")
@@ -178,11 +178,11 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from benchmark.run.config import load_config
-    from benchmark.run.runner import Runner
-    from benchmark.run.executors import make_executor
-    from benchmark.leaderboard import render_leaderboard
-    from benchmark.analysis.summary import failure_lines, summary_table
+    from prunebench.run.config import load_config
+    from prunebench.run.runner import Runner
+    from prunebench.run.executors import make_executor
+    from prunebench.leaderboard import render_leaderboard
+    from prunebench.analysis.summary import failure_lines, summary_table
 
     config = load_config(args.config)
     progress = not args.no_progress
@@ -212,10 +212,10 @@ def cmd_run(args) -> int:
 def cmd_train(args) -> int:
     import yaml
 
-    from benchmark.core.errors import ConfigError
-    from benchmark.train.recipes import TRAIN_DEFAULTS, resolve_train
-    from benchmark.core.registry import TASKS
-    from benchmark.train.loop import train_model
+    from prunebench.core.errors import ConfigError
+    from prunebench.train.recipes import TRAIN_DEFAULTS, resolve_train
+    from prunebench.core.registry import TASKS
+    from prunebench.train.loop import train_model
 
     user = {key: value for key, value in (
         ("init", args.init), ("recipe", args.recipe), ("prune", args.prune), ("frames", args.frames),
@@ -266,7 +266,7 @@ def cmd_train(args) -> int:
 
 
 def _folds(text: str) -> List[str]:
-    from benchmark.core.errors import ConfigError
+    from prunebench.core.errors import ConfigError
 
     try:
         return [f"fold{int(f)}" for f in text.split(",") if f.strip()]
@@ -283,7 +283,7 @@ def cmd_profile(args) -> int:
 
     if args.check_macs:
         return _check_macs(args)
-    from benchmark.measure.profile import format_profile, format_repeatability, machine_description, profile, repeatable
+    from prunebench.measure.profile import format_profile, format_repeatability, machine_description, profile, repeatable
 
     rows = profile(args.model, args.method, seconds=args.seconds, batch_size=args.batch_size, device=args.device,
                    dtype=args.dtype, repeats=args.repeats, warmup=args.warmup, buckets=args.bucket,
@@ -302,11 +302,11 @@ def cmd_profile(args) -> int:
 def cmd_tune(args) -> int:
     import torch
 
-    from benchmark.measure.profile import input_shapes, model_frontend
-    from benchmark.measure.throughput import TimingSettings
-    from benchmark.measure.tune import tune
-    from benchmark.method import parse_method_spec
-    from benchmark.models import build_model
+    from prunebench.measure.profile import input_shapes, model_frontend
+    from prunebench.measure.throughput import TimingSettings
+    from prunebench.measure.tune import tune
+    from prunebench.method_api import parse_method_spec
+    from prunebench.models import build_model
 
     torch.manual_seed(0)
     model = build_model(args.model).eval()
@@ -331,9 +331,9 @@ def _check_macs(args) -> int:
 
     import torch
 
-    from benchmark.measure.counters import check_macs, format_mac_check
-    from benchmark.models import build_model
-    from benchmark.measure.profile import build_methods, input_shapes, model_frontend
+    from prunebench.measure.counters import check_macs, format_mac_check
+    from prunebench.models import build_model
+    from prunebench.measure.profile import build_methods, input_shapes, model_frontend
 
     torch.manual_seed(0)
     model = build_model(args.model).eval()
@@ -350,7 +350,7 @@ def _check_macs(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from benchmark.analysis.report import report_folder
+    from prunebench.analysis.report import report_folder
 
     text = report_folder(args.results, seed=args.seed)
     print(text, end="")
@@ -360,10 +360,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_validate_method(args) -> int:
-    from benchmark.method import parse_method_spec
-    from benchmark.run.validate import format_checks, validate_method
+    from prunebench.method_api import parse_method_spec
+    from prunebench.run.validate import format_checks, validate_method
 
-    from benchmark.run.validate import tiny_model
+    from prunebench.run.validate import tiny_model
 
     name, params = parse_method_spec(args.method)
     checks = validate_method(name, params if ":" in args.method else None, model=tiny_model(model_name=args.model))
@@ -374,7 +374,7 @@ def cmd_validate_method(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from benchmark.leaderboard import render_leaderboard
+    from prunebench.leaderboard import render_leaderboard
 
     out = args.output or str(Path(args.results) / "leaderboard.html")
     page = render_leaderboard(args.results, out, warn=_warn)

@@ -29,11 +29,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="CPUs of the local Ray instance")
     args = parser.parse_args()
 
-    from benchmark.core.cache import cache_dir, cache_root
-    from benchmark.run.config import load_config
-    from benchmark.run.executors import make_executor
-    from benchmark.run.runner import Runner
-    from benchmark.run.work import Work
+    from prunebench.core.cache import cache_dir, cache_root
+    from prunebench.run.config import load_config
+    from prunebench.run.executors import make_executor
+    from prunebench.run.runner import Runner
+    from prunebench.run.work import Work
 
     config = load_config(args.config)
     scratch = Path(tempfile.mkdtemp(prefix="ray-vs-local-"))
@@ -76,8 +76,8 @@ def main() -> None:
 def overhead_per_task(config, workers: int) -> None:
     import ray
 
-    from benchmark.run.executors.ray_cluster import WorkerSetup, evaluate_task, features_task, prepare_task
-    from benchmark.run.plan import plan_run
+    from prunebench.run.executors.ray_cluster import WorkerSetup, evaluate_task, features_task, prepare_task
+    from prunebench.run.plan import plan_run
 
     plan = plan_run(config, tempfile.mkdtemp(prefix="ray-overhead-"))
     ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING)

@@ -68,7 +68,7 @@ def make_checkpoint(path: Path) -> None:
     """Seeded random weights of ast-tiny at 1024 frames with AudioSet's 527 outputs."""
     import torch
 
-    from benchmark.models import build_model, save_checkpoint
+    from prunebench.models import build_model, save_checkpoint
 
     torch.manual_seed(0)
     save_checkpoint(build_model("ast-tiny", num_classes=CLASSES, **MODEL).eval(), path, {"note": "random init, scale benchmark"})
@@ -88,7 +88,7 @@ def run_config(root: Path, checkpoint: Path) -> dict:
 def run_once(config_path: Path, out: Path, cache: Path) -> tuple:
     """(wall seconds, peak RSS in MiB, exit code) of one `prunebench run` in a child process."""
     env = {**os.environ, "PRUNEBENCH_CACHE": str(cache)}
-    command = [sys.executable, "-m", "benchmark.cli", "run", "--config", str(config_path), "--out", str(out), "--no-progress"]
+    command = [sys.executable, "-m", "prunebench.cli", "run", "--config", str(config_path), "--out", str(out), "--no-progress"]
     started = time.perf_counter()
     with open(out.parent / f"{out.name}.log", "w") as log:
         child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, Tuple
 
-from benchmark.analysis.schema import COLUMNS
-from benchmark.analysis.table import Cell, Column, Row, Table, id_cells
-from benchmark.records.record import FULL, Record, RecordLike, as_records
+from prunebench.analysis.schema import COLUMNS
+from prunebench.analysis.table import Cell, Column, Row, Table, id_cells
+from prunebench.records.record import FULL, Record, RecordLike, as_records
 
 
 def bucket_table(records: Iterable[RecordLike]) -> Table:

@@ -7,11 +7,11 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from markupsafe import Markup
 
-from benchmark.analysis.schema import AXES, Measure, metric
-from benchmark.analysis.table import CLEAN, Row, Table, group_title
-from benchmark.core.registry import BASELINE
-from benchmark.leaderboard.plots import Point, Series, line_plot, pareto_plot
-from benchmark.records.record import RecordLike, as_records
+from prunebench.analysis.schema import AXES, Measure, metric
+from prunebench.analysis.table import CLEAN, Row, Table, group_title
+from prunebench.core.registry import BASELINE
+from prunebench.leaderboard.plots import Point, Series, line_plot, pareto_plot
+from prunebench.records.record import RecordLike, as_records
 
 Y_OPTIONS = (("clean", "clean score"), ("mean_noisy", "mean noisy score"))
 

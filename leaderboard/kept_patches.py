@@ -2,7 +2,7 @@
 method kept, clean beside noisy.
 
 Spectrograms come from the records' `examples` (small 8-bit images stored by the runner, see
-benchmark.data.examples), masks from `per_clip.kept_patches` of the same records, so the view needs
+prunebench.data.examples), masks from `per_clip.kept_patches` of the same records, so the view needs
 nothing but the results folder. The page's script draws them on canvases; everything it shows as
 text is set with textContent.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from benchmark.analysis.robustness import mask_jaccard
-from benchmark.analysis.table import CLEAN, group_title
-from benchmark.records.record import Record, RecordLike, as_records
+from prunebench.analysis.robustness import mask_jaccard
+from prunebench.analysis.table import CLEAN, group_title
+from prunebench.records.record import Record, RecordLike, as_records
 
 MAX_CLIPS = 3
 

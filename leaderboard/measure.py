@@ -1,7 +1,7 @@
 """Figures of the leaderboard page for a results folder: size, Python render time, and the time
 headless Chromium takes to show it, against an empty page opened in the same browser.
 
-    python -m benchmark.leaderboard.measure RESULTS_DIR [--repeats 5] [--screenshot FILE.png]
+    python -m prunebench.leaderboard.measure RESULTS_DIR [--repeats 5] [--screenshot FILE.png]
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import List
 
-from benchmark.leaderboard.browser import file_url, open_browser, unavailable_reason
-from benchmark.leaderboard.render import render_leaderboard
+from prunebench.leaderboard.browser import file_url, open_browser, unavailable_reason
+from prunebench.leaderboard.render import render_leaderboard
 
 EMPTY_PAGE = "<!DOCTYPE html><html><body><p>empty</p><script>document.documentElement.dataset.renderMs = " \
            "String(Math.round(performance.now())); document.documentElement.dataset.ready = '1';</script></body></html>"

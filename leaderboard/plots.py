@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from markupsafe import Markup, escape
 
-from benchmark.core.registry import BASELINE
+from prunebench.core.registry import BASELINE
 
 WIDTH, HEIGHT = 440, 290
 LEFT, RIGHT, TOP, BOTTOM = 58, 18, 30, 46

@@ -16,16 +16,16 @@ from typing import Any, Callable, Dict, List, Optional
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from benchmark.analysis.merge import ResultSet, collect, merge
-from benchmark.analysis.robustness import compare
-from benchmark.analysis.table import main_table
-from benchmark.leaderboard.buckets import bucket_table
-from benchmark.leaderboard.figures import Y_OPTIONS, pareto_figures, snr_figures
-from benchmark.leaderboard.kept_patches import kept_patch_groups
-from benchmark.leaderboard.plots import colors_for
-from benchmark.leaderboard.robustness_view import detail_table, verdict_table
-from benchmark.leaderboard.speed_view import ISO_HEADERS, speed_groups
-from benchmark.records.record import FULL, Record, RecordLike
+from prunebench.analysis.merge import ResultSet, collect, merge
+from prunebench.analysis.robustness import compare
+from prunebench.analysis.table import main_table
+from prunebench.leaderboard.buckets import bucket_table
+from prunebench.leaderboard.figures import Y_OPTIONS, pareto_figures, snr_figures
+from prunebench.leaderboard.kept_patches import kept_patch_groups
+from prunebench.leaderboard.plots import colors_for
+from prunebench.leaderboard.robustness_view import detail_table, verdict_table
+from prunebench.leaderboard.speed_view import ISO_HEADERS, speed_groups
+from prunebench.records.record import FULL, Record, RecordLike
 
 
 def render_leaderboard(results_dir: str | Path, out_file: str | Path,
@@ -54,7 +54,7 @@ def render_html(result: ResultSet | List[RecordLike]) -> str:
 @functools.lru_cache(maxsize=1)
 def _template():
     # Autoescape on for every template and string: everything from results is escaped.
-    env = Environment(loader=PackageLoader("benchmark.leaderboard", "templates"),
+    env = Environment(loader=PackageLoader("prunebench.leaderboard", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       trim_blocks=True, lstrip_blocks=True)
     return env.get_template("leaderboard.html.j2")

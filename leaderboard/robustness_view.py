@@ -1,6 +1,6 @@
 """The robustness tables: does pruning change what noise costs, per method and keep rate?
 
-The statistics come from `benchmark.analysis.robustness.compare` (the flip effect with its paired
+The statistics come from `prunebench.analysis.robustness.compare` (the flip effect with its paired
 bootstrap interval and McNemar's test on the clips both get right clean, the drop effect, the
 chance floor, selection Jaccard), the same the report shows; this module only lays them out:
 - the detailed table, one row per (model, task, bucket, method, corruption);
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
 
-from benchmark.analysis.robustness import DEGRADES, FLOOR_NOTE, IMPROVES, NO_EFFECT, Comparison
-from benchmark.analysis.schema import AXES, ROBUSTNESS, Measure
-from benchmark.analysis.table import Cell, Column, Row, Table
-from benchmark.records.record import FULL
+from prunebench.analysis.robustness import DEGRADES, FLOOR_NOTE, IMPROVES, NO_EFFECT, Comparison
+from prunebench.analysis.schema import AXES, ROBUSTNESS, Measure
+from prunebench.analysis.table import Cell, Column, Row, Table
+from prunebench.records.record import FULL
 
 CSS = {DEGRADES: "degrades", IMPROVES: "improves", NO_EFFECT: "neutral"}  # a verdict cell's class
 

@@ -1,7 +1,7 @@
 """The central figure: per model and task, clean score and robustness effect against measured speedup,
 one line per method, and the iso-speed table (each method at 1.25x, 1.5x, 2x).
 
-The curves and the table come from `benchmark.analysis.speed` (the report prints the same table);
+The curves and the table come from `prunebench.analysis.speed` (the report prints the same table);
 this module only draws them."""
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Dict, List, Sequence
 
 from markupsafe import Markup
 
-from benchmark.analysis.robustness import Comparison
-from benchmark.analysis.speed import ISO_SPEEDS, SpeedCurve, iso_speed_table, speed_curves
-from benchmark.analysis.table import group_title
-from benchmark.core.registry import BASELINE
-from benchmark.leaderboard.plots import Series, colors_for, line_plot
-from benchmark.records.record import RecordLike
+from prunebench.analysis.robustness import Comparison
+from prunebench.analysis.speed import ISO_SPEEDS, SpeedCurve, iso_speed_table, speed_curves
+from prunebench.analysis.table import group_title
+from prunebench.core.registry import BASELINE
+from prunebench.leaderboard.plots import Series, colors_for, line_plot
+from prunebench.records.record import RecordLike
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Intensity: keep the patches where the input spectrogram is loudest (mean) or busiest (std).
 
 The score of a patch is a statistic of its pixels in the normalised spectrogram, computed once per
-forward before the transformer (benchmark.method.patches, with the model's patch kernel and strides) and
+forward before the transformer (prunebench.method_api.patches, with the model's patch kernel and strides) and
 carried with the tokens, so it costs no attention statistics at all. Padded frames count as the
 least intense: a patch of padding alone scores -inf, a partly padded one is scored on its real
 frames, whatever value normalisation gave the zero padding.
@@ -12,11 +12,11 @@ from typing import Optional
 
 import torch
 
-from benchmark.core.errors import ConfigError
-from benchmark.method import AttentionInfo, ModelDims, ScorePruning
-from benchmark.method.patches import patch_statistic
-from benchmark.core.registry import register_method
-from benchmark.method.tokens import TokenState
+from prunebench.core.errors import ConfigError
+from prunebench.method_api import AttentionInfo, ModelDims, ScorePruning
+from prunebench.method_api.patches import patch_statistic
+from prunebench.core.registry import register_method
+from prunebench.method_api.tokens import TokenState
 
 STATISTICS = ("mean", "std")
 

@@ -1,8 +1,8 @@
 """No pruning: the baseline every method is compared with."""
 from __future__ import annotations
 
-from benchmark.method import Method
-from benchmark.core.registry import BASELINE, register_method
+from prunebench.method_api import Method
+from prunebench.core.registry import BASELINE, register_method
 
 
 @register_method(BASELINE)

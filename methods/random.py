@@ -12,10 +12,10 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from benchmark.core.errors import ConfigError
-from benchmark.method import AttentionInfo, ModelDims, ScorePruning
-from benchmark.core.registry import register_method
-from benchmark.method.tokens import TokenState
+from prunebench.core.errors import ConfigError
+from prunebench.method_api import AttentionInfo, ModelDims, ScorePruning
+from prunebench.core.registry import register_method
+from prunebench.method_api.tokens import TokenState
 
 
 @register_method("random")

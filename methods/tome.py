@@ -19,11 +19,11 @@ from typing import Any, Dict, FrozenSet, List, Tuple
 import torch
 import torch.nn.functional as F
 
-from benchmark.core.errors import ConfigError
-from benchmark.method import AttentionInfo, Method, ModelDims, kept_count
-from benchmark.core.params import require_number
-from benchmark.core.registry import register_method
-from benchmark.method.tokens import MergePlan, TokenState
+from prunebench.core.errors import ConfigError
+from prunebench.method_api import AttentionInfo, Method, ModelDims, kept_count
+from prunebench.core.params import require_number
+from prunebench.core.registry import register_method
+from prunebench.method_api.tokens import MergePlan, TokenState
 
 SCHEDULES = ("iso", "constant")
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from benchmark.core.registry import register_task
+from prunebench.core.registry import register_task
 
-from benchmark.tasks.audio_folder import AudioFolder
+from prunebench.tasks.audio_folder import AudioFolder
 
 log = logging.getLogger(__name__)
 AUDIOSET_LABELS = 527

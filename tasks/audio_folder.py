@@ -18,13 +18,13 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from benchmark.core.errors import ConfigError, DataError
-from benchmark.audio.kaldi import AUDIOSET_STATS, ESC50_STATS
-from benchmark.core.params import require_number
-from benchmark.core.registry import register_task
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.audio.kaldi import AUDIOSET_STATS, ESC50_STATS
+from prunebench.core.params import require_number
+from prunebench.core.registry import register_task
 
-from benchmark.tasks.base import Clip, Task, check_disjoint
-from benchmark.tasks.manifest import Entry, LabelMap, label_map_from_data, read_label_map, read_manifest
+from prunebench.tasks.base import Clip, Task, check_disjoint
+from prunebench.tasks.manifest import Entry, LabelMap, label_map_from_data, read_label_map, read_manifest
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus", ".w64", ".caf")
 NAMED_STATS = {"audioset": AUDIOSET_STATS, "esc50": ESC50_STATS}
@@ -40,7 +40,7 @@ def longest_clip_seconds(clips: List[Clip], root: Path) -> float:
     """The longest clip's duration by its file header (a file without one is decoded)."""
     import soundfile as sf
 
-    from benchmark.audio.decode import load_audio
+    from prunebench.audio.decode import load_audio
 
     longest = 0.0
     for clip in clips:

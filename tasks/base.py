@@ -9,9 +9,9 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmark.audio.decode import load_audio
-from benchmark.core.params import Configurable
-from benchmark.core.registry import TASKS
+from prunebench.audio.decode import load_audio
+from prunebench.core.params import Configurable
+from prunebench.core.registry import TASKS
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Task(Configurable):
 
     def cross_validation_splits(self) -> List[str]:
         """The splits of `split: all` (one model per held-out split); tasks with folds override."""
-        from benchmark.core.errors import ConfigError
+        from prunebench.core.errors import ConfigError
 
         raise ConfigError(f"task {self.name!r} has no cross-validation folds: split: all is for fold-based tasks")
 
@@ -111,7 +111,7 @@ def check_disjoint(test: List[Clip], train: List[Clip], where: str) -> None:
     train_paths = {c.path for c in train if c.index is None}
     for clip in test:
         if clip.id in train_ids or (clip.index is None and clip.path in train_paths):
-            from benchmark.core.errors import DataError
+            from prunebench.core.errors import DataError
 
             raise DataError(f"{where}: clip {clip.id} ({clip.path}) is in both the evaluated and the training split")
 

@@ -10,8 +10,8 @@ from typing import ClassVar
 
 import torch
 
-from benchmark.core.errors import ConfigError
-from benchmark.core.params import Configurable, require_number
+from prunebench.core.errors import ConfigError
+from prunebench.core.params import Configurable, require_number
 
 BUCKET_MODES = ("pad", "native")
 

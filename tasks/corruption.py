@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, ClassVar, Optional
 
 import torch
 
-from benchmark.audio.kaldi import window_samples
-from benchmark.core.errors import ConfigError, DataError
-from benchmark.core.params import Configurable, require_number
-from benchmark.core.registry import CORRUPTIONS
+from prunebench.audio.kaldi import window_samples
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.core.params import Configurable, require_number
+from prunebench.core.registry import CORRUPTIONS
 
 if TYPE_CHECKING:
-    from benchmark.tasks.base import Clip, Task
+    from prunebench.tasks.base import Clip, Task
 
 SNR_MODES = ("clip", "active")
 

@@ -18,12 +18,12 @@ from typing import Any, ClassVar, Dict, List, Tuple
 
 import torch
 
-from benchmark.audio.decode import prepare_waveform
-from benchmark.core.errors import ConfigError, DataError
-from benchmark.audio.kaldi import ESC50_STATS
-from benchmark.core.registry import register_task
+from prunebench.audio.decode import prepare_waveform
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.audio.kaldi import ESC50_STATS
+from prunebench.core.registry import register_task
 
-from benchmark.tasks.base import Clip, Task, check_disjoint
+from prunebench.tasks.base import Clip, Task, check_disjoint
 
 REQUIRED_COLUMNS = ("filename", "fold", "target", "category")
 FOLDS = (1, 2, 3, 4, 5)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from benchmark.core.errors import DataError
+from prunebench.core.errors import DataError
 
 PATH_KEYS = ("path", "filename", "wav", "file", "audio")
 LABEL_KEYS = ("labels", "label", "target", "category", "class")

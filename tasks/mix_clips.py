@@ -12,11 +12,11 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from benchmark.core.errors import ConfigError, DataError
-from benchmark.core.registry import register_corruption
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.core.registry import register_corruption
 
-from benchmark.tasks.base import Clip
-from benchmark.tasks.corruption import AdditiveNoise, ClipContext, fit_segment, is_silent
+from prunebench.tasks.base import Clip
+from prunebench.tasks.corruption import AdditiveNoise, ClipContext, fit_segment, is_silent
 
 DRAWS = 8
 

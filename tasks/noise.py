@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.core.registry import register_corruption
+from prunebench.core.registry import register_corruption
 
-from benchmark.tasks.corruption import AdditiveNoise
+from prunebench.tasks.corruption import AdditiveNoise
 
 
 def coloured_noise(n: int, generator: torch.Generator, exponent: float) -> torch.Tensor:

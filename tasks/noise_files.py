@@ -8,12 +8,12 @@ from typing import ClassVar, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmark.audio.decode import load_audio
-from benchmark.core.errors import ConfigError, DataError
-from benchmark.core.registry import register_corruption
+from prunebench.audio.decode import load_audio
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.core.registry import register_corruption
 
-from benchmark.tasks.audio_folder import AUDIO_EXTENSIONS, audio_files
-from benchmark.tasks.corruption import AdditiveNoise, fit_segment, is_silent
+from prunebench.tasks.audio_folder import AUDIO_EXTENSIONS, audio_files
+from prunebench.tasks.corruption import AdditiveNoise, fit_segment, is_silent
 
 DRAWS = 8  # tries for a segment that is not digital silence, before giving up on the clip
 

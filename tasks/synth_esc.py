@@ -16,11 +16,11 @@ from typing import Any, Callable, Dict, List
 import numpy as np
 import soundfile as sf
 
-from benchmark.core.cache import cache_dir
-from benchmark.core.params import require_number
-from benchmark.core.registry import register_task
+from prunebench.core.cache import cache_dir
+from prunebench.core.params import require_number
+from prunebench.core.registry import register_task
 
-from benchmark.tasks.esc50 import ESC50, FOLDS
+from prunebench.tasks.esc50 import ESC50, FOLDS
 
 GENERATOR_VERSION = 7
 DEFAULT_SECONDS = 5.0  # ESC-50's clip length

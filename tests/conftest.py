@@ -35,7 +35,7 @@ def pytest_unconfigure(config):
 
 @pytest.fixture
 def tiny_model():
-    from benchmark.models import build_model
+    from prunebench.models import build_model
 
     torch.manual_seed(0)
     return build_model("ast-tiny", num_classes=5, **TINY).eval()
@@ -63,7 +63,7 @@ def write_esc_layout(root: Path, clips_per_fold: int = 2, classes: int = 3, seco
 def tiny_checkpoint(tmp_path_factory):
     """(synth-esc root with 2 clips per fold, checkpoint of a seeded random-init tiny model):
     runs that need a model but not a trained one skip training."""
-    from benchmark.models import build_model, save_checkpoint
+    from prunebench.models import build_model, save_checkpoint
 
     base = tmp_path_factory.mktemp("tiny-checkpoint")
     torch.manual_seed(0)

@@ -9,9 +9,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from benchmark.measure.evaluate import pack_mask
-from benchmark.data.examples import example_spectrograms
-from benchmark.records.store import SCHEMA, result_path
+from prunebench.measure.evaluate import pack_mask
+from prunebench.data.examples import example_spectrograms
+from prunebench.records.store import SCHEMA, result_path
 
 GRID = (8, 8)
 

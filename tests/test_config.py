@@ -1,7 +1,7 @@
 import pytest
 
-from benchmark.run.config import expand, load_config, parse_config
-from benchmark.core.errors import ConfigError
+from prunebench.run.config import expand, load_config, parse_config
+from prunebench.core.errors import ConfigError
 
 
 def test_default_config_expands_into_the_default_grid():
@@ -48,6 +48,6 @@ def test_malformed_yaml_gives_line(tmp_path):
     ({"dtype": "float16", "feature_dtype": "float32"}, "float32"),
 ])
 def test_the_feature_cache_stores_as_the_model_runs_unless_told(measure, stored):
-    from benchmark.run.config import feature_storage
+    from prunebench.run.config import feature_storage
 
     assert feature_storage(parse_config({**BASE, "measure": measure}).measure) == stored

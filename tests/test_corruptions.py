@@ -5,9 +5,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from benchmark.core.errors import ConfigError, DataError
-from benchmark.core.registry import CORRUPTIONS, TASKS
-from benchmark.tasks.corruption import ClipContext
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.core.registry import CORRUPTIONS, TASKS
+from prunebench.tasks.corruption import ClipContext
 
 from conftest import write_esc_layout
 
@@ -148,9 +148,9 @@ def test_mix_clips_without_a_task_is_a_clear_error():
 
 def test_silent_fraction_of_each_clip_is_recorded(tmp_path):
     """Noise changes digital silence wholesale: each clip's silent share travels to the records."""
-    from benchmark.data.features import FeatureStore, silent_fraction
-    from benchmark.audio.kaldi import FrontEnd
-    from benchmark.data.variant import TaskVariant
+    from prunebench.data.features import FeatureStore, silent_fraction
+    from prunebench.audio.kaldi import FrontEnd
+    from prunebench.data.variant import TaskVariant
 
     half = torch.cat([tone(8000), torch.zeros(8000)])
     assert silent_fraction(half, 16000) == pytest.approx(0.5)

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-import benchmark.data.features as features_module
-from benchmark.audio.kaldi import FrontEnd
-from benchmark.core.errors import DataError
-from benchmark.core.registry import TASKS
-from benchmark.data.features import FeatureStore
-from benchmark.data.shards import ShardedFbanks
-from benchmark.data.variant import TaskVariant
+import prunebench.data.features as features_module
+from prunebench.audio.kaldi import FrontEnd
+from prunebench.core.errors import DataError
+from prunebench.core.registry import TASKS
+from prunebench.data.features import FeatureStore
+from prunebench.data.shards import ShardedFbanks
+from prunebench.data.variant import TaskVariant
 
 from conftest import write_esc_layout
 
@@ -92,7 +92,7 @@ def test_native_length_clips_keep_their_frames(task):
 
 
 def test_reading_keeps_only_the_last_maps_open_and_reopens_the_others(task, monkeypatch):
-    import benchmark.data.shards as shards
+    import prunebench.data.shards as shards
 
     monkeypatch.setattr(features_module, "SHARD_CLIPS", 1)  # one shard per clip
     monkeypatch.setattr(shards, "OPEN_MAPS", 1)

@@ -4,9 +4,9 @@ import soundfile as sf
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
-from benchmark.audio.decode import load_audio
-from benchmark.core.errors import DataError
-from benchmark.audio.kaldi import ESC50_STATS, FrontEnd
+from prunebench.audio.decode import load_audio
+from prunebench.core.errors import DataError
+from prunebench.audio.kaldi import ESC50_STATS, FrontEnd
 
 
 def tone(seconds=1.0, sr=16000, freq=440.0):

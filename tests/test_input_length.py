@@ -1,21 +1,21 @@
-"""The model's input length follows the task (benchmark.data.length): synth-esc's 1 s clips run at
+"""The model's input length follows the task (prunebench.data.length): synth-esc's 1 s clips run at
 112 frames for a quarter of the 5 s default's MACs; an explicit `frames:` wins; a checkpoint whose
 positions cannot be adapted is refused, naming it and both lengths; crops scale with the input."""
 import pytest
 import soundfile as sf
 
-import benchmark.tasks  # noqa: F401  registers the tasks
-from benchmark.core.errors import ConfigError, DataError
-from benchmark.core.registry import METHODS, TASKS
-from benchmark.data.length import input_frames_for, task_frames
-from benchmark.measure.profile import macs_per_sample
-from benchmark.measure.shapes import nominal_shape
-from benchmark.models import build_model, registered_config
-from benchmark.run.config import parse_config
-from benchmark.run.work import fit_to_task
-from benchmark.train.augment import crop_length
-from benchmark.train.checkpoints import default_checkpoint_path
-from benchmark.train.recipes import settings_for
+import prunebench.tasks  # noqa: F401  registers the tasks
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.core.registry import METHODS, TASKS
+from prunebench.data.length import input_frames_for, task_frames
+from prunebench.measure.profile import macs_per_sample
+from prunebench.measure.shapes import nominal_shape
+from prunebench.models import build_model, registered_config
+from prunebench.run.config import parse_config
+from prunebench.run.work import fit_to_task
+from prunebench.train.augment import crop_length
+from prunebench.train.checkpoints import default_checkpoint_path
+from prunebench.train.recipes import settings_for
 
 
 def synth(seconds=None, **params):

@@ -7,26 +7,26 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # The installed name of each top-level folder (pyproject.toml's package-dir).
-FOLDERS = {"benchmark": "benchmark", "tasks": "benchmark.tasks", "methods": "benchmark.methods",
-           "leaderboard": "benchmark.leaderboard"}
+FOLDERS = {"benchmark": "prunebench", "tasks": "prunebench.tasks", "methods": "prunebench.methods",
+           "leaderboard": "prunebench.leaderboard"}
 
 # layer -> the layers it may import (besides itself)
 ALLOWED = {
     "core": set(),
     "audio": {"core"},
-    "method": {"core"},
+    "method_api": {"core"},
     "records": {"core"},
     "tasks": {"core", "audio"},
-    "models": {"core", "audio", "method"},
-    "methods": {"core", "method"},
+    "models": {"core", "audio", "method_api"},
+    "methods": {"core", "method_api"},
     "data": {"core", "audio", "tasks"},
-    "measure": {"core", "audio", "method", "models", "data"},
-    "train": {"core", "audio", "method", "tasks", "models", "data", "measure"},
-    "run": {"core", "audio", "method", "tasks", "models", "data", "measure", "train", "records"},
+    "measure": {"core", "audio", "method_api", "models", "data"},
+    "train": {"core", "audio", "method_api", "tasks", "models", "data", "measure"},
+    "run": {"core", "audio", "method_api", "tasks", "models", "data", "measure", "train", "records"},
     "analysis": {"core", "records", "measure"},
     "leaderboard": {"core", "records", "analysis"},
     # the package's front (register_*, load_model) and the command line sit on top
-    "facade": {"core", "models"},
+    "facade": {"core", "method_api", "models"},
     "cli": set(),
 }
 ANYTHING = {"cli"}
@@ -80,7 +80,7 @@ def test_no_layer_imports_a_higher_one():
         if mine in ANYTHING:
             continue
         for target in imported(path, module):
-            if not target or target.split(".")[0] != "benchmark":
+            if not target or target.split(".")[0] != "prunebench":
                 continue
             theirs = layer_of(target)
             if theirs != mine and theirs not in ALLOWED[mine]:
@@ -89,10 +89,10 @@ def test_no_layer_imports_a_higher_one():
 
 
 @pytest.mark.parametrize("source, expected", [
-    ("from benchmark.leaderboard.table import x\n", "leaderboard"),
+    ("from prunebench.leaderboard.table import x\n", "leaderboard"),
     ("def f():\n    from ..run import work\n", "run"),
 ])
 def test_the_check_sees_top_level_and_nested_relative_imports(tmp_path, source, expected):
     path = tmp_path / "mod.py"
     path.write_text(source)
-    assert [layer_of(t) for t in imported(path, "benchmark.data.mod")] == [expected]
+    assert [layer_of(t) for t in imported(path, "prunebench.data.mod")] == [expected]

@@ -11,10 +11,10 @@ import pytest
 import torch
 import yaml
 
-from benchmark.leaderboard.browser import file_url, open_browser, unavailable_reason
-from benchmark.leaderboard.render import render_leaderboard
-from benchmark.records.record import as_record
-from benchmark.records.store import load_records
+from prunebench.leaderboard.browser import file_url, open_browser, unavailable_reason
+from prunebench.leaderboard.render import render_leaderboard
+from prunebench.records.record import as_record
+from prunebench.records.store import load_records
 
 from conftest import TINY
 from leaderboard_records import write_records
@@ -125,10 +125,10 @@ def test_sort_filter_and_plots_on_screen(browser, handmade_page):
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
     """A real run of a tiny model: none and topk 0.5, clean and white noise at two SNRs."""
-    from benchmark.cli import main
+    from prunebench.cli import main
 
-    from benchmark.models import build_model
-    from benchmark.models.checkpoint import save_checkpoint
+    from prunebench.models import build_model
+    from prunebench.models.checkpoint import save_checkpoint
 
     tmp = tmp_path_factory.mktemp("lb-run")
     torch.manual_seed(0)  # random weights: what is tested is the page, not the model; no training

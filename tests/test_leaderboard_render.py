@@ -5,10 +5,10 @@ import shutil
 
 import torch
 
-from benchmark.cli import main
-from benchmark.data.examples import decode_image, encode_image, example_ids, example_spectrograms
-from benchmark.leaderboard.plots import nice_ticks, pareto_front
-from benchmark.leaderboard.render import render_html, render_leaderboard
+from prunebench.cli import main
+from prunebench.data.examples import decode_image, encode_image, example_ids, example_spectrograms
+from prunebench.leaderboard.plots import nice_ticks, pareto_front
+from prunebench.leaderboard.render import render_html, render_leaderboard
 
 from leaderboard_records import make_record, mask, write_records
 

@@ -2,12 +2,12 @@
 hand-made result sets whose every number is chosen here."""
 import pytest
 
-from benchmark.analysis.merge import merge
-from benchmark.analysis.robustness import compare
-from benchmark.analysis.summary import pivot, summary_table
-from benchmark.analysis.table import main_table
-from benchmark.leaderboard.buckets import bucket_table
-from benchmark.leaderboard.robustness_view import detail_table, verdict_table
+from prunebench.analysis.merge import merge
+from prunebench.analysis.robustness import compare
+from prunebench.analysis.summary import pivot, summary_table
+from prunebench.analysis.table import main_table
+from prunebench.leaderboard.buckets import bucket_table
+from prunebench.leaderboard.robustness_view import detail_table, verdict_table
 
 from leaderboard_records import make_record
 
@@ -191,7 +191,7 @@ def test_near_chance_comparisons_are_flagged():
 
 @pytest.mark.parametrize("value, expected", [(0.0004, "<0.001"), (0.0312, "0.031"), (None, "")])
 def test_p_value_format(value, expected):
-    from benchmark.analysis.schema import ROBUSTNESS
+    from prunebench.analysis.schema import ROBUSTNESS
 
     assert ROBUSTNESS["mcnemar_p"].format(value) == expected
 

@@ -8,14 +8,14 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark.measure.counters import COUNTERS, check_macs, count_macs
-from benchmark.measure.evaluate import evaluate
-from benchmark.data.features import FeatureSet
-from benchmark.measure.macs import FLOPS_PER_MAC, forward_macs, model_macs
-from benchmark.models import build_model
-from benchmark.measure.profile import macs_per_sample
-from benchmark.core.registry import METHODS
-from benchmark.measure.shapes import bucket_shape, make_batch, nominal_shape
+from prunebench.measure.counters import COUNTERS, check_macs, count_macs
+from prunebench.measure.evaluate import evaluate
+from prunebench.data.features import FeatureSet
+from prunebench.measure.macs import FLOPS_PER_MAC, forward_macs, model_macs
+from prunebench.models import build_model
+from prunebench.measure.profile import macs_per_sample
+from prunebench.core.registry import METHODS
+from prunebench.measure.shapes import bucket_shape, make_batch, nominal_shape
 
 from conftest import TINY
 
@@ -90,8 +90,8 @@ def test_reported_macs_equal_the_analytic_count(name, params):
 
 
 def test_flops_are_labelled_twice_the_macs():
-    from benchmark.measure.profile import _rows
-    from benchmark.measure.throughput import Throughput
+    from prunebench.measure.profile import _rows
+    from prunebench.measure.throughput import Throughput
 
     model = tiny()
     methods = [METHODS.get("none")(), METHODS.get("topk")(keep_rate=0.5)]

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from benchmark.measure.memory import CPU_KIND, ForwardSpec, cpu_peak_in_fresh_process, cuda_peak, process_spec
-from benchmark.models import build_model
-from benchmark.core.registry import METHODS
+from prunebench.measure.memory import CPU_KIND, ForwardSpec, cpu_peak_in_fresh_process, cuda_peak, process_spec
+from prunebench.models import build_model
+from prunebench.core.registry import METHODS
 
 needs_linux_proc = pytest.mark.skipif(not __import__("os").path.exists("/proc/self/clear_refs"),
                                       reason="peak RSS needs Linux /proc")

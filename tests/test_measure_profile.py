@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from benchmark.cli import main
-from benchmark.measure.profile import REPEATABILITY_TOLERANCE, format_repeatability, repeatable
-from benchmark.measure.shapes import bucket_shape, frames_for_seconds, parse_bucket
+from prunebench.cli import main
+from prunebench.measure.profile import REPEATABILITY_TOLERANCE, format_repeatability, repeatable
+from prunebench.measure.shapes import bucket_shape, frames_for_seconds, parse_bucket
 
 FAST = ["--batch-size", "2", "--repeats", "2", "--warmup", "0", "--min-time", "0", "--no-memory"]
 
@@ -91,7 +91,7 @@ def test_reference_rate_times_the_fixed_product():
 
     import torch
 
-    from benchmark.measure.machine_reference import REFERENCE_SHAPE, reference_rate
+    from prunebench.measure.machine_reference import REFERENCE_SHAPE, reference_rate
 
     rate = reference_rate("cpu", "float32", repeats=5, min_repeat_s=0.05)
     assert len(rate.gflops_per_s) == 5 and rate.steps_per_repeat >= 1

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from benchmark.core.errors import ConfigError
-from benchmark.measure.kernels import choose_backend, is_out_of_memory
-from benchmark.method import Method
-from benchmark.core.registry import METHODS
-from benchmark.measure.throughput import measure_interleaved, steps_to_fill
-from benchmark.measure.timing import StepTimer
+from prunebench.core.errors import ConfigError
+from prunebench.measure.kernels import choose_backend, is_out_of_memory
+from prunebench.method_api import Method
+from prunebench.core.registry import METHODS
+from prunebench.measure.throughput import measure_interleaved, steps_to_fill
+from prunebench.measure.timing import StepTimer
 
 FAST = dict(batch_size=2, device="cpu", warmup=1, repeats=3, min_repeat_s=0.0)
 

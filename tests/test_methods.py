@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from benchmark.core.errors import ConfigError
-from benchmark.method import default_reduction_layers, kept_count
-from benchmark.models.attention import attention_forward
-from benchmark.core.registry import METHODS
-from benchmark.method.tokens import MergePlan, TokenState
+from prunebench.core.errors import ConfigError
+from prunebench.method_api import default_reduction_layers, kept_count
+from prunebench.models.attention import attention_forward
+from prunebench.core.registry import METHODS
+from prunebench.method_api.tokens import MergePlan, TokenState
 
 from conftest import TINY
 
@@ -52,7 +52,7 @@ def reference_tome(keys, x, sizes, carried, r):
 
 @pytest.mark.parametrize("n,r", [(10, 3), (11, 5), (9, 1), (12, 6)])
 def test_tome_matching_and_weighted_merge_match_a_loop(n, r):
-    from benchmark.methods.tome import bipartite_soft_matching
+    from prunebench.methods.tome import bipartite_soft_matching
 
     gen = torch.Generator().manual_seed(n * 10 + r)
     b, p, d, num_patches = 2, 2, 6, 40
@@ -82,7 +82,7 @@ def test_tome_matching_and_weighted_merge_match_a_loop(n, r):
 
 
 def test_bipartite_plan_sums_like_the_generic_scatter():
-    from benchmark.methods.tome import bipartite_soft_matching
+    from prunebench.methods.tome import bipartite_soft_matching
 
     keys = torch.randn(3, 15, 8)
     plan = bipartite_soft_matching(keys, 6)
@@ -240,7 +240,7 @@ def reference_patch_means(x, valid, patch=16, stride=10):
 
 
 def test_intensity_keeps_the_loudest_patches_by_a_direct_reference():
-    from benchmark.models import build_model
+    from prunebench.models import build_model
 
     torch.manual_seed(0)
     model = build_model("ast-tiny", num_classes=5, **{**TINY, "depth": 2}, fstride=10, tstride=10).eval()
@@ -323,7 +323,7 @@ def test_properties_on_random_shapes(tiny_model, name):
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_validate_method_passes_every_builtin(name):
-    from benchmark.run.validate import validate_method
+    from prunebench.run.validate import validate_method
 
     checks = validate_method(name)
     failed = [c for c in checks if not c.passed]
@@ -333,7 +333,7 @@ def test_validate_method_passes_every_builtin(name):
 
 # -- the validator catches broken methods -------------------------------------------------------
 def _broken_methods():
-    from benchmark.method import ScorePruning
+    from prunebench.method_api import ScorePruning
 
     class WrongOverhead(ScorePruning):
         name = "broken-macs"
@@ -375,7 +375,7 @@ def _broken_methods():
 
 @pytest.mark.parametrize("name", ["broken-macs", "broken-prefix", "broken-rng", "broken-identity"])
 def test_validate_method_catches_a_broken_method(name):
-    from benchmark.run.validate import validate_method
+    from prunebench.run.validate import validate_method
 
     cls, failing_check = _broken_methods()[name]
     METHODS.add(name, cls)
@@ -387,7 +387,7 @@ def test_validate_method_catches_a_broken_method(name):
 
 
 def test_validate_method_cli(capsys):
-    from benchmark.cli import main
+    from prunebench.cli import main
 
     assert main(["validate-method", "topk:keep_rate=0.5"]) == 0
     out = capsys.readouterr().out

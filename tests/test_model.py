@@ -5,9 +5,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark.measure.macs import model_macs
-from benchmark.method import default_reduction_layers, kept_count
-from benchmark.core.registry import METHODS
+from prunebench.measure.macs import model_macs
+from prunebench.method_api import default_reduction_layers, kept_count
+from prunebench.core.registry import METHODS
 
 from conftest import TINY
 
@@ -49,7 +49,7 @@ def test_topk_schedule_is_ceil_k_n_per_stage(tiny_model, keep_rate):
 
 def test_topk_keeps_the_patches_cls_attends_to(tiny_model):
     """Direct reference: the kept set after the first stage equals the top ceil(kN) of the CLS row."""
-    from benchmark.models.attention import attention_forward
+    from prunebench.models.attention import attention_forward
 
     method = METHODS.get("topk")(keep_rate=0.5, layers=[0])
     x_in = fbank(batch=2)

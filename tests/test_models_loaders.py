@@ -21,10 +21,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from benchmark.core.errors import DataError, PrunebenchError
-from benchmark.models import load_backbone, load_model
-from benchmark.models.audio_vit import AudioViT, AudioViTConfig
-from benchmark.core.registry import MODELS
+from prunebench.core.errors import DataError, PrunebenchError
+from prunebench.models import load_backbone, load_model
+from prunebench.models.audio_vit import AudioViT, AudioViTConfig
+from prunebench.core.registry import MODELS
 
 WIDTH, DEPTH, HEADS, CLASSES = 64, 2, 4, 7
 TOL = 1e-4
@@ -314,8 +314,8 @@ def test_key_mapping_at_the_real_ast_base_shape():
     transformers = pytest.importorskip("transformers")
     from timm.models.deit import VisionTransformerDistilled
 
-    from benchmark.models import build_model
-    from benchmark.models.formats import ast_to_audiovit, transformers_to_audiovit
+    from prunebench.models import build_model
+    from prunebench.models.formats import ast_to_audiovit, transformers_to_audiovit
 
     with torch.device("meta"):
         ours = {k: v.shape for k, v in build_model("ast-base", num_classes=527).state_dict().items()}
@@ -375,7 +375,7 @@ def test_hub_id_loads_from_the_cache_offline(tmp_path, monkeypatch):
 def test_cli_reports_a_missing_hub_checkpoint_in_one_line(tmp_path, monkeypatch, capsys):
     from huggingface_hub import constants
 
-    from benchmark.cli import main
+    from prunebench.cli import main
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from benchmark.core.errors import ConfigError, DataError
-from benchmark.core.registry import CORRUPTIONS
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.core.registry import CORRUPTIONS
 
 
 def signal(seed=0, n=16000):

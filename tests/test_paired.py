@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.analysis.paired import (bootstrap_draws, drop_effect, flip_counts, flip_differences, flip_effect,
+from prunebench.analysis.paired import (bootstrap_draws, drop_effect, flip_counts, flip_differences, flip_effect,
                                        mcnemar_exact_p, minimal_detectable_effect,
                                        paired_bootstrap, retention_effect)
 
@@ -103,7 +103,7 @@ def test_sign_flip_p_matches_the_exact_enumeration():
     """Eight clips: all 256 sign patterns enumerated by hand-rolled loop, against the sampled test."""
     import itertools
 
-    from benchmark.analysis.paired import sign_flip_p
+    from prunebench.analysis.paired import sign_flip_p
 
     d = torch.tensor([1.0, 0.5, 0.5, 1.0, 0.0, 0.5, -0.5, 1.0])
     observed = abs(float(d.mean()))
@@ -114,7 +114,7 @@ def test_sign_flip_p_matches_the_exact_enumeration():
 
 def test_the_pooled_power_figure_holds_in_simulation():
     """Mean per-clip differences at the computed MDE are detected about 80% of the time."""
-    from benchmark.analysis.paired import mean_difference_mde, sign_flip_p
+    from prunebench.analysis.paired import mean_difference_mde, sign_flip_p
 
     generator = torch.Generator().manual_seed(3)
     n, sd = 200, 0.4

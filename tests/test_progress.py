@@ -3,15 +3,15 @@ import logging
 
 import torch
 
-from benchmark.core.progress import Progress
-from benchmark.audio.kaldi import FrontEnd
-from benchmark.data.features import FeatureStore
-from benchmark.data.variant import TaskVariant
-from benchmark.tasks.synth_esc import SynthESC
+from prunebench.core.progress import Progress
+from prunebench.audio.kaldi import FrontEnd
+from prunebench.data.features import FeatureStore
+from prunebench.data.variant import TaskVariant
+from prunebench.tasks.synth_esc import SynthESC
 
 
 def test_the_log_line_has_the_count_the_rate_and_the_time_left(caplog):
-    caplog.set_level(logging.INFO, logger="benchmark.progress")
+    caplog.set_level(logging.INFO, logger="prunebench.progress")
     with Progress(10, "features demo", enabled=False, unit="clip", log_every_s=0.0) as bar:
         bar.started -= 2.0  # two seconds ago
         for _ in range(4):
@@ -23,7 +23,7 @@ def test_the_log_line_has_the_count_the_rate_and_the_time_left(caplog):
 
 def test_feature_extraction_reports_progress_without_a_bar(caplog, tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNEBENCH_CACHE", str(tmp_path))
-    caplog.set_level(logging.INFO, logger="benchmark.progress")
+    caplog.set_level(logging.INFO, logger="prunebench.progress")
     monkeypatch.setattr(Progress, "__init__", _logging_every_update(Progress.__init__))
     task = SynthESC(clips_per_fold=2)
     features = FeatureStore(disk_cache=False, progress=False).get(TaskVariant(task), FrontEnd(target_frames=128))

@@ -8,11 +8,11 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from benchmark.run.config import parse_config  # noqa: E402
-from benchmark.run.executors import make_executor  # noqa: E402
-from benchmark.core.plugins import load_plugin_file  # noqa: E402
-from benchmark.records.store import load_records  # noqa: E402
-from benchmark.run.runner import Runner  # noqa: E402
+from prunebench.run.config import parse_config  # noqa: E402
+from prunebench.run.executors import make_executor  # noqa: E402
+from prunebench.core.plugins import load_plugin_file  # noqa: E402
+from prunebench.records.store import load_records  # noqa: E402
+from prunebench.run.runner import Runner  # noqa: E402
 
 from conftest import run_config  # noqa: E402
 

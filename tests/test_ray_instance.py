@@ -6,7 +6,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from benchmark.run.executors.ray_cluster import RayExecutor, warm_task  # noqa: E402
+from prunebench.run.executors.ray_cluster import RayExecutor, warm_task  # noqa: E402
 
 
 def test_the_local_instance_runs_workers_at_normal_priority():

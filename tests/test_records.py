@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from benchmark.core.errors import DataError
-from benchmark.core.registry import BASELINE
-from benchmark.records.record import Failure, Record, as_record, is_ok, method_sort_key
-from benchmark.records.store import failed_record, failure_info
+from prunebench.core.errors import DataError
+from prunebench.core.registry import BASELINE
+from prunebench.records.record import Failure, Record, as_record, is_ok, method_sort_key
+from prunebench.records.store import failed_record, failure_info
 
 from leaderboard_records import make_record
 

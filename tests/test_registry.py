@@ -4,10 +4,10 @@ import textwrap
 
 import pytest
 
-from benchmark.core.errors import PluginError
-from benchmark import register_method
-from benchmark.core.registry import METHODS, Registry
-from benchmark.core.plugins import load_plugin_file, load_plugins
+from prunebench.core.errors import PluginError
+from prunebench import register_method
+from prunebench.core.registry import METHODS, Registry
+from prunebench.core.plugins import load_plugin_file, load_plugins
 
 
 def test_duplicate_name_is_an_error():
@@ -27,14 +27,14 @@ LAZY_PROBE = textwrap.dedent("""
     def loaded(names):
         return sorted(n for n in names if n in sys.modules)
     HEAVY = ["torch", "timm", "torchaudio", "transformers", "datasets", "ray", "ctranslate2", "ptflops",
-             "torchmetrics", "sklearn", "jinja2", "benchmark.run", "benchmark.measure", "benchmark.train",
-             "benchmark.data", "benchmark.leaderboard", "benchmark.methods.topk", "benchmark.models.ast"]
-    import benchmark
-    from benchmark.core.registry import METHODS
+             "torchmetrics", "sklearn", "jinja2", "prunebench.run", "prunebench.measure", "prunebench.train",
+             "prunebench.data", "prunebench.leaderboard", "prunebench.methods.topk", "prunebench.models.ast"]
+    import prunebench
+    from prunebench.core.registry import METHODS
     seen = {"import": loaded(HEAVY)}
     names = METHODS.names()
     seen["methods"] = loaded(HEAVY)
-    from benchmark.cli import main
+    from prunebench.cli import main
     with contextlib.redirect_stdout(io.StringIO()):
         main(["list"])
     seen["list"] = loaded(HEAVY)
@@ -52,13 +52,13 @@ def test_builtins_are_registered_lazily():
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"none", "topk", "tome", "random", "intensity"} <= set(report["names"])
     assert report["seen"]["import"] == []
-    assert report["seen"]["methods"] == ["benchmark.methods.topk", "torch"]
-    assert report["seen"]["list"] == ["benchmark.methods.topk", "benchmark.models.ast", "timm", "torch", "torchaudio"]
+    assert report["seen"]["methods"] == ["prunebench.methods.topk", "torch"]
+    assert report["seen"]["list"] == ["prunebench.methods.topk", "prunebench.models.ast", "timm", "torch", "torchaudio"]
 
 
 def test_the_registration_names_a_method():
-    """The example in benchmark.method's docstring has no `name =` line: its records must say "mine"."""
-    from benchmark.method import ScorePruning
+    """The example in prunebench.method_api's docstring has no `name =` line: its records must say "mine"."""
+    from prunebench.method_api import ScorePruning
 
     @register_method("mine-unnamed")
     class Mine(ScorePruning):
@@ -73,7 +73,7 @@ def test_the_registration_names_a_method():
 
 
 def test_a_declared_name_that_differs_from_the_registration_is_an_error():
-    from benchmark.method import Method
+    from prunebench.method_api import Method
 
     class Other(Method):
         name = "other"
@@ -84,18 +84,18 @@ def test_a_declared_name_that_differs_from_the_registration_is_an_error():
 
 
 def test_only_subclasses_of_the_base_register():
-    with pytest.raises(PluginError, match="not a subclass of benchmark.method.base.Method"):
+    with pytest.raises(PluginError, match="not a subclass of prunebench.method_api.base.Method"):
         METHODS.add("not-a-method", type("NotAMethod", (), {}))
-    from benchmark.core.registry import TASKS
+    from prunebench.core.registry import TASKS
 
     TASKS.names()  # the task base class is known once the built-ins are in
-    with pytest.raises(PluginError, match="not a subclass of benchmark.tasks.base.Task"):
+    with pytest.raises(PluginError, match="not a subclass of prunebench.tasks.base.Task"):
         TASKS.add("not-a-task", lambda: None)
 
 
 def test_an_unknown_attention_request_is_refused():
-    from benchmark.method import Method
-    from benchmark.models import build_model
+    from prunebench.method_api import Method
+    from prunebench.models import build_model
 
     @register_method("typo-request")
     class Typo(Method):
@@ -113,8 +113,8 @@ def test_an_unknown_attention_request_is_refused():
 def test_plugin_file_registers_a_method(tmp_path):
     plugin = tmp_path / "my_plugin.py"
     plugin.write_text(textwrap.dedent('''
-        from benchmark import register_method
-        from benchmark.method import ScorePruning
+        from prunebench import register_method
+        from prunebench.method_api import ScorePruning
 
         @register_method("first-patches")
         class FirstPatches(ScorePruning):
@@ -144,8 +144,8 @@ def test_entry_point_plugin_is_loaded(tmp_path):
     pkg = tmp_path / "site"
     (pkg / "ep_plugin").mkdir(parents=True)
     (pkg / "ep_plugin" / "__init__.py").write_text(textwrap.dedent('''
-        from benchmark import register_method
-        from benchmark.method import Method
+        from prunebench import register_method
+        from prunebench.method_api import Method
 
         @register_method("ep-method")
         class EP(Method):
@@ -155,7 +155,7 @@ def test_entry_point_plugin_is_loaded(tmp_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[prunebench.plugins]\nep = ep_plugin\n")
-    code = "from benchmark.cli import main; import sys; sys.exit(main(['list']))"
+    code = "from prunebench.cli import main; import sys; sys.exit(main(['list']))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**__import__("os").environ, "PYTHONPATH": str(pkg)})
     assert out.returncode == 0, out.stderr
@@ -163,10 +163,27 @@ def test_entry_point_plugin_is_loaded(tmp_path):
 
 
 def test_list_command_prints_one_line_each(capsys):
-    from benchmark.cli import main
+    from prunebench.cli import main
 
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     for name in ("ast-tiny", "esc50", "synth-esc", "white", "none", "topk"):
         line = next(l for l in out.splitlines() if l.strip().startswith(name + " "))
         assert len(line.split()) > 1  # a description follows the name
+
+
+def test_a_plugin_is_one_import_line_and_a_users_benchmark_folder_shadows_nothing(tmp_path):
+    """A user's own `benchmark/` and `methods/` folders in the working directory do not shadow the
+    package, and the method API comes from the package's front in one line."""
+    for folder in ("benchmark", "methods", "tasks"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "__init__.py").write_text("raise ImportError('the user folder was imported')\n")
+    probe = ("from prunebench import ScorePruning, register_method\n"
+             "import prunebench.method_api as api\n"
+             "assert ScorePruning is api.ScorePruning\n"
+             "from prunebench.core.registry import METHODS\n"
+             "assert 'topk' in METHODS.names()\n"
+             "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
-from benchmark.cli import main
-from benchmark.core.errors import DataError
-from benchmark.core.plugins import load_plugin_file
-from benchmark.records.record import as_record
-from benchmark.records.store import (SCHEMA, InvalidRecord, load_records, read_record, remove_stale_temporaries, validate_record,
+from prunebench.cli import main
+from prunebench.core.errors import DataError
+from prunebench.core.plugins import load_plugin_file
+from prunebench.records.record import as_record
+from prunebench.records.store import (SCHEMA, InvalidRecord, load_records, read_record, remove_stale_temporaries, validate_record,
                                write_record)
 
 from conftest import TINY, run_config
@@ -92,7 +92,7 @@ def test_method_that_changes_the_weights_is_caught_and_the_model_reloaded(tmp_pa
 
 
 def test_task_whose_data_breaks_fails_alone(tmp_path, tiny_checkpoint):
-    from benchmark.core.registry import TASKS
+    from prunebench.core.registry import TASKS
 
     root, checkpoint = tiny_checkpoint
     TASKS.get("synth-esc")(root=str(root), clips_per_fold=2).rows()  # generate, then copy
@@ -195,7 +195,7 @@ def test_records_are_validated_on_write(tmp_path, finished):
 
 
 def test_write_is_atomic_temp_fsync_rename(tmp_path, finished, monkeypatch):
-    import benchmark.core.files as files
+    import prunebench.core.files as files
 
     record = read_record(next((finished[0] / "results").rglob("fold5.json")))
     target = tmp_path / "r.json"
@@ -247,9 +247,9 @@ def test_same_config_and_seed_gives_identical_outcomes(tmp_path, finished, monke
 
 
 def test_training_is_deterministic(tmp_path, tiny_checkpoint):
-    from benchmark.run.config import TRAIN_DEFAULTS
-    from benchmark.core.registry import TASKS
-    from benchmark.train.loop import train_model
+    from prunebench.run.config import TRAIN_DEFAULTS
+    from prunebench.core.registry import TASKS
+    from prunebench.train.loop import train_model
 
     root, _ = tiny_checkpoint
     task = TASKS.get("synth-esc")(root=str(root), clips_per_fold=2)
@@ -268,7 +268,7 @@ def test_plugin_that_fails_to_import_is_reported_and_skipped(tmp_path, capsys):
     syntax = tmp_path / "syntax.py"
     syntax.write_text("def oops(:\n")
     duplicate = tmp_path / "duplicate.py"
-    duplicate.write_text("from benchmark import register_method\nfrom benchmark.method import Method\n"
+    duplicate.write_text("from prunebench import register_method\nfrom prunebench.method_api import Method\n"
                          "@register_method('topk')\nclass Again(Method):\n    name = 'topk'\n")
     args = ["list"] + [a for p in (broken, syntax, duplicate) for a in ("--plugins", str(p))]
     assert main(args) == 0

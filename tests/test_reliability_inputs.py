@@ -6,12 +6,12 @@ import soundfile as sf
 import torch
 import yaml
 
-from benchmark.audio.decode import load_audio
-from benchmark.cli import main
-from benchmark.run.config import load_config, parse_config
-from benchmark.core.errors import ConfigError, DataError
-from benchmark.audio.kaldi import FrontEnd
-from benchmark.records.store import load_records
+from prunebench.audio.decode import load_audio
+from prunebench.cli import main
+from prunebench.run.config import load_config, parse_config
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.audio.kaldi import FrontEnd
+from prunebench.records.store import load_records
 
 from conftest import TINY, write_esc_layout
 
@@ -67,10 +67,10 @@ def test_bad_audio_is_an_error_naming_the_file(tmp_path, case, message):
 
 
 def test_extreme_samples_make_non_finite_features_an_error(tmp_path):
-    from benchmark.data.features import clip_features
-    from benchmark.tasks.base import Clip
-    from benchmark.data.variant import TaskVariant
-    from benchmark.core.registry import TASKS
+    from prunebench.data.features import clip_features
+    from prunebench.tasks.base import Clip
+    from prunebench.data.variant import TaskVariant
+    from prunebench.core.registry import TASKS
 
     path = write(tmp_path / "loud.wav", tone() * 1e30, subtype="FLOAT")
     task = TASKS.get("synth-esc")(root=str(tmp_path / "unused"))
@@ -96,10 +96,10 @@ def test_several_channels_are_downmixed_to_their_mean(tmp_path, channels):
 
 
 def test_short_clip_is_padded_and_long_clip_cropped_and_counted(tmp_path):
-    from benchmark.data.features import clip_features
-    from benchmark.tasks.base import Clip
-    from benchmark.data.variant import TaskVariant
-    from benchmark.core.registry import TASKS
+    from prunebench.data.features import clip_features
+    from prunebench.tasks.base import Clip
+    from prunebench.data.variant import TaskVariant
+    from prunebench.core.registry import TASKS
 
     task = TASKS.get("synth-esc")(root=str(tmp_path / "unused"))
     frontend = FrontEnd(target_frames=128)
@@ -116,7 +116,7 @@ def test_short_clip_is_padded_and_long_clip_cropped_and_counted(tmp_path):
 def test_unicode_and_spaces_in_every_path_and_odd_clips_counted(tmp_path):
     """Dataset root, file names, checkpoint, config and results folder with spaces and non-ASCII;
     in the data: 8, 44.1 and 48 kHz files, stereo and 6-channel, a 0.2 s and a 60 s clip."""
-    from benchmark.models import build_model, save_checkpoint
+    from prunebench.models import build_model, save_checkpoint
 
     root = write_esc_layout(tmp_path / "données d'été 🎧" / "ESC 50", clips_per_fold=1)
     meta = root / "meta" / "esc50.csv"

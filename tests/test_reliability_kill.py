@@ -10,8 +10,8 @@ import time
 import pytest
 import yaml
 
-from benchmark.cli import main
-from benchmark.records.store import load_records
+from prunebench.cli import main
+from prunebench.records.store import load_records
 
 from conftest import run_config
 
@@ -49,7 +49,7 @@ def test_sigkill_mid_run_then_resume_loses_nothing(setup, tmp_path):
     tmp, config = setup
     out = tmp_path / "results"
     # A fresh cache: the killed run computes features too, so the kill lands in the middle of work.
-    proc = start(["-m", "benchmark.cli", "run", "--config", str(config), "--out", str(out), "--no-progress"], tmp_path / "cache")
+    proc = start(["-m", "prunebench.cli", "run", "--config", str(config), "--out", str(out), "--no-progress"], tmp_path / "cache")
     deadline = time.monotonic() + 300
     while len(record_files(out)) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -69,7 +69,7 @@ def test_sigkill_mid_run_then_resume_loses_nothing(setup, tmp_path):
 KILL_IN_RENAME = """
 import os, signal, sys
 from pathlib import Path
-import benchmark.core.files as files  # the one atomic writer (records, sidecars, shards, checkpoints)
+import prunebench.core.files as files  # the one atomic writer (records, sidecars, shards, checkpoints)
 
 class KillOnThirdRecordRename:
     calls = 0
@@ -83,7 +83,7 @@ class KillOnThirdRecordRename:
         return os.replace(src, dst)
 
 files.os = KillOnThirdRecordRename()
-from benchmark.cli import main
+from prunebench.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -4,10 +4,10 @@ import random
 import pytest
 import yaml
 
-from benchmark.cli import main
-from benchmark.analysis.report import build_report, holm_significant, pool_folds
-from benchmark.analysis.robustness import compare
-from benchmark.records.store import load_records
+from prunebench.cli import main
+from prunebench.analysis.report import build_report, holm_significant, pool_folds
+from prunebench.analysis.robustness import compare
+from prunebench.records.store import load_records
 
 from conftest import TINY, write_esc_layout
 
@@ -186,7 +186,7 @@ def test_merging_methods_have_no_selection_overlap():
 def test_equal_speed_table_reads_between_measured_configurations_and_sorts_buckets():
     """analysis.speed: a method measured at 1.3x and 1.7x (and, at keep rate 1, the baseline's 1x) is
     read at 1.5x by interpolation, at 2x not at all; records with and without a bucket sort together."""
-    from benchmark.analysis.speed import iso_speed, speed_curves
+    from prunebench.analysis.speed import iso_speed, speed_curves
     from test_leaderboard_render import sweep
 
     records = sweep()

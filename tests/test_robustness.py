@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from benchmark.analysis.robustness import compare, mcnemar_exact, selection_jaccard
+from prunebench.analysis.robustness import compare, mcnemar_exact, selection_jaccard
 
 
 def record(method, keep, corruption, correct, pred=None, kept=None, classes=10):

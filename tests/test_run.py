@@ -7,8 +7,8 @@ import sys
 import pytest
 import yaml
 
-from benchmark.cli import main
-from benchmark.records.store import load_records
+from prunebench.cli import main
+from prunebench.records.store import load_records
 
 from conftest import TINY
 
@@ -91,7 +91,7 @@ def test_leaderboard_escapes_strings_from_results(finished_run, tmp_path):
 def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, config_text, message):
     config = tmp_path / "bad.yaml"
     config.write_text(config_text)
-    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", "--config", str(config), "--out", str(tmp_path / "r"), "--no-progress"],
+    out = subprocess.run([sys.executable, "-m", "prunebench.cli", "run", "--config", str(config), "--out", str(tmp_path / "r"), "--no-progress"],
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert message in out.stderr and "Traceback" not in out.stderr
@@ -108,7 +108,7 @@ def test_corrupt_clip_in_dataset_names_the_file(tmp_path):
     config.write_text(yaml.safe_dump({
         "models": [{"name": "ast-tiny", "overrides": TINY}], "tasks": [{"name": "esc50", "root": str(root)}],
         "methods": ["none"], "measure": {"throughput": False}, "train": {"epochs": 1, "crop_frames": 0, "full_length_epochs": 0}}))
-    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", "--config", str(config), "--out", str(tmp_path / "r"), "--no-progress"],
+    out = subprocess.run([sys.executable, "-m", "prunebench.cli", "run", "--config", str(config), "--out", str(tmp_path / "r"), "--no-progress"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and victim.name in out.stderr and "Traceback" not in out.stderr
 

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from benchmark.core.errors import DataError
-from benchmark.records.record import as_record
-from benchmark.records.sidecar import pack_masks, unpack_masks
-from benchmark.records.store import load_records, read_record, result_path, write_record
+from prunebench.core.errors import DataError
+from prunebench.records.record import as_record
+from prunebench.records.sidecar import pack_masks, unpack_masks
+from prunebench.records.store import load_records, read_record, result_path, write_record
 
 from leaderboard_records import mask, make_record
 

@@ -2,8 +2,8 @@ import hashlib
 
 import pytest
 
-from benchmark.core.errors import ConfigError, DataError
-from benchmark.core.registry import TASKS
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.core.registry import TASKS
 
 from conftest import REAL_ESC50, write_esc_layout
 

@@ -5,14 +5,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from benchmark.run.config import parse_config
-from benchmark.core.errors import ConfigError, DataError
-from benchmark.data.features import FeatureStore
-from benchmark.audio.kaldi import FrontEnd
-from benchmark.core.registry import TASKS
-from benchmark.run.work import variant_frontend
-from benchmark.tasks.buckets import LengthBucket
-from benchmark.data.variant import TaskVariant
+from prunebench.run.config import parse_config
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.data.features import FeatureStore
+from prunebench.audio.kaldi import FrontEnd
+from prunebench.core.registry import TASKS
+from prunebench.run.work import variant_frontend
+from prunebench.tasks.buckets import LengthBucket
+from prunebench.data.variant import TaskVariant
 
 from conftest import TINY, write_esc_layout
 

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.run.config import parse_config
-from benchmark.train.recipes import resolve_train
+from prunebench.run.config import parse_config
+from prunebench.train.recipes import resolve_train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -63,9 +63,9 @@ def test_whisper_configs(tmp_path):
 
 
 def test_one_second_config_runs_and_trains_at_its_length():
-    from benchmark.data.length import input_frames_for
-    from benchmark.models import registered_config
-    from benchmark.train.recipes import settings_for
+    from prunebench.data.length import input_frames_for
+    from prunebench.models import registered_config
+    from prunebench.train.recipes import settings_for
 
     cfg = parse_config(yaml.safe_load((CONFIGS / "synth-esc-1s.yaml").read_text()))
     task = cfg.tasks[0].task

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmark.run.config import parse_config
-from benchmark.core.errors import ConfigError, DataError
-from benchmark.core.registry import TASKS
+from prunebench.run.config import parse_config
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.core.registry import TASKS
 
 from conftest import TINY, write_esc_layout
 

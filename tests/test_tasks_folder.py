@@ -7,11 +7,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from benchmark.core.errors import ConfigError, DataError
-from benchmark.data.features import FeatureStore
-from benchmark.audio.kaldi import AUDIOSET_STATS, FrontEnd
-from benchmark.core.registry import TASKS
-from benchmark.data.variant import TaskVariant
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.data.features import FeatureStore
+from prunebench.audio.kaldi import AUDIOSET_STATS, FrontEnd
+from prunebench.core.registry import TASKS
+from prunebench.data.variant import TaskVariant
 
 
 def write(path, seconds=0.5, sr=16000, freq=440.0):
@@ -144,7 +144,7 @@ def test_manifest_without_a_label_column_names_the_file(tmp_path):
 def test_map_bootstrap_resamples_match_torchmetrics():
     """AS-20K's bootstrap intervals use a sort-once reweighting of clips; it must give torchmetrics'
     mAP of every resample, ties (scores rounded in records) and absent classes included."""
-    from benchmark.measure.metrics import mean_average_precision, resampled_map
+    from prunebench.measure.metrics import mean_average_precision, resampled_map
 
     g = torch.Generator().manual_seed(0)
     targets = (torch.rand(60, 6, generator=g) < 0.2).float()

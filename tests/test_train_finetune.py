@@ -6,14 +6,14 @@ import math
 import pytest
 import torch
 
-from benchmark.core.errors import ConfigError
-from benchmark.models import file_sha256, load_model
-from benchmark.models.audio_vit import AudioViT, AudioViTConfig
-from benchmark.train.recipes import RECIPES, resolve_train
-from benchmark.core.registry import MODELS
-from benchmark.tasks.esc50 import ESC50
-from benchmark.train.loop import train_model
-from benchmark.train.schedule import ast_step_factor, keep_rate_at
+from prunebench.core.errors import ConfigError
+from prunebench.models import file_sha256, load_model
+from prunebench.models.audio_vit import AudioViT, AudioViTConfig
+from prunebench.train.recipes import RECIPES, resolve_train
+from prunebench.core.registry import MODELS
+from prunebench.tasks.esc50 import ESC50
+from prunebench.train.loop import train_model
+from prunebench.train.schedule import ast_step_factor, keep_rate_at
 
 from conftest import write_esc_layout
 
@@ -100,7 +100,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, esc_root, as
 
 
 def test_pruning_aware_training_anneals_the_keep_rate(tmp_path, esc_root, monkeypatch):
-    import benchmark.train.loop as train_module
+    import prunebench.train.loop as train_module
 
     used = []
     real = train_module.prune_method
@@ -183,7 +183,7 @@ def test_multi_label_training_reports_map(tmp_path, esc_root, ast_init):
 
 
 def test_cli_fine_tunes_each_fold(tmp_path, esc_root, ast_init, capsys):
-    from benchmark.cli import main
+    from prunebench.cli import main
 
     args = ["train", "--model", "test-ft", "--task", "esc50", "--root", str(esc_root), "--folds", "1,2",
             "--init", str(ast_init[0]), "--epochs", "1", "--batch-size", "8", "--frames", "128",

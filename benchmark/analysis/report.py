@@ -13,7 +13,7 @@ the conditions not at the floor are pooled into mean effects with paired bootstr
 same clip draws for every condition). For cross-validated runs
 (several folds of one task) it shows each fold and the mean over folds, and pools the folds' clips
 (each clip is evaluated once, by the model that did not train on it). A pure function of the
-records; the statistics are `benchmark.analysis.robustness.compare`'s, the same the leaderboard
+records; the statistics are `prunebench.analysis.robustness.compare`'s, the same the leaderboard
 shows.
 """
 from __future__ import annotations
@@ -27,13 +27,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from tabulate import tabulate
 
-from benchmark.analysis.paired import ALPHA
-from benchmark.analysis.speed import ISO_SPEEDS, iso_speed_table, speed_curves
-from benchmark.analysis.robustness import (DEGRADES, IMPROVES, NO_EFFECT, Comparison, Key, Pooled, common_ids, compare, index_records,
+from prunebench.analysis.paired import ALPHA
+from prunebench.analysis.speed import ISO_SPEEDS, iso_speed_table, speed_curves
+from prunebench.analysis.robustness import (DEGRADES, IMPROVES, NO_EFFECT, Comparison, Key, Pooled, common_ids, compare, index_records,
                                            merges_only, outcomes, pool)
-from benchmark.core.registry import BASELINE
-from benchmark.records.record import CLIP_LISTS, Record, RecordLike, as_records
-from benchmark.records.store import load_records
+from prunebench.core.registry import BASELINE
+from prunebench.records.record import CLIP_LISTS, Record, RecordLike, as_records
+from prunebench.records.store import load_records
 
 POOLED_SPLIT = "all-folds"
 Index = Dict[Key, Record]

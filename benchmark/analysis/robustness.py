@@ -16,7 +16,7 @@ For a model, task split and length bucket, each pruned method is compared with t
   baseline) with its paired bootstrap interval, McNemar's exact test on those clips, and the
   smallest flip effect the comparison could have detected (80% power, alpha 0.05). A drop in points
   credits a method that is worse clean for having less to lose; the flip rate starts both from the
-  same clips. The formulas are in `benchmark.analysis.paired`;
+  same clips. The formulas are in `prunebench.analysis.paired`;
 - the retention effect = noisy/clean of the method minus that of the baseline, with its interval;
 - the floor: when the baseline's noisy score is within its interval of chance, a method that starts
   lower can "drop less" for that reason alone, so such comparisons are flagged;
@@ -32,13 +32,13 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from benchmark.analysis.paired import (ALPHA, bootstrap_draws, drop_effect, flip_counts, flip_differences,
+from prunebench.analysis.paired import (ALPHA, bootstrap_draws, drop_effect, flip_counts, flip_differences,
                                        flip_effect, mcnemar_exact_p, mean_difference_mde,
                                        minimal_detectable_effect, paired_bootstrap, retention_effect,
                                        sign_flip_p)
-from benchmark.core.registry import BASELINE
-from benchmark.measure.metrics import bootstrap_interval, mean_average_precision, resampled_map
-from benchmark.records.record import GroupKey, Record, RecordLike, as_records, method_sort_key
+from prunebench.core.registry import BASELINE
+from prunebench.measure.metrics import bootstrap_interval, mean_average_precision, resampled_map
+from prunebench.records.record import GroupKey, Record, RecordLike, as_records, method_sort_key
 
 BOOTSTRAP_SAMPLES = 2000
 MAP_BOOTSTRAP_SAMPLES = 200  # mAP is recomputed per resample: costlier

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Optional
 
-from benchmark.core.registry import BASELINE
+from prunebench.core.registry import BASELINE
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ COLUMNS: Dict[str, Measure] = {
                        description=f"throughput / throughput of {BASELINE}, timed interleaved in the same process"),
 }
 
-# Columns of the robustness table (benchmark.analysis.robustness.Comparison fields).
+# Columns of the robustness table (prunebench.analysis.robustness.Comparison fields).
 ROBUSTNESS: Dict[str, Measure] = {
     "clips": Measure("clips", "clips", style="integer"),
     "clean": _percent("clean", "clean"),

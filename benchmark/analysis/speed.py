@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from benchmark.analysis.robustness import Comparison, compare, index_records, pool
-from benchmark.core.registry import BASELINE
-from benchmark.records.record import Record, RecordLike, as_records
+from prunebench.analysis.robustness import Comparison, compare, index_records, pool
+from prunebench.core.registry import BASELINE
+from prunebench.records.record import Record, RecordLike, as_records
 
 ISO_SPEEDS = (1.25, 1.5, 2.0)
 TUNED_WITHIN = 0.05  # a tuned record this close to a speed is read as it is

@@ -1,6 +1,6 @@
 """The plain-text summary table printed at the end of a run: the leaderboard's main table as text.
 
-The table is built by `benchmark.analysis.table.main_table` (one builder for the page and the
+The table is built by `prunebench.analysis.table.main_table` (one builder for the page and the
 terminal); this module only lays it out with tabulate.
 """
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import List, Sequence, Tuple
 
 from tabulate import tabulate
 
-from benchmark.analysis.merge import merge
-from benchmark.analysis.table import Table, main_table
-from benchmark.records.record import RecordLike
+from prunebench.analysis.merge import merge
+from prunebench.analysis.table import Table, main_table
+from prunebench.records.record import RecordLike
 
 
 def build_table(records: Sequence[RecordLike]) -> Table:

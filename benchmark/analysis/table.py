@@ -5,16 +5,16 @@ variant and under each corruption, the mean noisy score, GMACs, throughput, spee
 Cells keep the raw value (for sorting and plots), the formatted text (per the display schema), a
 note (interval, device, error) and a status: failed and conflicting records show as such, never
 as a silent gap. One builder for the page and the terminal: the leaderboard lays this table out
-as HTML, the run summary (`benchmark.analysis.summary`) as text.
+as HTML, the run summary (`prunebench.analysis.summary`) as text.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from benchmark.analysis.merge import Conflict
-from benchmark.analysis.schema import COLUMNS, Measure, metric, score_measure
-from benchmark.records.record import FULL, Record, RecordLike, as_records
+from prunebench.analysis.merge import Conflict
+from prunebench.analysis.schema import COLUMNS, Measure, metric, score_measure
+from prunebench.records.record import FULL, Record, RecordLike, as_records
 
 CLEAN = "clean"
 RowKey = Tuple[str, str, str, str]  # model, task (name/split), bucket, method id

@@ -23,7 +23,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from benchmark.core.errors import DataError
+from prunebench.core.errors import DataError
 
 
 def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:

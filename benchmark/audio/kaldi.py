@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
-from benchmark.core.errors import DataError
+from prunebench.core.errors import DataError
 
 # Dataset statistics of the log-mel fbank, as published with AST.
 AUDIOSET_STATS = (-4.2677393, 4.5689974)

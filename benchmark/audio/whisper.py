@@ -19,7 +19,7 @@ from typing import Optional, Tuple
 import torch
 import torchaudio.functional as AF
 
-from benchmark.core.errors import DataError
+from prunebench.core.errors import DataError
 
 N_FFT = 400
 HOP = 160

@@ -7,7 +7,7 @@ from typing import ContextManager
 
 import torch
 
-from benchmark.core.errors import ConfigError
+from prunebench.core.errors import ConfigError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict
 
-from benchmark.core.errors import ConfigError, did_you_mean
+from prunebench.core.errors import ConfigError, did_you_mean
 
 
 class Configurable:

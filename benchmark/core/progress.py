@@ -11,7 +11,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
-log = logging.getLogger("benchmark.progress")
+log = logging.getLogger("prunebench.progress")
 
 
 class Progress:

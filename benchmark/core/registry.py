@@ -16,7 +16,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from benchmark.core.errors import PluginError, did_you_mean
+from prunebench.core.errors import PluginError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -127,17 +127,17 @@ BASELINE = "none"
 METHODS = Registry(
     "method",
     (
-        "benchmark.methods.none",
-        "benchmark.methods.topk",
-        "benchmark.methods.tome",
-        "benchmark.methods.random",
-        "benchmark.methods.intensity",
+        "prunebench.methods.none",
+        "prunebench.methods.topk",
+        "prunebench.methods.tome",
+        "prunebench.methods.random",
+        "prunebench.methods.intensity",
     ),
 )
-TASKS = Registry("task", ("benchmark.tasks.esc50", "benchmark.tasks.synth_esc", "benchmark.tasks.audio_folder",
-                         "benchmark.tasks.as20k"))
-CORRUPTIONS = Registry("corruption", ("benchmark.tasks.noise", "benchmark.tasks.noise_files", "benchmark.tasks.mix_clips"))
-MODELS = Registry("model", ("benchmark.models.ast", "benchmark.models.audiomae", "benchmark.models.whisper"))
+TASKS = Registry("task", ("prunebench.tasks.esc50", "prunebench.tasks.synth_esc", "prunebench.tasks.audio_folder",
+                         "prunebench.tasks.as20k"))
+CORRUPTIONS = Registry("corruption", ("prunebench.tasks.noise", "prunebench.tasks.noise_files", "prunebench.tasks.mix_clips"))
+MODELS = Registry("model", ("prunebench.models.ast", "prunebench.models.audiomae", "prunebench.models.whisper"))
 
 register_method = METHODS.register
 register_task = TASKS.register

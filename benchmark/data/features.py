@@ -1,7 +1,7 @@
 """Features of a task variant: computed once per clip and variant, shared by every method.
 
 clip -> waveform -> corruption (seeded per clip) -> length bucket crop -> front end -> fbank.
-Results are kept on disk in the cache folder (benchmark.data.shards: shards of clips in the
+Results are kept on disk in the cache folder (prunebench.data.shards: shards of clips in the
 dtype the model runs, memory-mapped and read per batch), keyed by everything that defines them (data fingerprint,
 variant, front end, seed, storage format), so reruns and resumed runs reuse them; the run keeps a
 few variants' memory maps (or, without the disk cache, their tensors).
@@ -18,15 +18,15 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-from benchmark.core.cache import cache_dir
-from benchmark.core.progress import Progress
-from benchmark.core.errors import DataError
-from benchmark.audio.kaldi import FrontEnd
-from benchmark.tasks.base import Task
-from benchmark.tasks.corruption import ClipContext, frame_powers
-from benchmark.data.shards import (SHARD_CLIPS, STORAGE, ShardedFbanks, complete_shard, lazy_fbanks, read_index,
+from prunebench.core.cache import cache_dir
+from prunebench.core.progress import Progress
+from prunebench.core.errors import DataError
+from prunebench.audio.kaldi import FrontEnd
+from prunebench.tasks.base import Task
+from prunebench.tasks.corruption import ClipContext, frame_powers
+from prunebench.data.shards import (SHARD_CLIPS, STORAGE, ShardedFbanks, complete_shard, lazy_fbanks, read_index,
                                    remove_stale_tmp, write_index, write_shard)
-from benchmark.data.variant import TaskVariant
+from prunebench.data.variant import TaskVariant
 
 log = logging.getLogger(__name__)
 FEATURE_VERSION = 3  # 3: sharded float16 memory-mapped cache folders (2: one .pt file)

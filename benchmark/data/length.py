@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from benchmark.core.errors import DataError
-from benchmark.tasks.base import Task
+from prunebench.core.errors import DataError
+from prunebench.tasks.base import Task
 
 
 def task_frames(task: Task, model_config: Any) -> int:

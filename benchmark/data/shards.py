@@ -24,8 +24,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from benchmark.core.errors import DataError
-from benchmark.core.files import atomic_write, file_sha256, pid_alive
+from prunebench.core.errors import DataError
+from prunebench.core.files import atomic_write, file_sha256, pid_alive
 
 SHARD_CLIPS = 256  # clips per shard: about 67 MB of float16 at 1024 frames x 128 mel bins
 # The storage dtype follows the dtype the model runs: a float32 run reads exactly the features it

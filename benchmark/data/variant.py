@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from benchmark.tasks.base import Task
-from benchmark.tasks.buckets import LengthBucket
-from benchmark.tasks.corruption import Corruption
+from prunebench.tasks.base import Task
+from prunebench.tasks.buckets import LengthBucket
+from prunebench.tasks.corruption import Corruption
 
 
 @dataclass(frozen=True)

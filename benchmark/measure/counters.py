@@ -21,10 +21,10 @@ import torch
 from tabulate import tabulate
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from benchmark.core.errors import ConfigError
-from benchmark.measure.macs import FLOPS_PER_MAC, forward_macs
-from benchmark.method import Method
-from benchmark.measure.shapes import InputShape, make_batch
+from prunebench.core.errors import ConfigError
+from prunebench.measure.macs import FLOPS_PER_MAC, forward_macs
+from prunebench.method_api import Method
+from prunebench.measure.shapes import InputShape, make_batch
 
 COUNTERS = ("flop_counter", "ptflops_aten")
 TOLERANCE = 0.01  # a counter that sees every op agrees within 1%

@@ -7,14 +7,14 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from benchmark.data.features import FeatureSet
-from benchmark.measure.macs import model_macs
-from benchmark.method import Method
-from benchmark.measure.metrics import score_with_interval
-from benchmark.models.encoder import TokenEncoder
-from benchmark.method.patches import patch_statistic
-from benchmark.core.progress import Progress
-from benchmark.core.device import autocast_for, resolve_device, resolve_dtype
+from prunebench.data.features import FeatureSet
+from prunebench.measure.macs import model_macs
+from prunebench.method_api import Method
+from prunebench.measure.metrics import score_with_interval
+from prunebench.models.encoder import TokenEncoder
+from prunebench.method_api.patches import patch_statistic
+from prunebench.core.progress import Progress
+from prunebench.core.device import autocast_for, resolve_device, resolve_dtype
 
 
 @dataclass
@@ -88,7 +88,7 @@ def evaluate(
 
 
 class SelectionIntensity:
-    """Mean input intensity (patch mean of the normalised log-mel, benchmark.method.patches) of the patches
+    """Mean input intensity (patch mean of the normalised log-mel, prunebench.method_api.patches) of the patches
     a method kept against those it dropped, averaged over clips; and the share of kept patches that
     are only padding (the padding trap: zero padding normalises to a loud-looking constant)."""
 

@@ -14,7 +14,7 @@ from typing import Callable, Dict, Iterator, Sequence
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from benchmark.core.errors import ConfigError
+from prunebench.core.errors import ConfigError
 
 BACKENDS: Dict[str, SDPBackend] = {
     "flash": SDPBackend.FLASH_ATTENTION,  # on CPU: the fused flash-attention CPU kernel

@@ -13,9 +13,9 @@ from typing import List
 
 import torch
 
-from benchmark.core.device import autocast_for, resolve_device, resolve_dtype
-from benchmark.measure.throughput import steps_to_fill
-from benchmark.measure.timing import StepTimer
+from prunebench.core.device import autocast_for, resolve_device, resolve_dtype
+from prunebench.measure.throughput import steps_to_fill
+from prunebench.measure.timing import StepTimer
 
 # ast-tiny's MLP input projection at batch 32: 32 clips x 256 tokens, 192 -> 768.
 REFERENCE_SHAPE = (8192, 192, 768)

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from benchmark.method.tokens import BlockTrace
+from prunebench.method_api.tokens import BlockTrace
 
 PARTS = ("patch_embed", "qkv", "attn_qk", "attn_av", "proj", "mlp", "head", "method")
 

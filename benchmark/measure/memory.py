@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 
-from benchmark.measure.timing import synchronize
+from prunebench.measure.timing import synchronize
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,11 @@ def process_spec(model: torch.nn.Module, method, forward: ForwardSpec) -> Dict[s
 
 
 def cpu_peak_in_fresh_process(spec: Dict[str, Any], timeout_s: float = 600) -> MemoryReading:
-    """Run `python -m benchmark.measure.memory` on `spec`; a failure is reported in the reading, not raised."""
+    """Run `python -m prunebench.measure.memory` on `spec`; a failure is reported in the reading, not raised."""
     if not Path("/proc/self/clear_refs").exists():
         return MemoryReading(None, None, "unavailable", "peak RSS needs Linux /proc (clear_refs, VmHWM)")
     try:
-        done = subprocess.run([sys.executable, "-m", "benchmark.measure.memory"], input=json.dumps(spec), text=True,
+        done = subprocess.run([sys.executable, "-m", "prunebench.measure.memory"], input=json.dumps(spec), text=True,
                               capture_output=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return MemoryReading(None, None, "unavailable", f"memory process timed out after {timeout_s:.0f} s")
@@ -117,12 +117,12 @@ def _load(path: str):
 
 def measure_in_this_process(spec: Dict[str, Any]) -> MemoryReading:
     """The child's work (see the module docstring); call only in a process of its own."""
-    from benchmark.measure.kernels import attention_backend
-    from benchmark.core.plugins import load_plugin_file
-    from benchmark.core.registry import METHODS
-    from benchmark.measure.shapes import InputShape, make_batch
-    from benchmark.core.device import autocast_for, resolve_dtype
-    from benchmark.measure.throughput import bound_forward
+    from prunebench.measure.kernels import attention_backend
+    from prunebench.core.plugins import load_plugin_file
+    from prunebench.core.registry import METHODS
+    from prunebench.measure.shapes import InputShape, make_batch
+    from prunebench.core.device import autocast_for, resolve_dtype
+    from prunebench.measure.throughput import bound_forward
 
     for path in spec["plugin_files"]:
         load_plugin_file(path)

@@ -19,14 +19,14 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import torch
 from tabulate import tabulate
 
-from benchmark.measure.machine_reference import describe_reference, reference_rate
-from benchmark.measure.macs import FLOPS_PER_MAC, forward_macs
-from benchmark.method import Method, parse_method_spec
-from benchmark.models import build_model
-from benchmark.core.registry import METHODS
-from benchmark.measure.shapes import InputShape, bucket_shape, make_batch, nominal_shape, parse_bucket
-from benchmark.core.device import resolve_device, resolve_dtype
-from benchmark.measure.throughput import measure_interleaved, relative_range
+from prunebench.measure.machine_reference import describe_reference, reference_rate
+from prunebench.measure.macs import FLOPS_PER_MAC, forward_macs
+from prunebench.method_api import Method, parse_method_spec
+from prunebench.models import build_model
+from prunebench.core.registry import METHODS
+from prunebench.measure.shapes import InputShape, bucket_shape, make_batch, nominal_shape, parse_bucket
+from prunebench.core.device import resolve_device, resolve_dtype
+from prunebench.measure.throughput import measure_interleaved, relative_range
 
 REPEATABILITY_TOLERANCE = 0.05  # medians of repeated runs of one configuration agree within 5%
 
@@ -55,7 +55,7 @@ def input_shapes(target_frames: int, buckets: Sequence[str] = (), seconds: Optio
 
 def model_frontend(model) -> Any:
     """The model family's front end, for counting the frames of a length (statistics play no part)."""
-    from benchmark.audio.kaldi import AUDIOSET_STATS
+    from prunebench.audio.kaldi import AUDIOSET_STATS
 
     return model.config.frontend(model.config.sample_rate, AUDIOSET_STATS)
 

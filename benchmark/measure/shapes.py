@@ -13,8 +13,8 @@ from typing import Any, Optional, Tuple
 
 import torch
 
-from benchmark.core.errors import ConfigError
-from benchmark.audio.kaldi import FrontEnd
+from prunebench.core.errors import ConfigError
+from prunebench.audio.kaldi import FrontEnd
 
 MODES = ("pad", "native")
 PATCH_FRAMES = 16

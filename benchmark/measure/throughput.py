@@ -1,4 +1,4 @@
-"""Throughput in the manner of timm's benchmark.py, with methods interleaved against `none`.
+"""Throughput in the manner of timm's prunebench.py, with methods interleaved against `none`.
 
 - eval mode and `torch.inference_mode`, optional autocast (bfloat16, float16) and `torch.compile`;
 - one attention kernel for every method, pinned and recorded (benchmark/measure/kernels.py);
@@ -26,15 +26,15 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from benchmark.core.device import autocast_for, resolve_device, resolve_dtype
-from benchmark.core.errors import ConfigError
-from benchmark.core.progress import Progress
-from benchmark.core.registry import BASELINE
-from benchmark.measure.kernels import attention_backend, choose_backend, is_out_of_memory
-from benchmark.measure.memory import ForwardSpec, MemoryReading, cpu_peak_in_fresh_process, cuda_peak, process_spec
-from benchmark.method import Method
-from benchmark.measure.shapes import InputShape, make_batch
-from benchmark.measure.timing import StepTimer
+from prunebench.core.device import autocast_for, resolve_device, resolve_dtype
+from prunebench.core.errors import ConfigError
+from prunebench.core.progress import Progress
+from prunebench.core.registry import BASELINE
+from prunebench.measure.kernels import attention_backend, choose_backend, is_out_of_memory
+from prunebench.measure.memory import ForwardSpec, MemoryReading, cpu_peak_in_fresh_process, cuda_peak, process_spec
+from prunebench.method_api import Method
+from prunebench.measure.shapes import InputShape, make_batch
+from prunebench.measure.timing import StepTimer
 
 log = logging.getLogger(__name__)
 

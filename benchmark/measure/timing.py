@@ -2,7 +2,7 @@
 
 GPU work is asynchronous: a host clock read right after a launch measures the launch. On CUDA the
 timer records events on the current stream around the steps and reads their elapsed time once the
-end event has completed (what timm's benchmark.py and torch.utils.benchmark do). Elsewhere it
+end event has completed (what timm's prunebench.py and torch.utils.benchmark do). Elsewhere it
 synchronises the device and reads the host clock.
 """
 from __future__ import annotations

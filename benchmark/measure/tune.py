@@ -13,11 +13,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from benchmark.core.errors import ConfigError
-from benchmark.core.registry import BASELINE, METHODS
-from benchmark.measure.shapes import InputShape
-from benchmark.measure.throughput import TimingSettings, measure_interleaved
-from benchmark.method import Method
+from prunebench.core.errors import ConfigError
+from prunebench.core.registry import BASELINE, METHODS
+from prunebench.measure.shapes import InputShape
+from prunebench.measure.throughput import TimingSettings, measure_interleaved
+from prunebench.method_api import Method
 
 LOWEST_KEEP_RATE = 0.05  # below this a stage keeps one or two tokens: no method is tuned there
 MAC_BISECTION_STEPS = 30
@@ -97,7 +97,7 @@ def tune(model, method_name: str, params: Dict, target: float, shape: InputShape
          tolerance: float = 0.05, max_measurements: int = 6,
          macs: Optional[Callable[[Method], float]] = None) -> TuneResult:
     """Tune `method_name`'s keep rate on `model` to the measured speedup `target` at `shape`."""
-    from benchmark.measure.profile import macs_per_sample
+    from prunebench.measure.profile import macs_per_sample
 
     count = macs or (lambda m: float(sum(macs_per_sample(model, m, shape).values())))
     cls, base = METHODS.get(method_name), METHODS.get(BASELINE)()

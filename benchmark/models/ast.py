@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.core.registry import register_model
-from benchmark.models.audio_vit import AudioViT, AudioViTConfig
+from prunebench.core.registry import register_model
+from prunebench.models.audio_vit import AudioViT, AudioViTConfig
 
 
 @register_model("ast-tiny", description="AST-style ViT, 192 wide, 6 deep, 3 heads, 16x16 stride 16, 512 frames (CPU default)")

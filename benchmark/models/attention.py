@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from benchmark.method import AttentionInfo
+from prunebench.method_api import AttentionInfo
 
 
 def attention_forward(

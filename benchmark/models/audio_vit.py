@@ -18,9 +18,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
-from benchmark.audio.kaldi import FrontEnd
-from benchmark.method import Method, ModelDims
-from benchmark.models.encoder import EncoderConfig, TokenEncoder
+from prunebench.audio.kaldi import FrontEnd
+from prunebench.method_api import Method, ModelDims
+from prunebench.models.encoder import EncoderConfig, TokenEncoder
 
 
 @dataclass(frozen=True)

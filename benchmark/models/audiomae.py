@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.core.registry import register_model
-from benchmark.models.audio_vit import AudioViT, AudioViTConfig
+from prunebench.core.registry import register_model
+from prunebench.models.audio_vit import AudioViT, AudioViTConfig
 
 _AUDIOMAE = dict(distillation_token=False, pooling="mean", final_norm=False, norm_eps=1e-6, head_norm_eps=1e-6,
                  fstride=16, tstride=16)

@@ -12,13 +12,13 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from benchmark.core.files import atomic_write, file_sha256
-from benchmark.core.errors import DataError, PrunebenchError
-from benchmark.core.registry import MODELS
-from benchmark.models.audio_vit import AudioViT, AudioViTConfig, adapt_positions
-from benchmark.models.formats import CHECKPOINT_FORMAT, StateDict, Weights, read_weights, weight_files
-from benchmark.models.hub import resolve_checkpoint
-from benchmark.models.whisper_formats import read_whisper_weights
+from prunebench.core.files import atomic_write, file_sha256
+from prunebench.core.errors import DataError, PrunebenchError
+from prunebench.core.registry import MODELS
+from prunebench.models.audio_vit import AudioViT, AudioViTConfig, adapt_positions
+from prunebench.models.formats import CHECKPOINT_FORMAT, StateDict, Weights, read_weights, weight_files
+from prunebench.models.hub import resolve_checkpoint
+from prunebench.models.whisper_formats import read_whisper_weights
 
 
 def build_model(name: str, **overrides: Any) -> AudioViT:

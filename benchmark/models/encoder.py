@@ -14,9 +14,9 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
-from benchmark.method import Method, ModelDims
-from benchmark.method.tokens import BlockTrace, TokenState
-from benchmark.models.attention import attention_forward
+from prunebench.method_api import Method, ModelDims
+from prunebench.method_api.tokens import BlockTrace, TokenState
+from prunebench.models.attention import attention_forward
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class EncoderConfig:
     @property
     def fixed_frames(self) -> Optional[int]:
         """An input length the family keeps whatever the task (Whisper's 30 s window); None: it
-        follows the task (benchmark.data.length)."""
+        follows the task (prunebench.data.length)."""
         return None
 
     @property

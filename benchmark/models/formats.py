@@ -29,8 +29,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmark.core.errors import DataError
-from benchmark.models.audio_vit import AudioViTConfig, grid_for
+from prunebench.core.errors import DataError
+from prunebench.models.audio_vit import AudioViTConfig, grid_for
 
 StateDict = Dict[str, torch.Tensor]
 CHECKPOINT_FORMAT = "prunebench-checkpoint-1"
@@ -59,7 +59,7 @@ def read_weights(path: Path, arch: AudioViTConfig) -> Weights:
     `arch` is the registered model's config: it supplies what the weights cannot say (strides,
     heads) and is checked against what they can (width, depth, prefix tokens, pooling)."""
     weight_file, config_file = weight_files(Path(path))
-    from benchmark.models.whisper_formats import is_ctranslate2
+    from prunebench.models.whisper_formats import is_ctranslate2
 
     if is_ctranslate2(weight_file):
         raise DataError(f"{weight_file}: a CTranslate2 (faster-whisper) model: Whisper encoder weights, and model "
@@ -426,8 +426,8 @@ def _strides_in_name(path: Path) -> Optional[Tuple[int, int]]:
 
 def _suggest(fields: Dict[str, Any]) -> str:
     """' (model X fits these weights)' for registered models whose structure matches."""
-    from benchmark.models.checkpoint import registered_config
-    from benchmark.core.registry import MODELS
+    from prunebench.models.checkpoint import registered_config
+    from prunebench.core.registry import MODELS
 
     fits = []
     for name in MODELS.names():

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from benchmark.core.errors import DataError
+from prunebench.core.errors import DataError
 
 HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[\w./-]+))?$")
 # Only what a model needs: configs and weights (never both weight formats when safetensors exist).
@@ -22,7 +22,7 @@ PICKLE_PATTERNS = ["*.pth", "*.pt", "*.bin"]
 def resolve_checkpoint(checkpoint: str | Path) -> Path:
     """The local path of `checkpoint`: itself when it exists, else a zoo name's folder in its
     installed package or the Hub snapshot folder of its Hub ids (tried in turn), or of a Hub id."""
-    from benchmark.models.zoo import ZOO, zoo_hub_ids
+    from prunebench.models.zoo import ZOO, zoo_hub_ids
 
     path = Path(checkpoint).expanduser()
     if path.exists():

@@ -24,11 +24,11 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import Block
 
-from benchmark.core.errors import DataError
-from benchmark.method import Method, ModelDims
-from benchmark.core.registry import MODELS
-from benchmark.audio.whisper import FRAMES_PER_TOKEN, PAD30_FRAMES, WhisperFrontEnd
-from benchmark.models.encoder import EncoderConfig, TokenEncoder
+from prunebench.core.errors import DataError
+from prunebench.method_api import Method, ModelDims
+from prunebench.core.registry import MODELS
+from prunebench.audio.whisper import FRAMES_PER_TOKEN, PAD30_FRAMES, WhisperFrontEnd
+from prunebench.models.encoder import EncoderConfig, TokenEncoder
 
 INPUT_MODES = ("native", "pad30")
 NATIVE_NOMINAL_FRAMES = 500  # 5 s: the nominal length of the native mode (timing, validation)

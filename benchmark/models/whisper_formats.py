@@ -29,8 +29,8 @@ from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from benchmark.core.errors import DataError
-from benchmark.models.formats import CHECKPOINT_FORMAT, StateDict, Weights, _load_file, _read_json, _unwrap, weight_files
+from prunebench.core.errors import DataError
+from prunebench.models.formats import CHECKPOINT_FORMAT, StateDict, Weights, _load_file, _read_json, _unwrap, weight_files
 
 CT2_DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
 CT2_VERSIONS = (5, 6)
@@ -87,8 +87,8 @@ def check_structure(config: Dict[str, Any], arch, source: Path) -> None:
 
 
 def _suggest(config: Dict[str, Any]) -> str:
-    from benchmark.core.registry import MODELS
-    from benchmark.models.checkpoint import registered_config
+    from prunebench.core.registry import MODELS
+    from prunebench.models.checkpoint import registered_config
 
     fits = [name for name in MODELS.names() if name.startswith("whisper-")
             and all(getattr(registered_config(name), k) == config[k] for k in STRUCTURAL if k in config)]

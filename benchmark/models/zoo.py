@@ -73,7 +73,7 @@ ZOO: Dict[str, ZooEntry] = {e.name: e for e in (
 def zoo_hub_ids(name: str) -> Tuple[str, ...]:
     """The Hub ids behind a zoo name (empty for names not in the zoo); a clear error for entries
     that are not on the Hub."""
-    from benchmark.core.errors import DataError
+    from prunebench.core.errors import DataError
 
     entry = ZOO.get(name)
     if entry is None:

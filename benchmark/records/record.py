@@ -1,6 +1,6 @@
 """The typed record: the facts of a result record, read once, with one rule each.
 
-A record is stored as a JSON object (the schema is in `benchmark.records.store`). Every reader
+A record is stored as a JSON object (the schema is in `prunebench.records.store`). Every reader
 (report, leaderboard, run summary) goes through `Record.from_dict` for what the record says: its
 status and failure, model, task, bucket, method, corruption, score and per-clip outcomes, and the
 orders they sort in. The dict stays available as `raw` for fields nobody typed.
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
-from benchmark.core.errors import DataError, PrunebenchError
-from benchmark.core.registry import BASELINE
-from benchmark.records.sidecar import ARRAYS, SIDECAR, Sidecar
+from prunebench.core.errors import DataError, PrunebenchError
+from prunebench.core.registry import BASELINE
+from prunebench.records.sidecar import ARRAYS, SIDECAR, Sidecar
 
 OK, FAILED = "ok", "failed"
 FULL = "full"  # the bucket label of unbucketed variants

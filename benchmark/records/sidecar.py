@@ -19,8 +19,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from benchmark.core.errors import DataError
-from benchmark.core.files import atomic_write
+from prunebench.core.errors import DataError
+from prunebench.core.files import atomic_write
 
 ARRAYS = ("scores", "kept_patches")  # the per_clip keys a sidecar holds
 SIDECAR = "sidecar"  # the per_clip key naming it

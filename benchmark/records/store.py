@@ -2,14 +2,14 @@
 
 Layout: `<out>/<model>/<method-id>/<task>/<split+variant>.json`, e.g.
 `results/ast-tiny/topk-keep_rate=0.5/synth-esc/fold5+white@20dB.json`, with its per-clip scores and
-kept patches in `fold5+white@20dB.npz` beside it (benchmark.records.sidecar).
+kept patches in `fold5+white@20dB.npz` beside it (prunebench.records.sidecar).
 
 A record has `status: ok` (scores, per-clip outcomes, MACs, tokens, throughput) or
 `status: failed` (the error, its traceback and the stage that raised). Both are checked against the
 schema below when written and when read: a file that does not fit, an unknown schema version, a
 corrupted file or a record of another run configuration is an error naming the file, never a row.
 A failed record is not a finished one: a rerun retries the pair. What a record says is read
-through `benchmark.records.record.Record`.
+through `prunebench.records.record.Record`.
 """
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from benchmark.core.errors import DataError
-from benchmark.core.files import atomic_write, pid_alive
-from benchmark.core.version import VERSION
-from benchmark.records.record import FAILED, OK, Failure, is_ok, pair_key
-from benchmark.records.sidecar import ARRAYS, SIDECAR, check_present, encode, sidecar_path, write_sidecar
+from prunebench.core.errors import DataError
+from prunebench.core.files import atomic_write, pid_alive
+from prunebench.core.version import VERSION
+from prunebench.records.record import FAILED, OK, Failure, is_ok, pair_key
+from prunebench.records.sidecar import ARRAYS, SIDECAR, check_present, encode, sidecar_path, write_sidecar
 
-SCHEMA = "prunebench-result-3"  # 3: scores and kept patches in a sidecar (benchmark.records.sidecar)
+SCHEMA = "prunebench-result-3"  # 3: scores and kept patches in a sidecar (prunebench.records.sidecar)
 READ_SCHEMAS = ("prunebench-result-2", SCHEMA)  # 2: the same record, every per-clip list inline
 STATUSES = (OK, FAILED)
 TMP_MARK = ".tmp"

@@ -16,15 +16,15 @@ from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
-from benchmark.core.errors import ConfigError, PluginError, did_you_mean
-from benchmark.method import Method
-from benchmark.run.speed_target import KEY as SPEED_KEY, SpeedTarget, speed_target
-from benchmark.train.recipes import TRAIN_DEFAULTS, resolve_train  # noqa: F401  TRAIN_DEFAULTS re-exported
-from benchmark.core.registry import CORRUPTIONS, METHODS, MODELS, TASKS
-from benchmark.tasks.buckets import LengthBucket
-from benchmark.tasks.corruption import Corruption
-from benchmark.tasks.base import Task
-from benchmark.data.variant import TaskVariant
+from prunebench.core.errors import ConfigError, PluginError, did_you_mean
+from prunebench.method_api import Method
+from prunebench.run.speed_target import KEY as SPEED_KEY, SpeedTarget, speed_target
+from prunebench.train.recipes import TRAIN_DEFAULTS, resolve_train  # noqa: F401  TRAIN_DEFAULTS re-exported
+from prunebench.core.registry import CORRUPTIONS, METHODS, MODELS, TASKS
+from prunebench.tasks.buckets import LengthBucket
+from prunebench.tasks.corruption import Corruption
+from prunebench.tasks.base import Task
+from prunebench.data.variant import TaskVariant
 
 TOP_KEYS = ("seed", "models", "tasks", "methods", "measure", "train", "on_bad_clip")
 MEASURE_DEFAULTS = {"throughput": True, "batch_size": 32, "device": "auto", "dtype": "float32", "warmup": 2, "repeats": 5,
@@ -44,7 +44,7 @@ class ModelEntry:
     # {split} (and {task}); or a mapping from split (or task/split) to file: one model per fold.
     checkpoint: Optional[Any] = None
     overrides: Dict[str, Any] = field(default_factory=dict)
-    frames: Optional[int] = None  # the input length; None: the task's (benchmark.data.length)
+    frames: Optional[int] = None  # the input length; None: the task's (prunebench.data.length)
 
     def checkpoint_for(self, task: Task) -> Optional[str]:
         """The checkpoint evaluated on `task` (None: the runner trains or reuses the default)."""
@@ -87,7 +87,7 @@ def config_hash(raw: Dict[str, Any]) -> str:
 
 
 def default_config_text() -> str:
-    return resources.files("benchmark").joinpath("default.yaml").read_text(encoding="utf-8")
+    return resources.files("prunebench").joinpath("default.yaml").read_text(encoding="utf-8")
 
 
 def load_config(path: Optional[str | Path] = None) -> RunConfig:
@@ -183,7 +183,7 @@ def _model(entry: Any, where: str) -> ModelEntry:
         raise ConfigError(f"{where}: overrides must be a mapping")
     from dataclasses import fields
 
-    from benchmark.models.checkpoint import registered_config
+    from prunebench.models.checkpoint import registered_config
 
     allowed = [f.name for f in fields(registered_config(entry["name"])) if f.name not in ("name", "family")]
     for key in overrides:

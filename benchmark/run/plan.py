@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Set, Tuple
 
-from benchmark.run.config import RunConfig
-from benchmark.core.errors import DataError
-from benchmark.records.store import is_ok, iter_result_files, read_record, result_path
-from benchmark.run.work import EvalUnit
+from prunebench.run.config import RunConfig
+from prunebench.core.errors import DataError
+from prunebench.records.store import is_ok, iter_result_files, read_record, result_path
+from prunebench.run.work import EvalUnit
 
 
 @dataclass

@@ -16,17 +16,17 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from tqdm import tqdm
 
-from benchmark.run.config import RunConfig
-from benchmark.core.errors import DataError
-from benchmark.run.executors import Executor, make_executor
-from benchmark.data.features import COUNTER
-from benchmark.models import resolve_checkpoint
-from benchmark.run.plan import Group, Plan, plan_run
-from benchmark.core.plugins import loaded_plugin_sources
-from benchmark.records.record import Failure, Record
-from benchmark.records.store import (InvalidRecord, failed_record, failure_info, is_ok, pair_key, remove_stale_temporaries,
+from prunebench.run.config import RunConfig
+from prunebench.core.errors import DataError
+from prunebench.run.executors import Executor, make_executor
+from prunebench.data.features import COUNTER
+from prunebench.models import resolve_checkpoint
+from prunebench.run.plan import Group, Plan, plan_run
+from prunebench.core.plugins import loaded_plugin_sources
+from prunebench.records.record import Failure, Record
+from prunebench.records.store import (InvalidRecord, failed_record, failure_info, is_ok, pair_key, remove_stale_temporaries,
                                      result_path, write_record)
-from benchmark.run.work import EvalUnit
+from prunebench.run.work import EvalUnit
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Pruning tuned for throughput: the keep rate is whatever reaches the target speedup against `none`
 on the run's device, at the input length of each task variant. A `SpeedTarget` stands in the
 config's method list (its id, `topk-target_speedup=1.5`, names its records); the timing pass
-resolves it with `benchmark.measure.tune` to a concrete method, times that method with the others,
+resolves it with `prunebench.measure.tune` to a concrete method, times that method with the others,
 and evaluation runs the resolved method. The record keeps the target, the keep rate it resolved
 to and the speedup measured (`method.target_speedup`, `method.tuned`, and the throughput block).
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict
 
-from benchmark.core.errors import ConfigError
-from benchmark.core.registry import METHODS
-from benchmark.method import Method
+from prunebench.core.errors import ConfigError
+from prunebench.core.registry import METHODS
+from prunebench.method_api import Method
 
 KEY = "target_speedup"
 

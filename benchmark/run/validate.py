@@ -20,10 +20,10 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark.audio.kaldi import ESC50_STATS
-from benchmark.measure.macs import model_macs
-from benchmark.method import Method
-from benchmark.core.registry import METHODS
+from prunebench.audio.kaldi import ESC50_STATS
+from prunebench.measure.macs import model_macs
+from prunebench.method_api import Method
+from prunebench.core.registry import METHODS
 
 # A 4-block model on 128-frame inputs (an audio ViT: 8 x 8 = 64 patches; Whisper: 64 frame tokens):
 # every check runs in well under a second.
@@ -41,7 +41,7 @@ class Check:
 
 def tiny_model(seed: int = 0, model_name: str = "ast-tiny"):
     """A small random model of `model_name`'s family (its structure, TINY_MODEL's size)."""
-    from benchmark.models import build_model
+    from prunebench.models import build_model
 
     torch.manual_seed(seed)
     return build_model(model_name, **TINY_MODEL).eval()

@@ -19,28 +19,28 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmark.run.config import ModelEntry, RunConfig, feature_storage
-from benchmark.measure.evaluate import evaluate
-from benchmark.data.features import FeatureSet, FeatureStore, frontend_for
-from benchmark.audio.kaldi import FrontEnd
-from benchmark.run.integrity import WeightsGuard
-from benchmark.method import Method
-from benchmark.data.examples import example_spectrograms
-from benchmark.models import build_model, checkpoint_sha256, file_sha256, load_model, resolve_checkpoint
-from benchmark.models.encoder import EncoderConfig, TokenEncoder
-from benchmark.core.registry import METHODS
-from benchmark.records.store import SCHEMA, failed_record, failure_info, provenance
-from benchmark.core.device import resolve_device
-from benchmark.core.errors import ConfigError
-from benchmark.measure.shapes import InputShape
-from benchmark.measure.throughput import TimingSettings, measure_interleaved
-from benchmark.measure.tune import tune
-from benchmark.run.speed_target import SpeedTarget
-from benchmark.train.checkpoints import default_checkpoint_path
-from benchmark.train.loop import train_model
-from benchmark.data.length import check_frames, input_frames_for
-from benchmark.data.variant import TaskVariant
-from benchmark.tasks.base import Task
+from prunebench.run.config import ModelEntry, RunConfig, feature_storage
+from prunebench.measure.evaluate import evaluate
+from prunebench.data.features import FeatureSet, FeatureStore, frontend_for
+from prunebench.audio.kaldi import FrontEnd
+from prunebench.run.integrity import WeightsGuard
+from prunebench.method_api import Method
+from prunebench.data.examples import example_spectrograms
+from prunebench.models import build_model, checkpoint_sha256, file_sha256, load_model, resolve_checkpoint
+from prunebench.models.encoder import EncoderConfig, TokenEncoder
+from prunebench.core.registry import METHODS
+from prunebench.records.store import SCHEMA, failed_record, failure_info, provenance
+from prunebench.core.device import resolve_device
+from prunebench.core.errors import ConfigError
+from prunebench.measure.shapes import InputShape
+from prunebench.measure.throughput import TimingSettings, measure_interleaved
+from prunebench.measure.tune import tune
+from prunebench.run.speed_target import SpeedTarget
+from prunebench.train.checkpoints import default_checkpoint_path
+from prunebench.train.loop import train_model
+from prunebench.data.length import check_frames, input_frames_for
+from prunebench.data.variant import TaskVariant
+from prunebench.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class Work:
 
     def _resolve_speed_targets(self, prepared: PreparedModel, model: TokenEncoder, frames: int,
                                methods: List[Any]) -> Tuple[List[Method], List[SpeedTarget]]:
-        """Each SpeedTarget tuned (benchmark.measure.tune) to a concrete method at this input length,
+        """Each SpeedTarget tuned (prunebench.measure.tune) to a concrete method at this input length,
         kept for evaluation; the concrete methods timed with the others."""
         concrete, tuned = [m for m in methods if not isinstance(m, SpeedTarget)], []
         measure = self.config.measure

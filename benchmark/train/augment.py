@@ -8,8 +8,8 @@ from typing import Protocol, Tuple
 import numpy as np
 import torch
 
-from benchmark.models.encoder import TokenEncoder
-from benchmark.train.recipes import RECIPE_FRAMES
+from prunebench.models.encoder import TokenEncoder
+from prunebench.train.recipes import RECIPE_FRAMES
 
 
 class Pool(Protocol):

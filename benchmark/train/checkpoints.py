@@ -20,12 +20,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmark.core.cache import cache_dir
-from benchmark.models import checkpoint_sha256, resolve_checkpoint, save_checkpoint
-from benchmark.models.checkpoint import atomic_save
-from benchmark.models.encoder import TokenEncoder
-from benchmark.tasks.base import Task
-from benchmark.train.recipes import PROBE_KEYS, settings_for
+from prunebench.core.cache import cache_dir
+from prunebench.models import checkpoint_sha256, resolve_checkpoint, save_checkpoint
+from prunebench.models.checkpoint import atomic_save
+from prunebench.models.encoder import TokenEncoder
+from prunebench.tasks.base import Task
+from prunebench.train.recipes import PROBE_KEYS, settings_for
 
 log = logging.getLogger(__name__)
 TRAIN_VERSION = 2

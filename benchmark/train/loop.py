@@ -1,6 +1,6 @@
 """The training loop: train or fine-tune a model on a task's training clips, resumable,
 optionally pruning-aware, then score it on the test clips exactly as runs score a method
-(benchmark.measure.evaluate).
+(prunebench.measure.evaluate).
 
 From scratch (the default recipe: AdamW, warm-up + cosine, random crops, SpecAugment) or from a
 checkpoint (`init`: AST, Transformers, AudioMAE, ImageNet DeiT, ours; see recipes.py for AST's
@@ -28,23 +28,23 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from benchmark.core.device import autocast_for, resolve_device, resolve_dtype, training_dtype
-from benchmark.core.registry import BASELINE, METHODS
-from benchmark.data.features import FeatureSet, FeatureStore, frontend_for
-from benchmark.data.variant import TaskVariant
-from benchmark.measure.evaluate import evaluate
-from benchmark.method import Method
-from benchmark.models import build_model, checkpoint_sha256, load_backbone
-from benchmark.models.encoder import TokenEncoder
-from benchmark.tasks.base import Task
-from benchmark.train.augment import crop_length, mixup, random_crop, spec_augment
-from benchmark.train.checkpoints import (
+from prunebench.core.device import autocast_for, resolve_device, resolve_dtype, training_dtype
+from prunebench.core.registry import BASELINE, METHODS
+from prunebench.data.features import FeatureSet, FeatureStore, frontend_for
+from prunebench.data.variant import TaskVariant
+from prunebench.measure.evaluate import evaluate
+from prunebench.method_api import Method
+from prunebench.models import build_model, checkpoint_sha256, load_backbone
+from prunebench.models.encoder import TokenEncoder
+from prunebench.tasks.base import Task
+from prunebench.train.augment import crop_length, mixup, random_crop, spec_augment
+from prunebench.train.checkpoints import (
     TRAIN_VERSION, TrainingSpec, TrainingState, finished_checkpoint, read_state, restore_state, save_final,
     training_spec, write_state,
 )
-from benchmark.train.probe import probe_and_save
-from benchmark.train.recipes import prune_method, prune_target
-from benchmark.train.schedule import keep_rate_at, lr_lambda, make_optimizer
+from prunebench.train.probe import probe_and_save
+from prunebench.train.recipes import prune_method, prune_target
+from prunebench.train.schedule import keep_rate_at, lr_lambda, make_optimizer
 
 log = logging.getLogger(__name__)
 EVAL_BATCH_SIZE = 64

@@ -28,16 +28,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from benchmark.core.cache import cache_dir
-from benchmark.core.errors import ConfigError
-from benchmark.data.features import FeatureSet, FeatureStore, frontend_for
-from benchmark.method import Method
-from benchmark.models.checkpoint import atomic_save, load_backbone
-from benchmark.tasks.base import Task
-from benchmark.core.device import resolve_device
-from benchmark.train.checkpoints import TRAIN_VERSION, TrainingSpec, save_final, weights_sha256
-from benchmark.train.recipes import prune_method, prune_target
-from benchmark.data.variant import TaskVariant
+from prunebench.core.cache import cache_dir
+from prunebench.core.errors import ConfigError
+from prunebench.data.features import FeatureSet, FeatureStore, frontend_for
+from prunebench.method_api import Method
+from prunebench.models.checkpoint import atomic_save, load_backbone
+from prunebench.tasks.base import Task
+from prunebench.core.device import resolve_device
+from prunebench.train.checkpoints import TRAIN_VERSION, TrainingSpec, save_final, weights_sha256
+from prunebench.train.recipes import prune_method, prune_target
+from prunebench.data.variant import TaskVariant
 
 log = logging.getLogger(__name__)
 POOLED_VERSION = 1
@@ -87,7 +87,7 @@ def train_probe(spec: TrainingSpec, method: Optional[Method], store: FeatureStor
     with torch.no_grad():
         model.head.weight.copy_(weight)
         model.head.bias.copy_(bias)
-    # Scored on the cached pooled outputs, not through benchmark.measure.evaluate: that would
+    # Scored on the cached pooled outputs, not through prunebench.measure.evaluate: that would
     # encode every test clip a second time. The head reads the same pooled vector in a run, so
     # these are the predictions a run's `none` makes (tests/test_whisper_probe.py checks it).
     predictions = (test_x @ weight.T + bias).argmax(dim=1)

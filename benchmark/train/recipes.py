@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
-from benchmark.core.errors import ConfigError, did_you_mean
+from prunebench.core.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
-    from benchmark.tasks.base import Task
+    from prunebench.tasks.base import Task
 
 # A from-scratch recipe that fits the 2-core budget: random 256-frame crops (half the cost of a
 # full clip), then full-length epochs, gradients clipped (without clipping, runs of this recipe
@@ -122,7 +122,7 @@ def settings_for(user: Optional[Dict[str, Any]], model_name: str, task: "Task",
     """`resolve_train` for training `model_name` on `task`: the recipe picked by the task's kind
     and the model's family, as both the runner and the CLI train (identical checkpoint hashes),
     and the input length the task's (`with_task_frames`)."""
-    from benchmark.models import registered_config
+    from prunebench.models import registered_config
 
     arch = registered_config(model_name)
     cfg = resolve_train(user, multi_label=task.metric != "accuracy", family=arch.family)
@@ -154,10 +154,10 @@ def for_short_input(cfg: Dict[str, Any], given: set, frames: int) -> Dict[str, A
 
 
 def with_task_frames(cfg: Dict[str, Any], task: "Task", arch: Any, overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """`frames` set to the task's input length (benchmark.data.length) when neither the settings
+    """`frames` set to the task's input length (prunebench.data.length) when neither the settings
     nor the model's overrides fix one; left None where that is the model's registered length, so a
     training at today's length keeps its hash (and its cached checkpoint)."""
-    from benchmark.data.length import input_frames_for
+    from prunebench.data.length import input_frames_for
 
     if cfg["frames"] is not None:
         check_train_frames(cfg["frames"], arch)
@@ -178,9 +178,9 @@ def check_train_frames(frames: Any, arch: Any) -> None:
 
 def prune_method(spec: str, keep_rate: float, where: str = "train"):
     """The method of a pruning-aware training spec at one keep rate."""
-    from benchmark.method import parse_method_spec
-    from benchmark.core.registry import METHODS
-    from benchmark.core.errors import PluginError
+    from prunebench.method_api import parse_method_spec
+    from prunebench.core.registry import METHODS
+    from prunebench.core.errors import PluginError
 
     name, params = parse_method_spec(str(spec))
     try:
@@ -194,8 +194,8 @@ def prune_method(spec: str, keep_rate: float, where: str = "train"):
 
 def prune_target(spec: str) -> float:
     """The keep rate a pruning-aware spec anneals to (its own, or the method's default)."""
-    from benchmark.method import parse_method_spec
-    from benchmark.core.registry import METHODS
+    from prunebench.method_api import parse_method_spec
+    from prunebench.core.registry import METHODS
 
     prune_method(spec, 1.0)  # validates the spec
     name, params = parse_method_spec(str(spec))

@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict
 
 import torch
 
-from benchmark.models.encoder import TokenEncoder
+from prunebench.models.encoder import TokenEncoder
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:

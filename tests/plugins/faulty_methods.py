@@ -6,8 +6,7 @@ from pathlib import Path
 
 import torch
 
-from benchmark import register_method
-from benchmark.method import Method, ScorePruning
+from prunebench import Method, ScorePruning, register_method
 
 
 @register_method("explode")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Protocol, Tuple
 
-from benchmark.run.config import RunConfig
-from benchmark.run.plan import Group, Plan
-from benchmark.run.work import EvalUnit
+from prunebench.run.config import RunConfig
+from prunebench.run.plan import Group, Plan
+from prunebench.run.work import EvalUnit
 
 
 class Sink(Protocol):

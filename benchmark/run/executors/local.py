@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Tuple
 
-from benchmark.run.config import RunConfig
-from benchmark.run.plan import Plan
-from benchmark.records.store import failure_info
-from benchmark.run.work import Work
-from benchmark.run.executors.base import Sink
+from prunebench.run.config import RunConfig
+from prunebench.run.plan import Plan
+from prunebench.records.store import failure_info
+from prunebench.run.work import Work
+from prunebench.run.executors.base import Sink
 
 
 class LocalExecutor:

@@ -9,7 +9,7 @@ Per (model, task):
             are written as they arrive and timing never shares its machine with this group)
 Tasks that need a GPU ask for one where the cluster has GPUs; elsewhere evaluation takes one CPU
 and prepare/timing a whole node (training and timing use every core, as in a local run).
-Workers run the same functions as the local executor (benchmark.run.work); the driver writes every
+Workers run the same functions as the local executor (prunebench.run.work); the driver writes every
 record, atomically, in the same layout, so resume and the leaderboard are unchanged. A task
 whose worker or node is lost is retried by Ray (`max_retries`); a unit that still cannot finish,
 or raises, becomes failed records as in a local run.
@@ -24,13 +24,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from benchmark.run.speed_target import SpeedTarget
-from benchmark.run.config import RunConfig, parse_config
-from benchmark.core.errors import ConfigError
-from benchmark.run.plan import Plan
-from benchmark.records.store import failure_info, provenance
-from benchmark.run.work import EvalUnit, Failure, PreparedModel, Work, failed_unit_records
-from benchmark.run.executors.base import Sink
+from prunebench.run.speed_target import SpeedTarget
+from prunebench.run.config import RunConfig, parse_config
+from prunebench.core.errors import ConfigError
+from prunebench.run.plan import Plan
+from prunebench.records.store import failure_info, provenance
+from prunebench.run.work import EvalUnit, Failure, PreparedModel, Work, failed_unit_records
+from prunebench.run.executors.base import Sink
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _work(setup: WorkerSetup) -> Work:
     work = _WORKS.get(setup.key)
     if work is not None:
         return work
-    from benchmark.core.plugins import load_entry_point_plugins, load_plugin_file
+    from prunebench.core.plugins import load_entry_point_plugins, load_plugin_file
 
     if setup.cache_root:
         os.environ["PRUNEBENCH_CACHE"] = setup.cache_root
@@ -88,7 +88,7 @@ def _use_assigned_cpus() -> None:
 
 def warm_task() -> int:
     """Start a worker and import torch and the benchmark in it (seconds on a small machine)."""
-    from benchmark.run import work  # noqa: F401  (the import is the point)
+    from prunebench.run import work  # noqa: F401  (the import is the point)
 
     return os.getpid()
 

@@ -19,10 +19,10 @@ from typing import Any, ClassVar, Dict, FrozenSet, Optional, Sequence, Tuple
 
 import torch
 
-from benchmark.core.errors import ConfigError, PluginError, did_you_mean
-from benchmark.core.params import Configurable, require_number
-from benchmark.core.registry import METHODS
-from benchmark.method.tokens import TokenState
+from prunebench.core.errors import ConfigError, PluginError, did_you_mean
+from prunebench.core.params import Configurable, require_number
+from prunebench.core.registry import METHODS
+from prunebench.method_api.tokens import TokenState
 
 PROTOCOL_LAYERS = (3, 6, 9)  # of 12 blocks, 0-indexed (EViT, ECAI 2025 audio pruning)
 PROTOCOL_DEPTH = 12
