@@ -47,7 +47,7 @@ class ModelDims:
     num_heads: int
     num_prefix: int
     grid: Tuple[int, int]
-    pooling: str  # "prefix" (CLS + dist average) or "mean" (over patch tokens)
+    pooling: str  # "prefix" (CLS + dist average), "mean" (over patch tokens) or "cls+mean" (both, concatenated)
     patch_size: Optional[Tuple[int, int]] = None  # patch embedding kernel (freq, time)
     stride: Optional[Tuple[int, int]] = None  # patch embedding stride (freq, time)
 

@@ -31,7 +31,9 @@ class AudioViTConfig(EncoderConfig):
     num_mel_bins: int = 128
     target_frames: int = 1024
     distillation_token: bool = True  # AST: CLS + distillation token
-    pooling: str = "prefix"  # "prefix": mean of the prefix tokens (AST); "mean": patch mean (AudioMAE)
+    # "prefix": mean of the prefix tokens (AST); "mean": patch mean (AudioMAE); "cls+mean": CLS
+    # concatenated with the patch mean (DINOv2's linear-probe head), twice the width into the head
+    pooling: str = "prefix"
     drop_path_rate: float = 0.0
     sample_rate: int = 16000
     # LayerNorm epsilons, so published weights give their own logits: timm / DeiT / AudioMAE blocks
@@ -39,6 +41,7 @@ class AudioViTConfig(EncoderConfig):
     norm_eps: float = 1e-6
     head_norm_eps: float = 1e-5
     final_norm: bool = True  # AudioMAE's mean-pooled models have none (their head starts with fc_norm)
+    layer_scale: Optional[float] = None  # initial layer-scale (DINOv2, CaiT); None: blocks without one
     extra: dict = field(default_factory=dict)
     family: ClassVar[str] = "vit"
 
@@ -85,6 +88,7 @@ class AudioViT(TokenEncoder):
             mlp_ratio=config.mlp_ratio,
             reg_tokens=1 if config.distillation_token else 0,
             drop_path_rate=config.drop_path_rate,
+            init_values=config.layer_scale,
             norm_layer=partial(nn.LayerNorm, eps=config.norm_eps),
             final_norm=config.final_norm,
             embed_layer=partial(AudioPatchEmbed, fstride=config.fstride, tstride=config.tstride),
@@ -97,9 +101,8 @@ class AudioViT(TokenEncoder):
             pos = self.vit.pos_embed
             pos[:, self.num_prefix_tokens:] = sincos_2d(self.grid, config.embed_dim).to(pos.device)
         # AST's head: LayerNorm + Linear on the pooled token (AudioMAE: fc_norm + head, the same).
-        self.head = nn.Sequential(
-            nn.LayerNorm(config.embed_dim, eps=config.head_norm_eps), nn.Linear(config.embed_dim, config.num_classes)
-        )
+        pooled = 2 * config.embed_dim if config.pooling == "cls+mean" else config.embed_dim
+        self.head = nn.Sequential(nn.LayerNorm(pooled, eps=config.head_norm_eps), nn.Linear(pooled, config.num_classes))
         self.method: Optional[Method] = None  # used when forward() is called without one
         self.track_provenance = False
 

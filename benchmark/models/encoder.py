@@ -150,7 +150,9 @@ class TokenEncoder(nn.Module):
             return x[:, :p].mean(dim=1)
         patches = x[:, p:]
         if state.sizes is None:
-            return patches.mean(dim=1)
-        # Merged tokens stand for several patches: weight them so the mean equals the unmerged one.
-        w = state.sizes[:, p:].unsqueeze(-1)
-        return (patches * w).sum(dim=1) / w.sum(dim=1)
+            mean = patches.mean(dim=1)
+        else:
+            # Merged tokens stand for several patches: weight them so the mean equals the unmerged one.
+            w = state.sizes[:, p:].unsqueeze(-1)
+            mean = (patches * w).sum(dim=1) / w.sum(dim=1)
+        return torch.cat([x[:, 0], mean], dim=-1) if self.config.pooling == "cls+mean" else mean
