@@ -54,6 +54,17 @@ def mixup(x: torch.Tensor, y: torch.Tensor, share: float, pool: Pool,
     return lx * x + (1 - lx) * px, ly * y + (1 - ly) * py
 
 
+def time_shift(x: torch.Tensor, max_frames: int, generator: torch.Generator) -> torch.Tensor:
+    """Each example rolled in time by a whole number of frames uniform in [-max_frames, max_frames]
+    (circular, so nothing is lost): an event heard at another moment is the same event."""
+    if max_frames <= 0:
+        return x
+    shifts = torch.randint(-max_frames, max_frames + 1, (x.shape[0],), generator=generator)
+    frames = x.shape[1]
+    index = (torch.arange(frames).unsqueeze(0) - shifts.unsqueeze(1)) % frames  # out[t] = x[t - shift]
+    return torch.gather(x, 1, index.to(x.device).unsqueeze(-1).expand(-1, -1, x.shape[2]))
+
+
 def crop_length(crop_frames: int, input_frames: int, patch: int) -> int:
     """A recipe's crop length for an input of `input_frames`: scaled by input / 512 (cropped by
     the same share as a 5 s input, never wholly nor mostly padding), whole patches, at least one;

@@ -25,12 +25,17 @@ from prunebench.models import checkpoint_sha256, resolve_checkpoint, save_checkp
 from prunebench.models.checkpoint import atomic_save
 from prunebench.models.encoder import TokenEncoder
 from prunebench.tasks.base import Task
-from prunebench.train.recipes import PROBE_KEYS, settings_for
+from prunebench.train.recipes import ADDED_KEYS, PROBE_KEYS, TRAIN_DEFAULTS, settings_for
 
 log = logging.getLogger(__name__)
 TRAIN_VERSION = 2
 STATE_FORMAT = "prunebench-train-state-1"
-NOT_HASHED = ("device",)  # where it runs does not define what is trained (a run may resume elsewhere)
+# Where it runs does not define what is trained (a run may resume elsewhere), nor do the per-epoch
+# scores and copies kept on the side.
+NOT_HASHED = ("device", "epoch_checkpoints")
+# `amp` as hashed: "gpu" (the default) is what `amp: true` meant before CPUs trained in bfloat16, so
+# it keeps that name and every cached training its checkpoint; true now means bfloat16 on CPUs too.
+AMP_HASHED = {"gpu": True, True: "bfloat16-where-available"}
 
 
 # -- names and hashes ------------------------------------------------------------------------
@@ -45,13 +50,23 @@ def init_identity(init: Optional[str]) -> Optional[Dict[str, str]]:
 def training_hash(model_name: str, overrides: Dict[str, Any], task: Task, cfg: Dict[str, Any],
                   init: Optional[Dict[str, str]]) -> str:
     """12 hex digits of the sha256 of everything that defines the training (not where it runs)."""
-    unhashed = NOT_HASHED + (() if cfg["recipe"] == "probe" else PROBE_KEYS)
     spec = {
         "version": TRAIN_VERSION, "model": model_name, "overrides": overrides, "task": task.name, "split": task.split,
-        "train": {k: v for k, v in cfg.items() if k not in unhashed and k != "init"},
+        "train": hashed_settings(cfg),
         "init": init["sha256"] if init else None, "data": task.fingerprint(task.train_clips()),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def hashed_settings(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The settings that define a training, as hashed: not where it runs, not the probe's keys
+    (unless it is a probe), keys added later only when set, `amp` under its old names."""
+    unhashed = NOT_HASHED + (() if cfg["recipe"] == "probe" else PROBE_KEYS) + ("init",)
+    out = {k: v for k, v in cfg.items()
+           if k not in unhashed and not (k in ADDED_KEYS and v == TRAIN_DEFAULTS[k])}
+    if "amp" in out:
+        out["amp"] = AMP_HASHED.get(out["amp"], out["amp"])
+    return out
 
 
 def checkpoint_stem(model_name: str, task: Task, config_hash: str) -> str:
@@ -145,6 +160,29 @@ def save_final(model: TokenEncoder, meta: Dict[str, Any], spec: TrainingSpec) ->
     return path, save_checkpoint(model, path, meta)
 
 
+# -- the epochs kept (epoch_checkpoints) -------------------------------------------------------
+def epochs_folder(spec: TrainingSpec) -> Path:
+    """Where a training's per-epoch checkpoints go: `epochs/<checkpoint stem>/` beside its final
+    checkpoint (a subfolder, so finished_checkpoint's glob never meets them)."""
+    return spec.folder / "epochs" / spec.stem
+
+
+def save_epoch(model: TokenEncoder, spec: TrainingSpec, state: "TrainingState", meta: Dict[str, Any]) -> Path:
+    """The weights after epoch `state.epoch` as a checkpoint `epoch-NN-of-MM.pt` (loadable as any
+    prunebench checkpoint), and `scores.json` beside them: every kept epoch's held-out score."""
+    from prunebench.core.files import atomic_write
+
+    folder = epochs_folder(spec)
+    path = folder / f"epoch-{state.epoch:02d}-of-{spec.cfg['epochs']:02d}.pt"
+    meta = {**meta, "weights_sha256": weights_sha256(model)}
+    save_checkpoint(model, path, meta)
+    scores = {"config_hash": spec.config_hash, "metric": meta["test_metric"],
+              "epochs": {f"epoch-{i + 1:02d}-of-{spec.cfg['epochs']:02d}.pt": s for i, s in enumerate(state.test_scores)}}
+    atomic_write(folder / "scores.json", (json.dumps(scores, indent=1) + "\n").encode())
+    log.info("epoch %d: %s %.4f, weights kept in %s", state.epoch, meta["test_metric"], meta["test_score"], path)
+    return path
+
+
 # -- the resumable state -------------------------------------------------------------------------
 @dataclass
 class TrainingState:
@@ -159,6 +197,7 @@ class TrainingState:
     epoch: int = 0  # epochs done
     history: List[float] = field(default_factory=list)  # mean training loss per epoch
     epoch_seconds: List[float] = field(default_factory=list)
+    test_scores: List[float] = field(default_factory=list)  # held-out score per epoch (epoch_checkpoints)
 
 
 def write_state(path: Path, config_hash: str, state: TrainingState) -> None:
@@ -170,7 +209,7 @@ def write_state(path: Path, config_hash: str, state: TrainingState) -> None:
         "optimizer": state.optimizer.state_dict(), "scheduler": state.schedule.state_dict(),
         "generator": state.generator.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "history": state.history, "epoch_seconds": state.epoch_seconds,
+        "history": state.history, "epoch_seconds": state.epoch_seconds, "test_scores": state.test_scores,
     }, path)
 
 
@@ -199,3 +238,4 @@ def restore_state(saved: Dict[str, Any], state: TrainingState) -> None:
     if state.device.type == "cuda" and saved.get("cuda_rng") is not None:
         torch.cuda.set_rng_state(saved["cuda_rng"], state.device)
     state.history, state.epoch_seconds, state.epoch = saved["history"], saved["epoch_seconds"], saved["epoch"]
+    state.test_scores = list(saved.get("test_scores", []))

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from prunebench.core.errors import ConfigError
 from prunebench.core.device import autocast_for, resolve_device, resolve_dtype, training_dtype
 from prunebench.core.registry import BASELINE, METHODS
 from prunebench.data.features import FeatureSet, FeatureStore, frontend_for
@@ -37,9 +38,9 @@ from prunebench.method_api import Method
 from prunebench.models import build_model, checkpoint_sha256, load_backbone
 from prunebench.models.encoder import TokenEncoder
 from prunebench.tasks.base import Task
-from prunebench.train.augment import crop_length, mixup, random_crop, spec_augment
+from prunebench.train.augment import crop_length, mixup, random_crop, spec_augment, time_shift
 from prunebench.train.checkpoints import (
-    TRAIN_VERSION, TrainingSpec, TrainingState, finished_checkpoint, read_state, restore_state, save_final,
+    TRAIN_VERSION, TrainingSpec, TrainingState, finished_checkpoint, read_state, restore_state, save_epoch, save_final,
     training_spec, write_state,
 )
 from prunebench.train.probe import probe_and_save
@@ -48,6 +49,7 @@ from prunebench.train.schedule import keep_rate_at, lr_lambda, make_optimizer
 
 log = logging.getLogger(__name__)
 EVAL_BATCH_SIZE = 64
+STEP_LOG_SECONDS = 60  # without a bar: a progress line at most this often within an epoch
 
 
 def train_model(
@@ -130,6 +132,8 @@ def set_up(spec: TrainingSpec, store: FeatureStore, resume: bool) -> Training:
         init_format = saved["init_format"]
     else:
         model, init_format = initial_model(spec.model_name, spec.task, cfg, spec.overrides)
+    if cfg["drop_path"] is not None:
+        set_drop_path(model, cfg["drop_path"])
     model.to(device)
     frontend = frontend_for(model.config, spec.task)
     train = store.get(TaskVariant(spec.task), frontend, split="train")
@@ -145,6 +149,23 @@ def set_up(spec: TrainingSpec, store: FeatureStore, resume: bool) -> Training:
     fill = frontend.padding_value() if cfg["mask_fill"] == "logmel-zero" else 0.0
     target = prune_target(cfg["prune"]) if cfg["prune"] else None
     return Training(spec, train, test, state, steps_per_epoch, fill, target)
+
+
+def set_drop_path(model: TokenEncoder, rate: float) -> None:
+    """Stochastic depth rising linearly over the blocks from 0 to `rate` (timm's rule), recorded in
+    the model's config so a checkpoint or a resumed state rebuilds it alike."""
+    from dataclasses import replace
+
+    from timm.layers import DropPath
+
+    if not hasattr(model.config, "drop_path_rate"):
+        raise ConfigError(f"train: drop_path: model {model.config.name!r} has no stochastic depth")
+    depth = len(model.blocks)
+    for i, block in enumerate(model.blocks):
+        r = rate * i / max(1, depth - 1)
+        block.drop_path1 = DropPath(r) if r > 0 else torch.nn.Identity()
+        block.drop_path2 = DropPath(r) if r > 0 else torch.nn.Identity()
+    model.config = replace(model.config, drop_path_rate=float(rate))
 
 
 class Examples:
@@ -186,6 +207,9 @@ def run_epochs(training: Training, progress: bool, on_epoch: Optional[Callable[[
         state.history.append(loss)
         state.epoch = epoch + 1
         bar.set_postfix(loss=f"{loss:.3f}")
+        if spec.cfg["epoch_checkpoints"]:
+            state.test_scores.append(score_on_test(training, METHODS.get(BASELINE)()))
+            save_epoch(state.model, spec, state, epoch_metadata(training))
         write_state(spec.partial, spec.config_hash, state)
         if bar.disable:
             log_epoch(training)
@@ -202,11 +226,16 @@ def run_epoch(training: Training, epoch: int, examples: Examples, bar: tqdm) -> 
     order = torch.randperm(len(examples), generator=training.state.generator)
     cropping = epoch < cfg["epochs"] - cfg["full_length_epochs"]
     running = 0.0
+    started = last_line = time.perf_counter()
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         step = epoch * training.steps_per_epoch + start // batch_size
         running += train_step(training, examples, idx, step, cropping) * len(idx)
         bar.update(1)
+        now = time.perf_counter()
+        if bar.disable and now - last_line >= STEP_LOG_SECONDS:
+            last_line = now
+            log_step(training, epoch, start // batch_size + 1, now - started, running / (start + len(idx)))
     return running / len(order)
 
 
@@ -215,6 +244,7 @@ def train_step(training: Training, examples: Examples, idx: torch.Tensor, step: 
     cfg, state = training.spec.cfg, training.state
     model, generator = state.model, state.generator
     x, y = examples(idx)
+    x = time_shift(x, cfg["time_shift"], generator)
     x = spec_augment(x, cfg["freq_mask"], cfg["time_mask"], generator, training.mask_fill)
     if cfg["mixup"] > 0:
         x, y = mixup(x, y, cfg["mixup"], examples, generator)
@@ -241,11 +271,26 @@ def log_epoch(training: Training) -> None:
     state, epochs = training.state, training.spec.cfg["epochs"]
     seconds = state.epoch_seconds
     left = (epochs - state.epoch) * sum(seconds) / len(seconds)
-    log.info("train %s on %s: epoch %d/%d, loss %.4f, %.1f s, about %s left", training.spec.model_name, training.spec.task.id,
-             state.epoch, epochs, state.history[-1], seconds[-1], _duration(left))
+    held_out = f", held-out {training.metric} {state.test_scores[-1]:.4f}" if state.test_scores else ""
+    log.info("train %s on %s: epoch %d/%d, loss %.4f%s, %.1f s, about %s left", training.spec.model_name,
+             training.spec.task.id, state.epoch, epochs, state.history[-1], held_out, seconds[-1], _duration(left))
+
+
+def log_step(training: Training, epoch: int, steps: int, seconds: float, loss: float) -> None:
+    """A progress line within an epoch: steps done, seconds per step, time left in the training
+    (at this epoch's pace, plus the remaining epochs at the mean finished epoch's)."""
+    state, epochs, per_epoch = training.state, training.spec.cfg["epochs"], training.steps_per_epoch
+    done = state.epoch_seconds
+    epoch_pace = sum(done) / len(done) if done else seconds / steps * per_epoch
+    left = seconds / steps * (per_epoch - steps) + (epochs - epoch - 1) * epoch_pace
+    log.info("train %s on %s: epoch %d/%d, step %d/%d, %.2f s/step (%s), loss %.4f, about %s left",
+             training.spec.model_name, training.spec.task.id, epoch + 1, epochs, steps, per_epoch, seconds / steps,
+             training.dtype, loss, _duration(left))
 
 
 def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
     return f"{seconds:.0f} s" if seconds < 60 else f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
 
 
@@ -254,6 +299,19 @@ def score_on_test(training: Training, method: Method) -> float:
     """The test split's score with `method`, through the scoring path of runs."""
     ev = evaluate(training.state.model, method, training.test, training.metric, EVAL_BATCH_SIZE, str(training.state.device), training.dtype)
     return ev.score["value"]
+
+
+def epoch_metadata(training: Training) -> Dict[str, Any]:
+    """What an epoch's checkpoint records: the training's identity, the epoch, its held-out score."""
+    spec, state = training.spec, training.state
+    return {
+        "model": spec.model_name, "task": spec.task.describe(), "train": dict(spec.cfg), "config_hash": spec.config_hash,
+        "init": None if spec.init is None else {**spec.init, "format": state.init_format},
+        "epoch": state.epoch, "epochs": spec.cfg["epochs"], "loss_history": list(state.history),
+        "test_metric": training.metric, "test_score": state.test_scores[-1], "test_scores": list(state.test_scores),
+        "epoch_seconds": list(state.epoch_seconds), "train_dtype": training.dtype, "device": str(state.device),
+        "frames": state.model.config.target_frames, "norm_stats": list(spec.task.norm_stats), "version": TRAIN_VERSION,
+    }
 
 
 def final_metadata(training: Training) -> Dict[str, Any]:
@@ -271,7 +329,8 @@ def final_metadata(training: Training) -> Dict[str, Any]:
         "train_clips": len(training.train), "test_clips": len(training.test),
         "loss_history": state.history, "epoch_seconds": state.epoch_seconds, "train_seconds": round(train_seconds, 1),
         "samples_per_s": round(len(training.train) * len(state.epoch_seconds) / train_seconds, 2) if train_seconds else None,
-        "device": str(state.device), "test_metric": training.metric, "test_score": score,
+        "device": str(state.device), "train_dtype": training.dtype, "test_metric": training.metric, "test_score": score,
+        "epoch_test_scores": list(state.test_scores) or None,
         "test_accuracy": None if multi_label else score,
         "prune": None if training.target is None else {"spec": cfg["prune"], "target_keep_rate": training.target, "test_score": pruned},
         "norm_stats": list(spec.task.norm_stats), "version": TRAIN_VERSION,

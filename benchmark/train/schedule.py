@@ -3,7 +3,7 @@ step decay), the keep rate of pruning-aware training (EViT's cosine), and the op
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
@@ -57,7 +57,44 @@ def lr_lambda(cfg: Dict[str, Any], steps_per_epoch: int) -> Callable[[int], floa
 
 
 def make_optimizer(model: TokenEncoder, cfg: Dict[str, Any]) -> torch.optim.Optimizer:
-    """Adam or AdamW over the trainable parameters."""
+    """Adam or AdamW over the trainable parameters: one group at `lr`, or, with `layer_decay` or
+    `head_lr`, a group per depth (fine-tuning_groups)."""
     cls = torch.optim.Adam if cfg["optimizer"] == "adam" else torch.optim.AdamW
-    return cls([p for p in model.parameters() if p.requires_grad], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
-               betas=tuple(cfg["betas"]))
+    if cfg.get("layer_decay") is None and cfg.get("head_lr") is None:
+        groups: Any = [p for p in model.parameters() if p.requires_grad]
+    else:
+        groups = fine_tuning_groups(model, cfg)
+    return cls(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"], betas=tuple(cfg["betas"]))
+
+
+def parameter_depth(name: str, depth: int) -> int:
+    """0 for what comes before the blocks (patch embedding, tokens, positions), i + 1 for block i,
+    depth + 1 for what follows (final norm, head): BEiT's layer ids."""
+    parts = name.split(".")
+    if "blocks" in parts:
+        return int(parts[parts.index("blocks") + 1]) + 1
+    if name.startswith(("head.", "vit.norm.", "vit.fc_norm.")):
+        return depth + 1
+    return 0
+
+
+def fine_tuning_groups(model: TokenEncoder, cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """BEiT's layer-wise decay: `lr` at the top block, lr * layer_decay ** k k blocks below (the
+    embeddings one step below block 0), the final norm at `lr`, the head at `head_lr` (None: lr).
+    Biases, norms, layer scales, tokens and positions get no weight decay (BEiT, DINOv2, MAE)."""
+    depth = len(model.blocks)
+    decay = 1.0 if cfg.get("layer_decay") is None else cfg["layer_decay"]
+    groups: Dict[Tuple[int, bool], Dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        level = parameter_depth(name, depth)
+        if name.startswith("head."):
+            lr = cfg["lr"] if cfg.get("head_lr") is None else cfg["head_lr"]
+        else:
+            lr = cfg["lr"] * decay ** max(0, depth - level)
+        decayed = param.ndim >= 2 and not name.endswith(("pos_embed", "cls_token", "reg_token"))
+        key = (level if not name.startswith("head.") else depth + 2, decayed)
+        group = groups.setdefault(key, {"params": [], "lr": lr, "weight_decay": cfg["weight_decay"] if decayed else 0.0})
+        group["params"].append(param)
+    return [groups[k] for k in sorted(groups)]
