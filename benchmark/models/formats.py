@@ -25,7 +25,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -40,6 +40,33 @@ TRUST_ENV = "PRUNEBENCH_TRUST_CHECKPOINTS"
 # Fields of AudioViTConfig that define the architecture: weights that disagree do not fit the model.
 STRUCTURAL = ("embed_dim", "depth", "num_heads", "mlp_ratio", "patch_size", "fstride", "tstride",
               "num_mel_bins", "distillation_token", "pooling", "final_norm")
+
+
+@dataclass(frozen=True)
+class WeightReader:
+    """A weights format that a model family reads in a file of its own (dinov2_onnx.py) and
+    registers here, so read_weights needs no branch per family."""
+
+    name: str
+    suffixes: Tuple[str, ...]  # file endings it reads (a folder's weights file is found by them)
+    recognises: Callable[[Path], bool]  # from the file's first bytes, never its name
+    read: Callable[[Path, AudioViTConfig], "Weights"]
+
+
+WEIGHT_READERS: Dict[str, WeightReader] = {}
+
+
+def register_weight_reader(reader: WeightReader) -> WeightReader:
+    WEIGHT_READERS[reader.name] = reader
+    return reader
+
+
+def _registered_readers() -> List[WeightReader]:
+    """The registered readers, after the built-in model modules (which register theirs) loaded."""
+    from prunebench.core.registry import MODELS
+
+    MODELS.names()
+    return list(WEIGHT_READERS.values())
 
 
 @dataclass
@@ -58,7 +85,11 @@ def read_weights(path: Path, arch: AudioViTConfig) -> Weights:
 
     `arch` is the registered model's config: it supplies what the weights cannot say (strides,
     heads) and is checked against what they can (width, depth, prefix tokens, pooling)."""
+    readers = _registered_readers()
     weight_file, config_file = weight_files(Path(path))
+    for reader in readers:
+        if reader.recognises(weight_file):
+            return reader.read(weight_file, arch)
     from prunebench.models.whisper_formats import is_ctranslate2
 
     if is_ctranslate2(weight_file):
@@ -106,7 +137,8 @@ def detect_format(sd: StateDict, source: Path) -> str:
 def weight_files(path: Path) -> Tuple[Path, Optional[Path]]:
     """(weights file, Transformers config.json or None) of a file or folder."""
     if path.is_dir():
-        candidates = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+        suffixes = WEIGHT_SUFFIXES + tuple(s for r in _registered_readers() for s in r.suffixes)
+        candidates = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(suffixes))
         preferred = [path / name for name in PREFERRED_FILES if (path / name).is_file()]
         if preferred:
             weight_file = preferred[0]

