@@ -137,7 +137,8 @@ METHODS = Registry(
 TASKS = Registry("task", ("prunebench.tasks.esc50", "prunebench.tasks.synth_esc", "prunebench.tasks.audio_folder",
                          "prunebench.tasks.as20k"))
 CORRUPTIONS = Registry("corruption", ("prunebench.tasks.noise", "prunebench.tasks.noise_files", "prunebench.tasks.mix_clips"))
-MODELS = Registry("model", ("prunebench.models.ast", "prunebench.models.audiomae", "prunebench.models.whisper"))
+MODELS = Registry("model", ("prunebench.models.ast", "prunebench.models.audiomae", "prunebench.models.dinov2",
+                            "prunebench.models.whisper"))
 
 register_method = METHODS.register
 register_task = TASKS.register
