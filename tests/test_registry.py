@@ -56,6 +56,70 @@ def test_builtins_are_registered_lazily():
     assert report["seen"]["list"] == ["prunebench.methods.topk", "prunebench.models.ast", "timm", "torch", "torchaudio"]
 
 
+def test_builtins_are_discovered_in_their_package_folders(tmp_path, monkeypatch):
+    """No list names a built-in: the registry imports the modules of its folders that register into
+    it (by the decorator or by `<KIND>S.add`), and only those."""
+    import types
+
+    home = types.ModuleType("widget_home")
+    home.WIDGETS = Registry("widget", ("widget_pkg",))
+    home.register_widget = home.WIDGETS.register
+    monkeypatch.setitem(sys.modules, "widget_home", home)
+    pkg = tmp_path / "widget_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "by_decorator.py").write_text("from widget_home import register_widget\n\n"
+                                         "@register_widget('a')\nclass A:\n    'The first.'\n")
+    (pkg / "by_add.py").write_text("from widget_home import WIDGETS\nfor n in ('b', 'c'):\n    WIDGETS.add(n, object())\n")
+    (pkg / "helper.py").write_text("raise ImportError('a helper module was imported')  # register_widget\n")
+    (pkg / "_private.py").write_text("from widget_home import register_widget\nregister_widget('x')(object)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert home.WIDGETS.names() == ["a", "b", "c"]
+        assert home.WIDGETS.get("a").__doc__ == "The first."
+        assert "widget_pkg.helper" not in sys.modules and "widget_pkg._private" not in sys.modules
+    finally:
+        for name in [m for m in sys.modules if m.startswith("widget_pkg")]:
+            del sys.modules[name]
+
+
+BUILT_IN_PROBE = textwrap.dedent("""
+    import sys
+    import prunebench.methods, prunebench.tasks
+    prunebench.methods.__path__.append(sys.argv[1])
+    prunebench.tasks.__path__.append(sys.argv[1])
+    from prunebench.core.registry import CORRUPTIONS, METHODS
+    print(METHODS.get("dropped-in").__doc__, CORRUPTIONS.get("silence").__doc__, "topk" in METHODS)
+""")
+
+
+def test_a_file_dropped_into_the_methods_and_tasks_folders_is_a_built_in(tmp_path):
+    """Adding a built-in method or corruption is one file in its package folder."""
+    (tmp_path / "dropped_in.py").write_text(textwrap.dedent('''
+        from prunebench.core.registry import register_method
+        from prunebench.method_api import ScorePruning
+
+        @register_method("dropped-in")
+        class DroppedIn(ScorePruning):
+            """found"""
+            def score(self, x, state, info):
+                return x[:, state.num_prefix:, 0]
+    '''))
+    (tmp_path / "silence.py").write_text(textwrap.dedent('''
+        from prunebench.core.registry import register_corruption
+        from prunebench.tasks.corruption import Corruption
+
+        @register_corruption("silence")
+        class Silence(Corruption):
+            """also found"""
+            def apply(self, wave, generator, sample_rate, source, context=None):
+                return wave * 0
+    '''))
+    out = subprocess.run([sys.executable, "-c", BUILT_IN_PROBE, str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "found also found True"
+
+
 def test_the_registration_names_a_method():
     """The example in prunebench.method_api's docstring has no `name =` line: its records must say "mine"."""
     from prunebench.method_api import ScorePruning

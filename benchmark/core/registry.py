@@ -1,12 +1,13 @@
-"""One generic registry class behind methods, tasks, corruptions and models.
+"""One generic registry class behind methods, tasks, corruptions, models and metrics.
 
-Built-in plugins register themselves with decorators when their module is imported; the
-registries import those modules lazily (on first lookup), so `prunebench list` stays cheap and
-third-party plugins loaded later sit beside the built-ins.
+Built-in plugins register themselves with decorators when their module is imported. No list
+names them: on first lookup a registry imports the modules of its package folders that register
+into it (`prunebench.core.discovery`), so a new built-in is one file, `prunebench list` stays cheap,
+and third-party plugins loaded later sit beside the built-ins.
 
-A registry of classes (methods, tasks, corruptions) is told its base class by the module that
-defines it (`METHODS.require_base(Method)`: core cannot import the layers above it). From then on
-it accepts only subclasses, and the registered name is the class's `name`: the registry sets it,
+A registry of classes (methods, tasks, corruptions, metrics) is told its base class by the module
+that defines it (`METHODS.require_base(Method)`: core cannot import the layers above it). From then
+on it accepts only subclasses, and the registered name is the class's `name`: the registry sets it,
 and rejects a class that declares another one, so the key a config uses and the name a record
 carries cannot differ.
 """
@@ -16,6 +17,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from prunebench.core.discovery import registering_modules
 from prunebench.core.errors import PluginError, did_you_mean
 
 
@@ -30,9 +32,11 @@ class Entry:
 class Registry:
     """A name -> object map with clear duplicate errors and did-you-mean lookups."""
 
-    def __init__(self, kind: str, builtin_modules: Tuple[str, ...] = ()):
+    def __init__(self, kind: str, packages: Tuple[str, ...] = ()):
+        """`packages`: where the built-ins live; a module there is one when it calls
+        `register_<kind>` or `<KIND>S.add/.register` (the names this module gives them below)."""
         self.kind = kind
-        self._builtin_modules = builtin_modules
+        self._packages = packages
         self._builtins_loaded = False
         self._entries: Dict[str, Entry] = {}
         self._base: Optional[type] = None
@@ -45,8 +49,9 @@ class Registry:
         if self._builtins_loaded:
             return
         self._builtins_loaded = True
-        for module in self._builtin_modules:
-            importlib.import_module(module)
+        for package in self._packages:
+            for module in registering_modules(package, (f"register_{self.kind}",), f"{self.kind.upper()}S"):
+                importlib.import_module(module)
 
     def register(self, name: Optional[str] = None, description: Optional[str] = None) -> Callable:
         """Decorator: `@register_method("topk")` on a class or factory function."""
@@ -124,25 +129,16 @@ def _first_line(text: Optional[str]) -> str:
 # The method every comparison is measured against (no reduction): the one place its name is written.
 BASELINE = "none"
 
-METHODS = Registry(
-    "method",
-    (
-        "prunebench.methods.none",
-        "prunebench.methods.topk",
-        "prunebench.methods.tome",
-        "prunebench.methods.random",
-        "prunebench.methods.intensity",
-    ),
-)
-TASKS = Registry("task", ("prunebench.tasks.esc50", "prunebench.tasks.synth_esc", "prunebench.tasks.audio_folder",
-                         "prunebench.tasks.as20k"))
-CORRUPTIONS = Registry("corruption", ("prunebench.tasks.noise", "prunebench.tasks.noise_files", "prunebench.tasks.mix_clips"))
-MODELS = Registry("model", ("prunebench.models.ast", "prunebench.models.audiomae", "prunebench.models.dinov2",
-                            "prunebench.models.whisper"))
+METHODS = Registry("method", ("prunebench.methods",))
+TASKS = Registry("task", ("prunebench.tasks",))
+CORRUPTIONS = Registry("corruption", ("prunebench.tasks",))
+MODELS = Registry("model", ("prunebench.models",))
+METRICS = Registry("metric", ("prunebench.metrics",))
 
 register_method = METHODS.register
 register_task = TASKS.register
 register_corruption = CORRUPTIONS.register
 register_model = MODELS.register
+register_metric = METRICS.register
 
-ALL_REGISTRIES = {"model": MODELS, "task": TASKS, "corruption": CORRUPTIONS, "method": METHODS}
+ALL_REGISTRIES = {"model": MODELS, "task": TASKS, "corruption": CORRUPTIONS, "method": METHODS, "metric": METRICS}
