@@ -1,5 +1,5 @@
 """prunebench: token pruning and merging in audio spectrogram transformers, clean and under noise."""
-from prunebench.core.registry import register_corruption, register_method, register_model, register_task
+from prunebench.core.registry import register_corruption, register_method, register_metric, register_model, register_task
 from prunebench.core.version import VERSION as __version__
 
 # The method API, so that a plugin is one import line: `from prunebench import ScorePruning, register_method`.
@@ -27,4 +27,4 @@ def load_model(name, checkpoint=None, num_classes=None):
 
 
 __all__ = ["AttentionInfo", "MergePlan", "Method", "ScorePruning", "TokenState", "load_model", "patch_statistic",
-           "register_corruption", "register_method", "register_model", "register_task", "__version__"]
+           "register_corruption", "register_method", "register_metric", "register_model", "register_task", "__version__"]

@@ -275,7 +275,9 @@ def _folds(text: str) -> List[str]:
 
 
 def _score(metric: str, value: float) -> str:
-    return f"{value:.1%}" if metric == "accuracy" else f"{value:.4f}"
+    from prunebench.metrics import get_metric
+
+    return get_metric(metric).format(value)
 
 
 def cmd_profile(args) -> int:

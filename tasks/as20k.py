@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from prunebench.core.registry import register_task
+from prunebench.metrics.map import MeanAveragePrecision
 
 from prunebench.tasks.audio_folder import AudioFolder
 
@@ -32,7 +33,7 @@ class AS20K(AudioFolder):
 
     @property
     def metric(self) -> str:  # type: ignore[override]
-        return "map"
+        return MeanAveragePrecision.name
 
     def _label_map(self, entries):
         labels = super()._label_map(entries)

@@ -8,7 +8,8 @@ Three layouts:
 - a manifest (`manifest: FILE`, csv or json, see tasks/manifest.py) with a split or fold column,
   or one manifest per split (`manifest: {train: train.json, eval: eval.json}`).
 Labels are class folder names, or the manifest's labels resolved through `labels: FILE` (a label
-map) when given. Several labels per clip make a multi-label task scored by mAP (`metric: auto`).
+map) when given. Several labels per clip make a multi-label task scored by mAP (`metric: auto`);
+`metric:` names any registered metric instead (`prunebench list`), e.g. top5-accuracy.
 The evaluated split is `split`; the model trains on every other split (or on `train_split`).
 """
 from __future__ import annotations
@@ -18,17 +19,18 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from prunebench.core.errors import ConfigError, DataError
+from prunebench.core.errors import ConfigError, DataError, did_you_mean
 from prunebench.audio.kaldi import AUDIOSET_STATS, ESC50_STATS
 from prunebench.core.params import require_number
-from prunebench.core.registry import register_task
+from prunebench.core.registry import METRICS, register_task
+from prunebench.metrics.accuracy import Accuracy
+from prunebench.metrics.map import MeanAveragePrecision
 
 from prunebench.tasks.base import Clip, Task, check_disjoint
 from prunebench.tasks.manifest import Entry, LabelMap, label_map_from_data, read_label_map, read_manifest
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus", ".w64", ".caf")
 NAMED_STATS = {"audioset": AUDIOSET_STATS, "esc50": ESC50_STATS}
-METRICS = ("auto", "accuracy", "map")
 
 
 def audio_files(folder: Path) -> List[Path]:
@@ -77,8 +79,10 @@ class AudioFolder(Task):
         folds = self.params.get("folds")
         if folds is not None:
             require_number(where, "folds", folds, 2, 100)
-        if self.params.get("metric", "auto") not in METRICS:
-            raise ConfigError(f"{where}: metric must be one of {METRICS}, got {self.params['metric']!r}")
+        chosen = self.params.get("metric", "auto")
+        if chosen != "auto" and (not isinstance(chosen, str) or chosen not in METRICS):
+            raise ConfigError(f"{where}: metric must be auto or a registered metric ({', '.join(METRICS.names())}), "
+                              f"got {chosen!r}{did_you_mean(str(chosen), METRICS.names())}")
         self.sample_rate = int(self.params.get("sample_rate", 16000))
         require_number(where, "sample_rate", self.sample_rate, 1000, 384_000)
         declared = self.params.get("clip_seconds")
@@ -121,7 +125,7 @@ class AudioFolder(Task):
             return chosen
         splits, _, _ = self.data()
         single = all(len(c.labels) == 1 for clips in splits.values() for c in clips)
-        return "accuracy" if single else "map"
+        return (Accuracy if single else MeanAveragePrecision).name
 
     @property
     def class_names(self) -> List[str]:

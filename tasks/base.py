@@ -12,6 +12,7 @@ import torch
 from prunebench.audio.decode import load_audio
 from prunebench.core.params import Configurable
 from prunebench.core.registry import TASKS
+from prunebench.metrics.accuracy import Accuracy
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Task(Configurable):
     """A labelled clip source. Subclasses fill in the metadata and list their clips."""
 
     kind: ClassVar[str] = "task"
-    metric: ClassVar[str] = "accuracy"  # or "map" (multi-label)
+    metric: ClassVar[str] = Accuracy.name  # a registered metric's name (prunebench.metrics)
     sample_rate: ClassVar[int] = 16000
     clip_seconds: ClassVar[float] = 5.0
     norm_stats: ClassVar[Tuple[float, float]] = (-4.2677393, 4.5689974)  # AudioSet by default

@@ -22,6 +22,7 @@ from prunebench.audio.decode import prepare_waveform
 from prunebench.core.errors import ConfigError, DataError
 from prunebench.audio.kaldi import ESC50_STATS
 from prunebench.core.registry import register_task
+from prunebench.metrics.accuracy import Accuracy
 
 from prunebench.tasks.base import Clip, Task, check_disjoint
 
@@ -37,7 +38,7 @@ class ESC50(Task):
 
     name = "esc50"
     defaults = {"root": None, "split": "fold5", "source": "local", "hub_id": DEFAULT_HUB_ID, "revision": None}
-    metric = "accuracy"
+    metric = Accuracy.name
     clip_seconds = 5.0
     norm_stats: ClassVar[Tuple[float, float]] = ESC50_STATS
     license = "CC BY-NC 3.0 (ESC-10 subset: CC BY 3.0)"

@@ -1,2 +1,2 @@
 """Reading results: robustness comparisons, the plain-text report and run summary. May import: core,
-records, measure (metrics only)."""
+records, metrics."""

@@ -34,7 +34,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from prunebench.measure.metrics import bootstrap_interval
+from prunebench.metrics.bootstrap import bootstrap_interval
 
 BOOTSTRAP_SAMPLES = 2000
 ALPHA = 0.05

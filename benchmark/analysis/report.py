@@ -32,6 +32,7 @@ from prunebench.analysis.speed import ISO_SPEEDS, iso_speed_table, speed_curves
 from prunebench.analysis.robustness import (DEGRADES, IMPROVES, NO_EFFECT, Comparison, Key, Pooled, common_ids, compare, index_records,
                                            merges_only, outcomes, pool)
 from prunebench.core.registry import BASELINE
+from prunebench.metrics import get_metric
 from prunebench.records.record import CLIP_LISTS, Record, RecordLike, as_records
 from prunebench.records.store import load_records
 
@@ -113,7 +114,7 @@ class MethodSummary:
     intensity: Optional[float]
     padding: Optional[float]
     verdict: str
-    pooled: Optional[Pooled] = None  # accuracy tasks: pooled drop, flip and retention effects
+    pooled: Optional[Pooled] = None  # metrics with flips (accuracy): pooled drop, flip and retention effects
     flip_rate: Optional[float] = None  # mean over the usable conditions
     none_flip_rate: Optional[float] = None
 
@@ -123,11 +124,13 @@ def _group_section(model, task, bucket, group: List[Comparison], index: Index,
     """The section's lines, its answer lines, and its per-method summaries (reused by the fold table)."""
     first = group[0]
     scale = 100.0
-    unit = "%" if first.metric == "accuracy" else ""
+    scorer = get_metric(first.metric)
+    unit = scorer.unit
     where = f"{model} on {task}" + (f" at {bucket}" if bucket else "") + f" ({first.clips} clips, {first.metric}"
     classes = _num_classes(index, first)
-    if first.metric == "accuracy" and classes:
-        where += f", chance {100 / classes:.1f}%"
+    chance = scorer.chance(classes) if classes else None
+    if chance is not None:
+        where += f", chance {scorer.format(chance)}"
     lines = [f"== {where}) ==", _baseline_line(group, unit)]
     silence = _silence_line(group, index)
     if silence:
@@ -195,7 +198,7 @@ def _summaries(group: List[Comparison], index: Index, seed) -> List[MethodSummar
     for method, cs in by_method.items():
         usable = [c for c in cs if not c.near_chance]
         effects = [c.effect for c in usable]
-        pooled = pool(index, usable, seed) if usable and usable[0].metric == "accuracy" else None
+        pooled = pool(index, usable, seed) if usable and get_metric(usable[0].metric).flips else None
         effect = pooled.effect if pooled else (sum(effects) / len(effects) if usable else None)
         first = cs[0]
         clean_record = index.get((first.model, first.task, first.bucket, method, None))
@@ -274,11 +277,11 @@ SILENT = 0.25  # clips with at least this share of digitally silent frames
 
 
 def _silence_line(group: List[Comparison], index: Index) -> Optional[str]:
-    """The baseline's drop on clips with much digital silence against the others (accuracy only):
+    """The baseline's drop on clips with much digital silence against the others (metrics with flips):
     noise changes the log-mel of silence wholesale, so such clips can dominate the drop."""
     c0 = group[0]
     clean = index.get((c0.model, c0.task, c0.bucket, BASELINE, None))
-    if c0.metric != "accuracy" or not clean or clean.clips.silent_fraction is None:
+    if not get_metric(c0.metric).flips or not clean or clean.clips.silent_fraction is None:
         return None
     silent_ids = {i for i, f in zip(clean.clips.ids, clean.clips.silent_fraction) if f >= SILENT}
     if not silent_ids or len(silent_ids) == len(clean.clips.ids):

@@ -37,7 +37,8 @@ from prunebench.analysis.paired import (ALPHA, bootstrap_draws, drop_effect, fli
                                        minimal_detectable_effect, paired_bootstrap, retention_effect,
                                        sign_flip_p)
 from prunebench.core.registry import BASELINE
-from prunebench.measure.metrics import bootstrap_interval, mean_average_precision, resampled_map
+from prunebench.metrics import get_metric
+from prunebench.metrics.bootstrap import bootstrap_interval
 from prunebench.records.record import GroupKey, Record, RecordLike, as_records, method_sort_key
 
 BOOTSTRAP_SAMPLES = 2000
@@ -135,7 +136,8 @@ def _compare_one(group: GroupKey, clean: Record, noisy: Record, base_clean: Reco
                  map_cache: Dict) -> Comparison:
     ids = common_ids([clean, noisy, base_clean, base_noisy])
     four = {"mc": clean, "mn": noisy, "nc": base_clean, "nn": base_noisy}
-    if clean.metric == "accuracy":
+    flips = get_metric(clean.metric).flips  # each clip right or wrong: the flip family applies
+    if flips:
         found = _accuracy_stats(four, ids, seed)
     else:
         found = _map_stats(four, ids, seed, map_cache)
@@ -146,7 +148,7 @@ def _compare_one(group: GroupKey, clean: Record, noisy: Record, base_clean: Reco
     if found.get("flip_effect_ci95") is not None:
         flip_dir = flip_direction(found["flip_effect_ci95"], found["flip_mcnemar_p"])
     else:
-        flip_dir = direction if clean.metric != "accuracy" else NO_EFFECT
+        flip_dir = NO_EFFECT if flips else direction
     return Comparison(
         model=group[0], task=group[1], bucket=group[2], method=clean.method.id, method_name=clean.method.name,
         keep_rate=clean.method.keep_rate, corruption=noisy.corruption_id, corruption_order=noisy.corruption_order,
@@ -166,7 +168,7 @@ def _accuracy_stats(four: Dict[str, Record], ids: List[str], seed: int) -> Dict[
     flips = flip_counts(c["mc"], c["mn"], c["nc"], c["nn"])
     scores = {k: float(v.float().mean()) for k, v in c.items()}
     clean = four["mc"]
-    chance = 1.0 / clean.num_classes if clean.num_classes else None
+    chance = get_metric(clean.metric).chance(clean.num_classes) if clean.num_classes else None
     return dict(
         scores=scores, effect_ci95=paired_bootstrap(c, drop_effect, draws),
         mcnemar_p=mcnemar_exact(c["mn"], c["nn"]), consistency=_consistency(clean, four["mn"], ids),
@@ -332,7 +334,8 @@ def _map_and_resamples(record: Record, ids: List[str], targets: torch.Tensor, dr
     key = (id(record), tuple(ids))
     if key not in cache:
         scores = _scores(record, ids)
-        cache[key] = (mean_average_precision(scores, targets), resampled_map(scores, targets, draws))
+        metric = get_metric(record.metric)
+        cache[key] = (metric.from_scores(scores, targets), metric.resampled(scores, targets, draws))
     return cache[key]
 
 

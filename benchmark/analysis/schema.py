@@ -1,7 +1,9 @@
 """The display schema: how every measure is labelled, scaled, formatted and ranked.
 
-Tables, plots and sorting read these entries, so a new metric or column needs an entry here (or
-none at all: an unknown metric is shown with `default_metric`), never a template change.
+Tables, plots and sorting read these entries, so a new column needs an entry here, never a
+template change. A task metric's entry comes from the metric itself (its label, unit, scale and
+digits in `prunebench.metrics`), so a new metric needs none here; a metric not registered in this
+process (a plugin's, not loaded) is shown with `default_metric`.
 `higher_is_better` decides the best value of a column, the Pareto frontier and the first sort
 direction; None means the column is not ranked.
 """
@@ -10,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Optional
 
-from prunebench.core.registry import BASELINE
+from prunebench.core.registry import BASELINE, METRICS
+from prunebench.metrics import get_metric
 
 
 @dataclass(frozen=True)
@@ -55,12 +58,6 @@ def _points(key: str, label: str, description: str = "", style: str = "fixed") -
     return Measure(key, label, "pp", 100.0, 1, False, style=style, description=description)
 
 
-# Task metrics: the score columns (clean, each corruption, mean noisy) use these.
-METRICS: Dict[str, Measure] = {
-    "accuracy": _percent("accuracy", "accuracy", "top-1 accuracy"),
-    "map": _percent("map", "mAP", "macro average precision"),
-}
-
 # Columns of the main and length-bucket tables.
 COLUMNS: Dict[str, Measure] = {
     "mean_noisy": _percent("mean_noisy", "mean noisy", "mean score over the corruptions of the row's task"),
@@ -104,8 +101,12 @@ AXES: Dict[str, Measure] = {
 
 
 def metric(name: str) -> Measure:
-    """The display entry of a task metric; unknown metrics get `default_metric`."""
-    return METRICS.get(name) or default_metric(name)
+    """The display entry of a task metric (the score columns: clean, each corruption, mean noisy),
+    as the registered metric shows itself; a metric unknown here gets `default_metric`."""
+    if name not in METRICS:
+        return default_metric(name)
+    m = get_metric(name)
+    return Measure(m.name, m.label, m.unit, m.scale, m.digits, m.higher_is_better, description=m.description)
 
 
 def default_metric(name: str) -> Measure:

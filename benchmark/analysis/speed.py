@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from prunebench.analysis.robustness import Comparison, compare, index_records, pool
 from prunebench.core.registry import BASELINE
+from prunebench.metrics import get_metric
 from prunebench.records.record import Record, RecordLike, as_records
 
 ISO_SPEEDS = (1.25, 1.5, 2.0)
@@ -69,7 +70,7 @@ def speed_curves(records: Sequence[RecordLike], seed: int = 0,
         speedup = r.throughput.get("speedup_vs_none")
         if r.corruption is not None or speedup is None or r.score is None:
             continue
-        kind = "flip" if r.metric == "accuracy" else "drop"
+        kind = "flip" if get_metric(r.metric).flips else "drop"
         key = (r.model, r.task_id, r.bucket, str(r.throughput.get("device") or ""), r.method.name)
         curve = curves.setdefault(key, SpeedCurve(*key, effect_kind=kind))
         curve.points.append(_point(r, float(speedup), by_method.get((r.model, r.task_id, r.bucket, r.method.id)),
@@ -98,7 +99,7 @@ def _anchor_at_the_baseline(curves: Dict[Tuple, SpeedCurve]) -> None:
 def _point(r: Record, speedup: float, comparisons: Optional[List[Comparison]], index, seed: int) -> SpeedPoint:
     effect, effect_ci = (0.0, None) if r.method.is_baseline else (None, None)
     if comparisons:
-        if comparisons[0].metric == "accuracy":
+        if get_metric(comparisons[0].metric).flips:
             pooled = pool(index, comparisons, seed)
             effect, effect_ci = pooled.flip_effect, pooled.flip_effect_ci95
         else:

@@ -27,6 +27,7 @@ from prunebench.tasks.corruption import ClipContext, frame_powers
 from prunebench.data.shards import (SHARD_CLIPS, STORAGE, ShardedFbanks, complete_shard, lazy_fbanks, read_index,
                                    remove_stale_tmp, write_index, write_shard)
 from prunebench.data.variant import TaskVariant
+from prunebench.metrics import get_metric
 
 log = logging.getLogger(__name__)
 FEATURE_VERSION = 3  # 3: sharded float16 memory-mapped cache folders (2: one .pt file)
@@ -259,19 +260,10 @@ def silent_fraction(wave: torch.Tensor, sample_rate: int, floor_dbfs: float = -8
     return float((power < 10 ** (floor_dbfs / 10)).double().mean())
 
 
-def encode_labels(labels: List[Tuple[int, ...]], metric: str, num_classes: int) -> torch.Tensor:
-    if metric == "accuracy":
-        return torch.tensor([l[0] for l in labels], dtype=torch.long)
-    multi_hot = torch.zeros(len(labels), num_classes)
-    for i, l in enumerate(labels):
-        multi_hot[i, list(l)] = 1.0
-    return multi_hot
-
-
 def _assemble(entries: List[Dict[str, Any]], fbanks, skipped: List[Tuple[str, str]], metric: str,
               num_classes: int) -> FeatureSet:
     """A FeatureSet from clip entries (id, valid, labels, silent, cropped) and their fbanks."""
-    labels = encode_labels([tuple(e["labels"]) for e in entries], metric, num_classes)
+    labels = get_metric(metric).targets([tuple(e["labels"]) for e in entries], num_classes)
     return FeatureSet([e["id"] for e in entries], fbanks, torch.tensor([e["valid"] for e in entries]), labels,
                       skipped, [e["id"] for e in entries if e["cropped"]],
                       torch.tensor([e["silent"] for e in entries]))

@@ -1,2 +1,2 @@
-"""What a pair measures: scoring (accuracy, mAP), MACs, throughput, memory, timing and the machine
-reference. May import: core, audio, method, models, data."""
+"""What a pair measures: scoring (through the task's metric), MACs, throughput, memory, timing and
+the machine reference. May import: core, audio, metrics, method, models, data."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-import numpy as np
 import torch
 
 from prunebench.data.features import FeatureSet
 from prunebench.measure.macs import model_macs
 from prunebench.method_api import Method
-from prunebench.measure.metrics import score_with_interval
+from prunebench.metrics import get_metric
 from prunebench.models.encoder import TokenEncoder
 from prunebench.method_api.patches import patch_statistic
 from prunebench.core.progress import Progress
@@ -19,7 +18,7 @@ from prunebench.core.device import autocast_for, resolve_device, resolve_dtype
 
 @dataclass
 class Evaluation:
-    metric: str
+    metric: str  # the registered name (prunebench.metrics)
     score: Dict[str, Any]  # {"value", "ci95"}
     per_clip: Dict[str, Any]
     macs_by_part: Dict[str, float]  # per sample, averaged over clips
@@ -68,18 +67,9 @@ def evaluate(
             if not tokens:
                 tokens = [{"attention": t.attention_tokens, "mlp": t.mlp_tokens} for t in state.trace]
     logits = torch.stack(logits_all)
-    per_clip: Dict[str, Any] = {"ids": list(features.ids)}
-    if metric == "accuracy":
-        pred = logits.argmax(dim=-1)
-        correct = pred == features.labels
-        per_clip.update(pred=pred.tolist(), correct=correct.int().tolist())
-        score = score_with_interval("accuracy", seed, correct=correct)
-    else:
-        scores = logits.sigmoid()
-        # float16, as the record's sidecar stores them: no Python list of clips x classes floats
-        per_clip["scores"] = scores.numpy().astype(np.float16)
-        per_clip["labels"] = [row.nonzero().flatten().tolist() for row in features.labels]
-        score = score_with_interval("map", seed, scores=scores, targets=features.labels)
+    scorer = get_metric(metric)
+    per_clip: Dict[str, Any] = {"ids": list(features.ids), **scorer.per_clip(logits, features.labels)}
+    score = scorer.score(logits, features.labels, seed)
     per_clip["kept_patches"] = kept if any(k is not None for k in kept) else None
     if features.silent_fraction is not None:
         per_clip["silent_fraction"] = [round(float(v), 3) for v in features.silent_fraction]

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from prunebench.core.cache import cache_dir
+from prunebench.metrics import get_metric
 from prunebench.models import checkpoint_sha256, resolve_checkpoint, save_checkpoint
 from prunebench.models.checkpoint import atomic_save
 from prunebench.models.encoder import TokenEncoder
@@ -107,7 +108,7 @@ class TrainingSpec:
 
     @property
     def multi_label(self) -> bool:
-        return self.task.metric != "accuracy"
+        return get_metric(self.task.metric).multi_label
 
 
 def training_spec(model_name: str, task: Task, train_cfg: Dict[str, Any], overrides: Optional[Dict[str, Any]],

@@ -34,6 +34,7 @@ from prunebench.core.registry import BASELINE, METHODS
 from prunebench.data.features import FeatureSet, FeatureStore, frontend_for
 from prunebench.data.variant import TaskVariant
 from prunebench.measure.evaluate import evaluate
+from prunebench.metrics.accuracy import Accuracy
 from prunebench.method_api import Method
 from prunebench.models import build_model, checkpoint_sha256, load_backbone
 from prunebench.models.encoder import TokenEncoder
@@ -101,7 +102,8 @@ class Training:
 
     @property
     def metric(self) -> str:
-        return "map" if self.spec.multi_label else "accuracy"
+        """The task's metric (its registered name): the held-out score, as a run scores it."""
+        return self.spec.task.metric
 
     @property
     def dtype(self) -> str:
@@ -321,7 +323,6 @@ def final_metadata(training: Training) -> Dict[str, Any]:
     score = score_on_test(training, METHODS.get(BASELINE)())
     pruned = score_on_test(training, prune_method(cfg["prune"], training.target)) if training.target else None
     train_seconds = float(sum(state.epoch_seconds))
-    multi_label = spec.multi_label
     return {
         "model": spec.model_name, "overrides": spec.overrides, "task": spec.task.describe(), "train": dict(cfg),
         "init": None if spec.init is None else {**spec.init, "format": state.init_format},
@@ -331,7 +332,7 @@ def final_metadata(training: Training) -> Dict[str, Any]:
         "samples_per_s": round(len(training.train) * len(state.epoch_seconds) / train_seconds, 2) if train_seconds else None,
         "device": str(state.device), "train_dtype": training.dtype, "test_metric": training.metric, "test_score": score,
         "epoch_test_scores": list(state.test_scores) or None,
-        "test_accuracy": None if multi_label else score,
+        "test_accuracy": score if training.metric == Accuracy.name else None,  # older readers: top-1 only
         "prune": None if training.target is None else {"spec": cfg["prune"], "target_keep_rate": training.target, "test_score": pruned},
         "norm_stats": list(spec.task.norm_stats), "version": TRAIN_VERSION,
     }

@@ -31,6 +31,8 @@ from tqdm import tqdm
 from prunebench.core.cache import cache_dir
 from prunebench.core.errors import ConfigError
 from prunebench.data.features import FeatureSet, FeatureStore, frontend_for
+from prunebench.metrics import get_metric
+from prunebench.metrics.accuracy import Accuracy
 from prunebench.method_api import Method
 from prunebench.models.checkpoint import atomic_save, load_backbone
 from prunebench.tasks.base import Task
@@ -54,13 +56,14 @@ def probe_and_save(spec: TrainingSpec, store: FeatureStore, progress: bool) -> T
         "model": spec.model_name, "overrides": spec.overrides, "task": spec.task.describe(), "train": dict(cfg),
         "init": {**spec.init, "format": fitted.pop("init_format")}, "config_hash": spec.config_hash,
         "frames": model.config.target_frames, "loss_history": [], "epoch_seconds": [], "train_seconds": round(seconds, 1),
-        "samples_per_s": None, "device": str(resolve_device(cfg["device"])), "test_metric": "accuracy",
-        "test_accuracy": fitted["test_score"], "version": TRAIN_VERSION, "norm_stats": list(spec.task.norm_stats),
+        "samples_per_s": None, "device": str(resolve_device(cfg["device"])), "test_metric": spec.task.metric,
+        "test_accuracy": fitted["test_score"] if spec.task.metric == Accuracy.name else None,  # older readers: top-1 only
+        "version": TRAIN_VERSION, "norm_stats": list(spec.task.norm_stats),
         "prune": None if target is None else {"spec": cfg["prune"], "target_keep_rate": target, "test_score": fitted["test_score"]},
         **fitted,
     }
     path, meta["sha256"] = save_final(model.eval(), meta, spec)
-    log.info("saved probe %s, accuracy %.3f, %.0f s", path, meta["test_score"], seconds)
+    log.info("saved probe %s, %s %.3f, %.0f s", path, spec.task.metric, meta["test_score"], seconds)
     return path, meta
 
 
@@ -71,7 +74,8 @@ def train_probe(spec: TrainingSpec, method: Optional[Method], store: FeatureStor
     model_name, task, cfg = spec.model_name, spec.task, spec.cfg
     if not cfg["init"]:
         raise ConfigError("train: recipe 'probe' fits a head on a pretrained encoder: give init (e.g. --init whisper-tiny.en)")
-    if task.metric != "accuracy":
+    metric = get_metric(task.metric)
+    if metric.multi_label:
         raise ConfigError(f"train: recipe 'probe' fits a single-label head; task {task.name!r} is multi-label")
     started = time.perf_counter()
     model, weights = load_backbone(model_name, cfg["init"], task.num_classes, frames=cfg["frames"])
@@ -90,8 +94,9 @@ def train_probe(spec: TrainingSpec, method: Optional[Method], store: FeatureStor
     # Scored on the cached pooled outputs, not through prunebench.measure.evaluate: that would
     # encode every test clip a second time. The head reads the same pooled vector in a run, so
     # these are the predictions a run's `none` makes (tests/test_whisper_probe.py checks it).
-    predictions = (test_x @ weight.T + bias).argmax(dim=1)
-    score = float((predictions == test_y).float().mean())
+    logits = test_x @ weight.T + bias
+    predictions = logits.argmax(dim=1)
+    score = metric.value(logits, test_y)
     return model.requires_grad_(True), {
         "init_format": weights.format, "train_clips": len(train_y), "test_clips": len(test_y),
         "test_score": score, "test_predictions": dict(zip(test_ids, predictions.tolist())),

@@ -154,10 +154,11 @@ def settings_for(user: Optional[Dict[str, Any]], model_name: str, task: "Task",
     """`resolve_train` for training `model_name` on `task`: the recipe picked by the task's kind
     and the model's family, as both the runner and the CLI train (identical checkpoint hashes),
     and the input length the task's (`with_task_frames`)."""
+    from prunebench.metrics import get_metric
     from prunebench.models import registered_config
 
     arch = registered_config(model_name)
-    cfg = resolve_train(user, multi_label=task.metric != "accuracy", family=arch.family)
+    cfg = resolve_train(user, multi_label=get_metric(task.metric).multi_label, family=arch.family)
     cfg = with_task_frames(cfg, task, arch, overrides)
     frames = cfg["frames"] or (overrides or {}).get("target_frames") or arch.target_frames
     return for_short_input(cfg, set(user or {}), frames)

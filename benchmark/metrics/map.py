@@ -1,15 +1,45 @@
-"""Scores with 95% bootstrap intervals: accuracy (single-label) and mAP (multi-label), via torchmetrics."""
+"""mAP: macro average precision over the classes with a positive (multi-label, e.g. AudioSet)."""
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Any, Dict, List
 
+import numpy as np
 import torch
 
-BOOTSTRAP_SAMPLES = 1000
+from prunebench.core.registry import register_metric
+from prunebench.metrics.base import Metric
+from prunebench.metrics.bootstrap import bootstrap_interval, clip_draws
 
 
-def accuracy(correct: torch.Tensor) -> float:
-    return float(correct.float().mean())
+@register_metric("map")
+class MeanAveragePrecision(Metric):
+    """mAP (multi-label): no clip is right or wrong, so only score drops are compared."""
+
+    label = "mAP"
+    description = "macro average precision"
+    multi_label = True
+    resamples = 200  # of the score's interval: mAP is recomputed per resample, costlier than a mean
+
+    def value(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
+        return mean_average_precision(logits.sigmoid(), targets)
+
+    def score(self, logits: torch.Tensor, targets: torch.Tensor, seed: int) -> Dict[str, Any]:
+        scores = logits.sigmoid()
+        draws = clip_draws(len(scores), seed)[: self.resamples]
+        return {"value": mean_average_precision(scores, targets),
+                "ci95": bootstrap_interval(resampled_map(scores, targets, draws))}
+
+    def per_clip(self, logits: torch.Tensor, targets: torch.Tensor) -> Dict[str, Any]:
+        """Class scores (sigmoid) and label ids. float16, as the record's sidecar stores them: no
+        Python list of clips x classes floats."""
+        return {"scores": logits.sigmoid().numpy().astype(np.float16),
+                "labels": [row.nonzero().flatten().tolist() for row in targets]}
+
+    def from_scores(self, scores: torch.Tensor, targets: torch.Tensor) -> float:
+        return mean_average_precision(scores, targets)
+
+    def resampled(self, scores: torch.Tensor, targets: torch.Tensor, draws: torch.Tensor) -> List[float]:
+        return resampled_map(scores, targets, draws)
 
 
 def mean_average_precision(scores: torch.Tensor, targets: torch.Tensor) -> float:
@@ -59,26 +89,3 @@ def resampled_map(scores: torch.Tensor, targets: torch.Tensor, draws: torch.Tens
         present = total > 0
         out.append(float((ap[present] / total[present]).mean()) if bool(present.any()) else 0.0)
     return out
-
-
-def bootstrap_interval(values: List[float], level: float = 0.95) -> List[float]:
-    ordered = sorted(values)
-    lo = ordered[int((1 - level) / 2 * len(ordered))]
-    hi = ordered[min(len(ordered) - 1, int((1 + level) / 2 * len(ordered)))]
-    return [lo, hi]
-
-
-def score_with_interval(metric: str, seed: int, correct: torch.Tensor = None, scores: torch.Tensor = None,
-                        targets: torch.Tensor = None) -> Dict[str, object]:
-    """{"value", "ci95"}: the metric and a percentile bootstrap interval over clips (seeded)."""
-    generator = torch.Generator().manual_seed(seed)
-    n = len(correct) if metric == "accuracy" else len(scores)
-    draws = torch.randint(0, n, (BOOTSTRAP_SAMPLES, n), generator=generator)
-    if metric == "accuracy":
-        c = correct.float()
-        value = accuracy(c)
-        samples = c[draws].mean(dim=1).tolist()
-    else:
-        value = mean_average_precision(scores, targets)
-        samples = resampled_map(scores, targets, draws[:200])
-    return {"value": value, "ci95": bootstrap_interval(samples)}
