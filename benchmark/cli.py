@@ -141,6 +141,7 @@ def _add_report(sub) -> None:
     p.add_argument("results")
     p.add_argument("-o", "--output", default=None, help="also write the report to this text file")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default 0)")
+    p.add_argument("--plugins", action="append", metavar="FILE", help="load a plugin file (a metric the records use)")
     p.set_defaults(func=cmd_report)
 
 
@@ -157,6 +158,7 @@ def _add_leaderboard(sub) -> None:
     p = sub.add_parser("leaderboard", help="render a results folder into one self-contained HTML file")
     p.add_argument("results")
     p.add_argument("-o", "--output", default=None, help="HTML file (default: RESULTS/leaderboard.html)")
+    p.add_argument("--plugins", action="append", metavar="FILE", help="load a plugin file (a metric the records use)")
     p.set_defaults(func=cmd_leaderboard)
 
 

@@ -116,3 +116,37 @@ def test_a_metric_file_dropped_into_the_package_is_found(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True balanced accuracy"
+
+
+PLUGIN_METRIC = textwrap.dedent('''
+    from prunebench import register_metric
+    from prunebench.metrics.accuracy import Accuracy
+
+    @register_metric("mine-accuracy")
+    class MineAccuracy(Accuracy):
+        """A plugin's metric."""
+        label = "my accuracy"
+''')
+
+
+def test_records_of_a_plugin_metric_need_the_plugin(tmp_path, capsys):
+    """Without its plugin a metric's statistics are unknown: one line naming it and the remedy, exit
+    2; with --plugins the leaderboard renders it under its own label."""
+    from prunebench.cli import main
+    from leaderboard_records import make_record, write_records
+
+    write_records(tmp_path / "results", [make_record(m, k, metric="mine-accuracy", noise=noise, correct=c)
+                                         for m, k in (("none", None), ("topk", 0.5))
+                                         for noise, c in ((None, [1, 1, 1, 0]), (("white", 20), [1, 0, 1, 0]))])
+    out = tmp_path / "page.html"
+    assert main(["leaderboard", str(tmp_path / "results"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown metric 'mine-accuracy'") and err.endswith("plugin loaded (--plugins FILE)")
+    assert len(err.splitlines()) == 1 and not out.exists()
+    plugin = tmp_path / "mine.py"
+    plugin.write_text(PLUGIN_METRIC)
+    try:
+        assert main(["leaderboard", str(tmp_path / "results"), "-o", str(out), "--plugins", str(plugin)]) == 0
+        assert "my accuracy" in out.read_text()
+    finally:
+        METRICS.remove("mine-accuracy")

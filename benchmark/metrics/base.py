@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from prunebench.core.errors import PluginError
 from prunebench.core.registry import METRICS
 
 
@@ -84,4 +85,7 @@ METRICS.require_base(Metric)
 
 def get_metric(name: str) -> Metric:
     """The metric registered as `name` (a PluginError naming the known ones otherwise)."""
-    return METRICS.get(name)()
+    try:
+        return METRICS.get(name)()
+    except PluginError as exc:  # e.g. records scored by a plugin's metric, read without the plugin
+        raise PluginError(f"{exc}; a plugin's metric needs its plugin loaded (--plugins FILE)") from None
