@@ -19,10 +19,21 @@ same order for every vector). Names: `mc`/`mn` the method clean/noisy, `nc`/`nn`
       sqrt(n) * delta = z_{1-alpha/2} * sqrt(psi) + z_{1-beta} * sqrt(psi - delta^2);
   the smallest delta that solves it, with psi = max(observed psi, delta) (an effect delta needs at
   least a delta share of discordant clips), is what the comparison could have detected.
-- Pooled over several conditions, each clip's flip difference d_i is the mean over conditions (a
-  value in [-1, 1], no longer a discordant pair): the test is the paired sign-flip permutation test
+- Pooled over k conditions, each clip's flip difference d_i is the mean over conditions (a multiple
+  of 1/k in [-1, 1], no longer a discordant pair): the test is the paired sign-flip permutation test
   of mean(d) (under H0 each d_i is as likely -d_i), p = share of random sign patterns with
-  |mean| >= the observed one; it could have detected (z_{1-alpha/2} + z_{1-beta}) * sd(d) / sqrt(n).
+  |mean| >= the observed one. Its detectable effect is Connor's with the discordant share psi
+  replaced by the second moment m2 = E[d^2] under the alternative (for k = 1, d_i^2 is the
+  discordance indicator and m2 = psi):
+      sqrt(n) * delta = z_{1-alpha/2} * sqrt(m2) + z_{1-beta} * sqrt(m2 - delta^2),
+      m2 = max(observed mean(d^2), s * delta, delta^2),
+  where s = sum_i f_i^2 / sum_i f_i, f_i the share of the k conditions in which clip i flips for
+  either model: an effect delta lands on clips the way the noise's flips do, each such clip
+  carrying a difference of about s, so it needs a delta / s share of discordant clips and
+  E[d^2] >= s * delta (s = 1, "the clip's conditions flip together", where nothing flips; s = 1
+  exactly for k = 1, which gives Connor's formula back). The observed sd of d is not the variance
+  under the alternative: it is 0 when the method and the baseline agree on every clip. Derivation
+  and the simulation that checks it: docs/statistics.md.
 """
 from __future__ import annotations
 
@@ -32,6 +43,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Callable, Dict, Optional, Tuple
 
+import numpy as np
 import torch
 
 from prunebench.metrics.bootstrap import bootstrap_interval
@@ -152,21 +164,34 @@ def minimal_detectable_effect(n: int, discordant_share: float, alpha: float = AL
     """The smallest flip effect delta that McNemar's test on n paired clips detects with `power` at
     two-sided level `alpha` (Connor 1987; see the module docstring), as a share of the n clips.
     None when even delta = 1 is out of reach (tiny n)."""
+    return detectable_mean_effect(n, discordant_share, 1.0, alpha, power)
+
+
+def detectable_mean_effect(n: int, second_moment: float, spread: float = 1.0, alpha: float = ALPHA,
+                           power: float = POWER) -> Optional[float]:
+    """The smallest mean difference delta that a paired test on n clips (differences in [-1, 1])
+    detects with `power` at two-sided level `alpha`, by the normal approximation under the
+    alternative: sqrt(n) delta = z_a sqrt(m2) + z_b sqrt(m2 - delta^2) with
+    m2 = max(second_moment, spread * delta, delta^2) (see the module docstring). McNemar's case:
+    second_moment = the discordant share, spread = 1. None when even delta = 1 is out of reach."""
     if n <= 0:
         return None
     z_a, z_b = NormalDist().inv_cdf(1 - alpha / 2), NormalDist().inv_cdf(power)
 
-    def gap(delta: float) -> float:  # increasing in delta: one sign change, found by bisection
-        psi = max(discordant_share, delta)
-        return math.sqrt(n) * delta - z_a * math.sqrt(psi) - z_b * math.sqrt(max(psi - delta ** 2, 0.0))
+    def gap(delta: np.ndarray) -> np.ndarray:  # >= 0 where delta is detected with `power`
+        m2 = np.maximum(np.maximum(second_moment, spread * delta), delta ** 2)
+        return math.sqrt(n) * delta - z_a * np.sqrt(m2) - z_b * np.sqrt(np.maximum(m2 - delta ** 2, 0.0))
 
-    if gap(1.0) < 0:
+    grid = np.linspace(0.0, 1.0, 2001)[1:]
+    reached = np.nonzero(gap(grid) >= 0)[0]
+    if reached.size == 0:
         return None
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
+    first = int(reached[0])
+    lo, hi = (grid[first - 1] if first else 0.0), grid[first]  # the first crossing, refined
+    for _ in range(40):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if gap(mid) < 0 else (lo, mid)
-    return hi
+        lo, hi = (mid, hi) if gap(np.array(mid)) < 0 else (lo, mid)
+    return float(hi)
 
 
 def sign_flip_p(differences: torch.Tensor, seed: int = 0, samples: int = 10_000) -> float:
@@ -182,14 +207,34 @@ def sign_flip_p(differences: torch.Tensor, seed: int = 0, samples: int = 10_000)
     return (extreme + 1) / (samples + 1)
 
 
-def mean_difference_mde(differences: torch.Tensor, alpha: float = ALPHA, power: float = POWER) -> Optional[float]:
-    """The smallest mean flip difference a paired test on these clips detects with `power`:
-    (z_{1-alpha/2} + z_{1-beta}) * sd / sqrt(n) (normal approximation)."""
+def pooled_detectable_effect(differences: torch.Tensor, flip_shares: torch.Tensor, alpha: float = ALPHA,
+                             power: float = POWER) -> Optional[float]:
+    """The smallest mean flip difference the sign-flip test on these clips detects with `power`,
+    computed under the alternative (see the module docstring): `differences` the per-clip mean
+    flip differences d_i, `flip_shares` the share of the conditions in which each clip flips for
+    either model (f_i). One condition gives Connor's McNemar figure."""
     n = differences.numel()
     if n < 2:
         return None
-    z_a, z_b = NormalDist().inv_cdf(1 - alpha / 2), NormalDist().inv_cdf(power)
-    return (z_a + z_b) * float(differences.double().std()) / math.sqrt(n)
+    second_moment = float((differences.double() ** 2).mean())
+    return detectable_mean_effect(n, second_moment, co_flip_share(flip_shares), alpha, power)
+
+
+def co_flip_share(flip_shares: torch.Tensor) -> float:
+    """s = sum f_i^2 / sum f_i: the mean share of conditions flipped on a clip, weighted by its
+    flips (how many conditions a flip brings along); 1 where no clip flips at all."""
+    f = flip_shares.double()
+    total = float(f.sum())
+    return float((f ** 2).sum()) / total if total > 0 else 1.0
+
+
+def flip_shares(mc: torch.Tensor, nc: torch.Tensor, mn: torch.Tensor, nn: torch.Tensor) -> torch.Tensor:
+    """Per clip of S (both right clean): the share of the conditions (stacked (conditions, clips),
+    or one condition) in which the noise turns it wrong for the method or for the baseline."""
+    both = mc.bool() & nc.bool()
+    either = (~mn.bool()) | (~nn.bool())
+    share = either.double().mean(0) if either.dim() > 1 else either.double()
+    return share[both]
 
 
 def flip_differences(mc: torch.Tensor, nc: torch.Tensor, mn: torch.Tensor, nn: torch.Tensor) -> torch.Tensor:

@@ -33,9 +33,8 @@ import numpy as np
 import torch
 
 from prunebench.analysis.paired import (ALPHA, bootstrap_draws, drop_effect, flip_counts, flip_differences,
-                                       flip_effect, mcnemar_exact_p, mean_difference_mde,
-                                       minimal_detectable_effect, paired_bootstrap, retention_effect,
-                                       sign_flip_p)
+                                       flip_effect, flip_shares, mcnemar_exact_p, minimal_detectable_effect,
+                                       paired_bootstrap, pooled_detectable_effect, retention_effect, sign_flip_p)
 from prunebench.core.registry import BASELINE
 from prunebench.metrics import get_metric
 from prunebench.metrics.bootstrap import bootstrap_interval
@@ -236,14 +235,15 @@ class Pooled:
     flip_effect: Optional[float]  # mean flip effect
     flip_effect_ci95: Optional[Tuple[float, float]]
     flip_p: Optional[float]  # sign-flip permutation test of the per-clip mean flip differences (McNemar for one)
-    flip_mde: Optional[float]  # what that test could detect at 80% power (Connor for one condition)
+    flip_mde: Optional[float]  # what that test could detect at 80% power, under the alternative (paired.py)
     retention_effect: Optional[float]  # mean retention effect
     retention_effect_ci95: Optional[Tuple[float, float]]
     direction: str  # from the flip effect's interval and p
 
 
-def pool(index: Dict[Key, Record], comparisons: Sequence[Comparison], seed: int) -> Pooled:
-    """Pool accuracy comparisons of one method and group (each with its four records in `index`)."""
+def pooled_vectors(index: Dict[Key, Record], comparisons: Sequence[Comparison]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """The outcome vectors of one method's comparisons on the clips all their records hold: mc and
+    nc (clips), mn and nn stacked (conditions, clips); and those clips' ids."""
     c0 = comparisons[0]
     group = (c0.model, c0.task, c0.bucket)
     mc_r, nc_r = index[group + (c0.method, None)], index[group + (BASELINE, None)]
@@ -251,6 +251,12 @@ def pool(index: Dict[Key, Record], comparisons: Sequence[Comparison], seed: int)
     ids = common_ids([mc_r, nc_r] + [r for pair in noisy for r in pair])
     v = {"mc": outcomes(mc_r, ids), "nc": outcomes(nc_r, ids),
          "mn": torch.stack([outcomes(m, ids) for m, _ in noisy]), "nn": torch.stack([outcomes(n, ids) for _, n in noisy])}
+    return v, ids
+
+
+def pool(index: Dict[Key, Record], comparisons: Sequence[Comparison], seed: int) -> Pooled:
+    """Pool accuracy comparisons of one method and group (each with its four records in `index`)."""
+    v, ids = pooled_vectors(index, comparisons)
     draws = bootstrap_draws(len(ids), seed, BOOTSTRAP_SAMPLES)
     whole = {k: x.float() for k, x in v.items()}
     differences = flip_differences(v["mc"], v["nc"], v["mn"], v["nn"])
@@ -261,7 +267,8 @@ def pool(index: Dict[Key, Record], comparisons: Sequence[Comparison], seed: int)
     single = len(comparisons) == 1
     more, fewer = int((differences > 0).sum()), int((differences < 0).sum())
     flip_p = (mcnemar_exact_p(more, fewer) if single else sign_flip_p(differences, seed)) if n else None
-    mde = (minimal_detectable_effect(n, (more + fewer) / n) if single else mean_difference_mde(differences)) if n else None
+    # under the alternative (paired.py): McNemar's Connor figure for one condition, its pooled form for several
+    mde = pooled_detectable_effect(differences, flip_shares(v["mc"], v["nc"], v["mn"], v["nn"])) if n else None
     retention = retention_effect(whole).mean(0)
     return Pooled(
         conditions=len(comparisons), effect=float(drop_effect(whole).mean(0)),
