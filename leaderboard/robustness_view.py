@@ -76,12 +76,16 @@ def detail_table(comps: Sequence[Comparison]) -> Table:
 
 
 def answer_direction(c: Comparison) -> str:
-    """The answer's direction: the flip effect's where there is one (accuracy), else the drop effect's."""
+    """The answer's direction: the flip effect's where there is one (accuracy), else the drop effect's;
+    none where the flip effect has no verdict (too few clips right clean for both)."""
+    if c.no_verdict is not None:
+        return NO_EFFECT
     return c.flip_direction if c.flip_effect is not None else c.direction
 
 
 def answer_verdict(c: Comparison) -> str:
-    return c.flip_verdict if c.flip_effect is not None else c.verdict
+    """The answer in words; "no verdict: <why>" where the records cannot give one."""
+    return c.flip_verdict if c.flip_effect is not None or c.no_verdict is not None else c.verdict
 
 
 def _answer_effect(c: Comparison):
@@ -148,6 +152,8 @@ def _verdict_cell(cs: List[Comparison]) -> Cell:
     counts = {d: sum(answer_direction(c) == d for c in cs) for d in (DEGRADES, IMPROVES)}
     direction = next((d for d, n in counts.items() if n), NO_EFFECT)
     text = direction if direction == NO_EFFECT else f"{direction} under {counts[direction]} of {len(cs)}"
+    if all(c.no_verdict is not None for c in cs):
+        text = answer_verdict(cs[0])  # "no verdict: <why>", the same for every corruption (the clean clips)
     floor = sum(c.near_chance for c in cs)
     if floor:
         text += f" ({floor} {FLOOR_NOTE})"

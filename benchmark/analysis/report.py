@@ -29,8 +29,8 @@ from tabulate import tabulate
 
 from prunebench.analysis.paired import ALPHA
 from prunebench.analysis.speed import ISO_SPEEDS, iso_speed_table, speed_curves
-from prunebench.analysis.robustness import (DEGRADES, IMPROVES, NO_EFFECT, Comparison, Key, Pooled, common_ids, compare, index_records,
-                                           merges_only, outcomes, pool)
+from prunebench.analysis.robustness import (DEGRADES, IMPROVES, NO_EFFECT, NO_VERDICT, Comparison, Key, NoVerdict, Pooled,
+                                           common_ids, compare, index_records, merges_only, outcomes, pool)
 from prunebench.core.registry import BASELINE
 from prunebench.metrics import get_metric
 from prunebench.records.record import CLIP_LISTS, Record, RecordLike, as_records
@@ -44,7 +44,8 @@ QUESTION = [
     "get right clean, the share the noise turns wrong; > 0: pruning degrades robustness. The answer: the",
     "flip effect's 95% interval (paired bootstrap over clips) excludes 0 and p < 0.05 (McNemar's exact test",
     "on those clips; pooled over conditions: sign-flip permutation test of the clips' mean flip differences).",
-    "'could have detected >= X': the smallest flip effect found with 80% power at p < 0.05 (Connor 1987).",
+    "'could have detected >= X': the smallest flip effect found with 80% power at p < 0.05, computed under",
+    "the alternative (Connor 1987 for one condition; pooled: its form for per-clip mean differences).",
     f"Beside it: drop effect = drop(method) - drop({BASELINE}) and retention effect = noisy/clean(method) -",
     f"noisy/clean({BASELINE}), which credit a method that is worse clean for having less to lose. floor:",
     f"{BASELINE}'s noisy score is within its interval of chance (left out of pooling).",
@@ -60,7 +61,8 @@ def build_report(records: Sequence[RecordLike], source: str = "records", seed: i
     ok = [r for r in records if r.ok]
     not_ok = len(records) - len(ok)
     pooled = pool_folds(ok)
-    comparisons = compare(ok + pooled, seed)
+    unusable: List[NoVerdict] = []
+    comparisons = compare(ok + pooled, seed, unusable)
     lines = [f"prunebench report: {source}",
              f"{len(ok)} records" + (f" ({not_ok} not ok, left out)" if not_ok else "")
              + f"; models: {', '.join(sorted({r.model for r in ok})) or 'none'}"]
@@ -82,6 +84,9 @@ def build_report(records: Sequence[RecordLike], source: str = "records", seed: i
         answers += answer
         if base in pooled_groups:
             lines += _fold_table(base, summaries, comparisons, index)
+    no_verdict = _no_verdict_lines(unusable)
+    lines += [""] + no_verdict if no_verdict else []
+    answers += no_verdict
     lines += _speed_section(ok)
     lines += _iso_speed_section(ok, comparisons, seed)
     missing = _missing_baselines(ok)
@@ -251,6 +256,19 @@ def _sentence(s: MethodSummary, scale: float) -> str:
     if s.floored:
         text += f"; {s.floored} condition(s) at the floor left out"
     return text + "."
+
+
+def _no_verdict_lines(unusable: List[NoVerdict]) -> List[str]:
+    """The comparisons whose records cannot be compared, each with its reason (left out of every
+    table and pooled figure; the rest of the report stands without them)."""
+    if not unusable:
+        return []
+    lines = ["Not compared (the records cannot support a verdict; left out of every table and pooled figure):"]
+    for u in sorted(unusable, key=lambda u: (u.model, u.task, str(u.bucket), u.method, u.corruption)):
+        where = f"{u.model} on {u.task}" + (f" at {u.bucket}" if u.bucket else "")
+        keep = "" if u.keep_rate is None else f" keep {_keep(u.keep_rate)}"
+        lines.append(f"  {u.method_name}{keep} under {u.corruption} ({where}): {NO_VERDICT}: {u.reason}.")
+    return lines
 
 
 def _could_have_detected(direction: str, mde: Optional[float], flips: bool = True) -> str:

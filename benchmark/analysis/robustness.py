@@ -47,6 +47,8 @@ MAP_BOOTSTRAP_SAMPLES = 200  # mAP is recomputed per resample: costlier
 # (the answer) from the flip effect's interval and McNemar's p together.
 DEGRADES, IMPROVES, NO_EFFECT = "degrades robustness", "improves robustness", "no detectable effect"
 DIRECTIONS = (DEGRADES, IMPROVES, NO_EFFECT)
+NO_VERDICT = "no verdict"  # the records cannot answer (too few clips, no clip in common, NaN): the reason follows
+MIN_FLIP_CLIPS = 2  # clips right clean for both that a flip effect needs
 FLOOR_NOTE = "near chance: floor effect likely"
 
 # (model, task, bucket, method id, corruption id): one record each
@@ -89,6 +91,7 @@ class Comparison:
     flip_mcnemar_p: Optional[float] = None  # exact, on the discordant flips of those clips
     flip_mde: Optional[float] = None  # smallest flip effect detectable at 80% power, alpha 0.05
     retention_effect: Optional[float] = None  # retention(method) - retention(baseline)
+    no_verdict: Optional[str] = None  # why the flip effect gives no answer (flip_verdict says "no verdict: ...")
     retention_effect_ci95: Optional[Tuple[float, float]] = None
     flip_direction: str = NO_EFFECT  # the answer: flip effect for accuracy, else `direction`
     flip_verdict: str = NO_EFFECT  # flip_direction in words, with the floor flag
@@ -111,9 +114,12 @@ def index_records(records: Iterable[Record]) -> Dict[Key, Record]:
     return {record_key(r): r for r in records}
 
 
-def compare(records: Sequence[RecordLike], seed: int = 0) -> List[Comparison]:
+def compare(records: Sequence[RecordLike], seed: int = 0, unusable: Optional[List["NoVerdict"]] = None
+            ) -> List[Comparison]:
     """Every (pruned method, corruption) of every (model, task, bucket) that has the four records
-    it needs: method clean and noisy, baseline clean and noisy. Failed records are left out."""
+    it needs: method clean and noisy, baseline clean and noisy. Failed records are left out; so are
+    comparisons whose records cannot be compared (no clip in common, an outcome or score that is
+    not a number: `unusable_reason`), each appended to `unusable` with its reason when given."""
     index = index_records(r for r in as_records(records) if r.ok)
     out = []
     map_cache: Dict[Tuple, Tuple[float, List[float]]] = {}  # shared by the comparisons of this call
@@ -127,8 +133,66 @@ def compare(records: Sequence[RecordLike], seed: int = 0) -> List[Comparison]:
         base_noisy = index.get(group + (BASELINE, corruption))
         if clean is None or base_clean is None or base_noisy is None:
             continue
-        out.append(_compare_one(group, clean, noisy, base_clean, base_noisy, seed, map_cache))
+        reason = unusable_reason([clean, noisy, base_clean, base_noisy])
+        if reason is not None:
+            if unusable is not None:
+                unusable.append(NoVerdict(group[0], group[1], group[2], method_id, clean.method.name,
+                                          clean.method.keep_rate, corruption, reason))
+            continue
+        comparison = _compare_one(group, clean, noisy, base_clean, base_noisy, seed, map_cache)
+        if comparison.no_verdict is not None:
+            comparison.flip_verdict = f"{NO_VERDICT}: {comparison.no_verdict}"
+        out.append(comparison)
     return out
+
+
+@dataclass
+class NoVerdict:
+    """A comparison its records cannot support, and why (see `unusable_reason`)."""
+
+    model: str
+    task: str
+    bucket: Optional[str]
+    method: str  # method id
+    method_name: str
+    keep_rate: Optional[float]
+    corruption: str
+    reason: str
+
+
+def unusable_reason(records: Sequence[Record]) -> Optional[str]:
+    """Why these records (method clean and noisy, baseline clean and noisy) cannot be compared, or
+    None: a record without clips, no clip common to all, or a clip whose outcome is not right or
+    wrong (NaN, None) or whose scores are not finite. A NaN counted as right would be a silent
+    guess, so the comparison gets no verdict instead."""
+    for r in records:
+        if not r.clips.ids:
+            return f"{_label(r)} holds no clips"
+    ids = common_ids(records)
+    if not ids:
+        return "the four records share no clip"
+    for r in records:
+        positions = _positions(r, ids)
+        if r.clips.correct is not None:
+            bad = next((i for i in positions if not _is_outcome(r.clips.correct[i])), None)
+            if bad is not None:
+                return f"{_label(r)}: clip {r.clips.ids[bad]} has outcome {r.clips.correct[bad]!r}, not right or wrong"
+        elif r.clips.scores is not None:
+            scores = np.asarray(r.clips.scores, dtype=np.float64)[positions]
+            if not np.isfinite(scores).all():
+                bad = positions[int(np.nonzero(~np.isfinite(scores).all(axis=tuple(range(1, scores.ndim))))[0][0])]
+                return f"{_label(r)}: clip {r.clips.ids[bad]} has a score that is not a number"
+        else:
+            return f"{_label(r)} holds no per-clip outcomes or scores"
+    return None
+
+
+def _is_outcome(value: Any) -> bool:
+    return isinstance(value, bool) or (isinstance(value, (int, float)) and value in (0, 1))
+
+
+def _label(record: Record) -> str:
+    return f"{record.method.id} {record.corruption_id or 'clean'}"
 
 
 def _compare_one(group: GroupKey, clean: Record, noisy: Record, base_clean: Record, base_noisy: Record, seed: int,
@@ -165,6 +229,7 @@ def _accuracy_stats(four: Dict[str, Record], ids: List[str], seed: int) -> Dict[
     c = {name: outcomes(r, ids) for name, r in four.items()}
     draws = bootstrap_draws(len(ids), seed, BOOTSTRAP_SAMPLES)
     flips = flip_counts(c["mc"], c["mn"], c["nc"], c["nn"])
+    enough = flips.n >= MIN_FLIP_CLIPS
     scores = {k: float(v.float().mean()) for k, v in c.items()}
     clean = four["mc"]
     chance = get_metric(clean.metric).chance(clean.num_classes) if clean.num_classes else None
@@ -173,9 +238,10 @@ def _accuracy_stats(four: Dict[str, Record], ids: List[str], seed: int) -> Dict[
         mcnemar_p=mcnemar_exact(c["mn"], c["nn"]), consistency=_consistency(clean, four["mn"], ids),
         near_chance=chance is not None and _within_chance(c["nn"], chance, seed),
         flip_clips=flips.n, flip_rate=flips.method_rate, none_flip_rate=flips.none_rate, flip_effect=flips.effect,
-        flip_effect_ci95=paired_bootstrap(c, flip_effect, draws) if flips.n else None,
-        flip_mcnemar_p=mcnemar_exact_p(flips.only_method, flips.only_none) if flips.n else None,
-        flip_mde=minimal_detectable_effect(flips.n, flips.discordant_share) if flips.n else None,
+        flip_effect_ci95=paired_bootstrap(c, flip_effect, draws) if enough else None,
+        flip_mcnemar_p=mcnemar_exact_p(flips.only_method, flips.only_none) if enough else None,
+        flip_mde=minimal_detectable_effect(flips.n, flips.discordant_share) if enough else None,
+        no_verdict=None if enough else too_few_clips(flips.n),
         retention_effect=_retention_effect(scores), retention_effect_ci95=paired_bootstrap(c, retention_effect, draws),
     )
 
@@ -260,7 +326,8 @@ def pool(index: Dict[Key, Record], comparisons: Sequence[Comparison], seed: int)
     draws = bootstrap_draws(len(ids), seed, BOOTSTRAP_SAMPLES)
     whole = {k: x.float() for k, x in v.items()}
     differences = flip_differences(v["mc"], v["nc"], v["mn"], v["nn"])
-    n = differences.numel()
+    clips = differences.numel()
+    n = clips if clips >= MIN_FLIP_CLIPS else 0  # fewer: no flip effect; the drop and retention effects stand
     flip_ci = paired_bootstrap(v, _mean_over_conditions(flip_effect), draws) if n else None
     # one condition: exact McNemar on the discordant pairs; several: the sign-flip test of the
     # per-clip mean differences (a sign test on them would ignore their size)
@@ -272,13 +339,19 @@ def pool(index: Dict[Key, Record], comparisons: Sequence[Comparison], seed: int)
     retention = retention_effect(whole).mean(0)
     return Pooled(
         conditions=len(comparisons), effect=float(drop_effect(whole).mean(0)),
-        effect_ci95=paired_bootstrap(v, _mean_over_conditions(drop_effect), draws), flip_clips=n,
+        effect_ci95=paired_bootstrap(v, _mean_over_conditions(drop_effect), draws), flip_clips=clips,
         flip_effect=float(differences.mean()) if n else None, flip_effect_ci95=flip_ci, flip_p=flip_p,
         flip_mde=mde,
         retention_effect=None if torch.isnan(retention) else float(retention),
         retention_effect_ci95=paired_bootstrap(v, _mean_over_conditions(retention_effect), draws),
-        direction=NO_EFFECT if flip_ci is None else flip_direction(flip_ci, flip_p),
+        direction=(flip_direction(flip_ci, flip_p) if flip_ci is not None
+                   else NO_EFFECT if n else f"{NO_VERDICT}: {too_few_clips(clips)}"),
     )
+
+
+def too_few_clips(n: int) -> str:
+    return (f"{n} clip{'' if n == 1 else 's'} right clean for both (a flip effect needs at least "
+            f"{MIN_FLIP_CLIPS})")
 
 
 def _mean_over_conditions(statistic):
