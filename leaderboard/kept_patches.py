@@ -60,7 +60,7 @@ def _group(key: str, model: str, task: str, bucket: str, records: List[Record], 
            max_clips: int) -> Optional[KeptGroup]:
     images: Dict[str, Dict[str, Dict[str, Any]]] = {}  # variant key -> clip -> encoded image
     for r in records:
-        for example in (r.raw.get("examples") or {}).get("clips", []):
+        for example in r.examples.get("clips", []):
             images.setdefault(_variant(r), {}).setdefault(str(example["id"]), example)
     clean_images = images.get(CLEAN, {})
     if not clean_images:

@@ -11,7 +11,9 @@ import torch
 
 from prunebench.measure.evaluate import pack_mask
 from prunebench.data.examples import example_spectrograms
-from prunebench.records.store import SCHEMA, result_path
+from prunebench.records.identity import measure_part
+from prunebench.records.record import Pair, Record
+from prunebench.records.store import result_path
 
 GRID = (8, 8)
 
@@ -47,14 +49,11 @@ def make_record(method: str = "none", keep: Optional[float] = None, *, model: st
     if method_name is not None:
         m["name"] = method_name
     value = sum(correct) / len(correct)
-    record = {
-        "schema": SCHEMA,
-        "status": "ok",
-        "model": {"name": model, "checkpoint": "ckpt.pt", "checkpoint_sha256": sha,
-                  "config": {"num_classes": num_classes, "patch_size": 16, "fstride": 16, "tstride": 16}},
-        "method": m,
-        "task": {"name": task, "split": split, "params": {}, "variant": variant, "corruption": corruption,
-                 "bucket": bucket_block},
+    pair = Pair({"name": model, "checkpoint": "ckpt.pt", "checkpoint_sha256": sha,
+                 "config": {"num_classes": num_classes, "patch_size": 16, "fstride": 16, "tstride": 16}},
+                m, {"name": task, "split": split, "params": {}, "variant": variant, "corruption": corruption,
+                    "bucket": bucket_block}, measure_part("float32", device, "float32"), tuple(ids), 0)
+    outcome = {
         "metrics": {metric: {"value": value, "ci95": [max(0.0, value - 0.1), min(1.0, value + 0.1)]}},
         "data": {"clips": len(ids), "skipped": []},
         "per_clip": {"ids": ids, "pred": list(pred if pred is not None else correct), "correct": list(correct),
@@ -62,17 +61,23 @@ def make_record(method: str = "none", keep: Optional[float] = None, *, model: st
         "macs": {"per_sample": macs, "units": "MAC", "flops_per_mac": 2, "by_part": {"blocks": macs},
                  "grid": list(GRID)},
         "tokens": {"per_layer": [], "reduction_layers": []},
-        "throughput": None if speed is None else {"samples_per_s": speed, "spread": 0.05, "batch_size": 8, "repeats": 3,
-                                                  "device": device, "dtype": "float32", "threads": 2,
-                                                  "speedup_vs_none": speedup},
-        "provenance": {"git_commit": "abc123", "versions": {"torch": "2.x"}, "device": device, "seed": 0,
-                       "config_hash": "cfg1", "date": date, "host": {}},
     }
     if examples:
         gen = torch.Generator().manual_seed(len(variant))
         fbanks = [torch.randn(128, 128, generator=gen) for _ in ids]
-        record["examples"] = example_spectrograms(ids, fbanks, torch.full((len(ids),), 128), 128)
-    return record
+        outcome["examples"] = example_spectrograms(ids, fbanks, torch.full((len(ids),), 128), 128)
+    provenance = {"git_commit": "abc123", "versions": {"torch": "2.x"}, "device": device, "seed": 0,
+                  "config_hash": "cfg1", "date": date, "host": {}}
+    record = Record.ok_result(pair, outcome, provenance)
+    if speed is not None:
+        record = record.with_throughput({"samples_per_s": speed, "spread": 0.05, "batch_size": 8, "repeats": 3,
+                                         "device": device, "dtype": "float32", "threads": 2, "speedup_vs_none": speedup})
+    return record.to_dict()
+
+
+def as_old(record: Dict[str, Any], schema: str = "prunebench-result-3") -> Dict[str, Any]:
+    """The record as a writer before identities wrote it (no identity, no measure block)."""
+    return {**{k: v for k, v in record.items() if k not in ("identity", "measure")}, "schema": schema}
 
 
 def mask(kept_patches: Sequence[int], num: int = GRID[0] * GRID[1]) -> str:
@@ -87,3 +92,11 @@ def write_records(root: Path, records: Sequence[Dict[str, Any]]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(r))
     return root
+
+
+def record_documents(out: Path, include_failed: bool = False) -> List[Dict[str, Any]]:
+    """The records of a results folder as their JSON documents (with `_path`), through the Record
+    class, for tests that check what a run stored."""
+    from prunebench.records.record import load_results
+
+    return [{**r.to_dict(), "_path": r.path} for r in load_results(out, include_failed)]

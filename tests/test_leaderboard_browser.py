@@ -14,7 +14,7 @@ import yaml
 from prunebench.leaderboard.browser import file_url, open_browser, unavailable_reason
 from prunebench.leaderboard.render import render_leaderboard
 from prunebench.records.record import as_record
-from prunebench.records.store import load_records
+from leaderboard_records import record_documents
 
 from conftest import TINY
 from leaderboard_records import write_records
@@ -148,7 +148,7 @@ def real_run(tmp_path_factory):
 
 def test_kept_patches_of_a_real_run(browser, real_run):
     page, problems = open_page(browser, real_run / "leaderboard.html")
-    records = {(r["method"]["id"], r["task"]["variant"]): r for r in load_records(real_run)}
+    records = {(r["method"]["id"], r["task"]["variant"]): r for r in record_documents(real_run)}
     topk = records[("topk-keep_rate=0.5", "synth-esc/fold5")]
     clip = topk["examples"]["clips"][0]["id"]
     clips = as_record(topk).clips  # kept patches live in the record's sidecar

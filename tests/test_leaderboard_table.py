@@ -9,6 +9,7 @@ from prunebench.analysis.table import main_table
 from prunebench.leaderboard.buckets import bucket_table
 from prunebench.leaderboard.robustness_view import detail_table, verdict_table
 
+from prunebench.records.record import Record
 from leaderboard_records import make_record
 
 HEADERS = ["model", "task", "method", "params", "clean (%)", "white@20dB (%)", "white@10dB (%)", "mean noisy (%)",
@@ -63,7 +64,7 @@ def test_failed_records_show_as_failures_and_leave_the_mean_incomplete():
               if k in ("schema", "model", "method", "task", "provenance")}
     failed.update(status="failed", error="RuntimeError: out of memory")
     table, merged = build(records + [failed])
-    assert [r.raw for r in merged.failed] == [failed]
+    assert [(r.key, r.failure.text) for r in merged.failed] == [(Record.from_dict(failed).key, "RuntimeError: out of memory")]
     topk = table.text_rows()[1]
     assert topk[HEADERS.index("white@20dB (%)")] == "failed" and topk[HEADERS.index("mean noisy (%)")] == ""
     cell = table.rows[1].cells["white@20dB"]

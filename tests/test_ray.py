@@ -11,7 +11,7 @@ ray = pytest.importorskip("ray")
 from prunebench.run.config import parse_config  # noqa: E402
 from prunebench.run.executors import make_executor  # noqa: E402
 from prunebench.core.plugins import load_plugin_file  # noqa: E402
-from prunebench.records.store import load_records  # noqa: E402
+from leaderboard_records import record_documents  # noqa: E402
 from prunebench.run.runner import Runner  # noqa: E402
 
 from conftest import run_config  # noqa: E402
@@ -46,7 +46,7 @@ def comparable(record):
 
 
 def records(out):
-    return {(r["method"]["id"], r["task"]["variant"]): r for r in load_records(out, include_failed=True)}
+    return {(r["method"]["id"], r["task"]["variant"]): r for r in record_documents(out, include_failed=True)}
 
 
 def test_ray_and_local_executors_write_the_same_records(cluster, tmp_path, tiny_checkpoint):

@@ -7,13 +7,14 @@ import pytest
 from prunebench.core.errors import DataError
 from prunebench.core.registry import BASELINE
 from prunebench.records.record import Failure, Record, as_record, is_ok, method_sort_key
-from prunebench.records.store import failed_record, failure_info
+from prunebench.records.identity import measure_part
+from prunebench.records.record import Pair
 
-from leaderboard_records import make_record
+from leaderboard_records import as_old, make_record
 
 
 def test_an_old_record_without_status_reads_as_ok_unless_it_carries_an_error():
-    old = make_record("topk", 0.5)
+    old = as_old(make_record("topk", 0.5))
     del old["status"]
     assert Record.from_dict(old).ok and is_ok(old) and Record.from_dict(old).failure is None
     broken = {**old, "error": "RuntimeError: out of memory"}
@@ -27,8 +28,9 @@ def test_a_failed_record_reads_its_failure():
     try:
         raise DataError("clip c1 is silent\nsecond line")
     except DataError as exc:
-        error = failure_info(exc, "evaluate")
-    record = Record.from_dict(failed_record(ok["model"], ok["method"], ok["task"], error, ok["provenance"]))
+        error = Failure.from_exception(exc, "evaluate").to_dict()
+    pair = Pair(ok["model"], ok["method"], ok["task"], measure_part("float32", "cpu", "float32"), ("clip0",), 0)
+    record = Record.failed(pair, Failure.read(error), ok["provenance"])
     assert record.status == "failed" and not record.ok
     failure = record.failure
     assert (failure.type, failure.stage, failure.input_error) == ("DataError", "evaluate", True)
@@ -62,7 +64,7 @@ def test_corruption_order_from_params_and_from_an_old_record_without_params():
     noisy = [make_record("topk", 0.5, noise=("white", snr)) for snr in (0, 20, 10)] + [make_record("topk", 0.5, noise=("pink", 5))]
     order = [r.corruption_id for r in sorted(map(Record.from_dict, noisy), key=lambda r: r.corruption_order)]
     assert order == ["pink@5dB", "white@20dB", "white@10dB", "white@0dB"]  # by name, the cleanest first
-    old = make_record("topk", 0.5, noise=("white", 10))
+    old = as_old(make_record("topk", 0.5, noise=("white", 10)))
     old["task"]["corruption"] = {"id": "white@10dB"}  # no name, no params: both read from the id
     fresh = Record.from_dict(make_record("topk", 0.5, noise=("white", 10)))
     assert Record.from_dict(old).corruption_order == fresh.corruption_order == ("white", -10.0, "white@10dB")
@@ -78,7 +80,7 @@ def test_the_record_reads_what_readers_need():
     raw = make_record("topk", 0.5, noise=("white", 20), bucket=(2, "native"), correct=[1, 0, 1, 1])
     raw["robustness"] = {"clean": 1.0, "noisy": 0.5}  # written by earlier runs: ignored, still reads
     r = as_record(raw)
-    assert as_record(r) is r and r.raw is raw
+    assert as_record(r) is r
     assert (r.model, r.task_id, r.bucket, r.bucket_label) == ("ast-tiny", "synth-esc/fold5", "len2s-native", "len2s-native")
     assert r.key == ("ast-tiny", "topk-keep_rate=0.5", "synth-esc/fold5+white@20dB+len2s-native")
     assert r.group == ("ast-tiny", "synth-esc/fold5", "len2s-native")
@@ -88,3 +90,53 @@ def test_the_record_reads_what_readers_need():
     assert r.macs == 2e9 and r.throughput["speedup_vs_none"] == 1.0 and r.num_classes == 4
     assert r.bucket_order == (True, "native", 2.0, "len2s-native")
     assert Record.from_dict(make_record()).bucket_order < r.bucket_order  # the whole clip first
+
+
+# -- identity, versions, files -------------------------------------------------------------------
+def _written(tmp_path, record):
+    from leaderboard_records import write_records
+
+    write_records(tmp_path, [record])
+    return next(p for p in tmp_path.rglob("*.json"))
+
+
+def test_the_method_spec_is_normalised_in_the_identity():
+    """`topk` and `{name: topk}` and `{name: topk, keep_rate: 0.7}` (the default) are one pair."""
+    from prunebench.run.config import parse_config
+
+    base = {"models": [{"name": "ast-tiny"}], "tasks": [{"name": "synth-esc", "split": "fold5"}]}
+    specs = [parse_config({**base, "methods": [spec]}).methods[0].describe()
+             for spec in ("topk", {"name": "topk"}, {"name": "topk", "keep_rate": 0.7})]
+    ok = make_record()
+    keys = {Pair(ok["model"], spec, ok["task"], measure_part("float32", "cpu", "float32"), ("clip0",), 0).identity.key
+            for spec in specs}
+    assert len(keys) == 1
+    other = parse_config({**base, "methods": [{"name": "topk", "keep_rate": 0.5}]}).methods[0].describe()
+    assert Pair(ok["model"], other, ok["task"], measure_part("float32", "cpu", "float32"), ("clip0",), 0).identity.key not in keys
+
+
+def test_a_record_of_an_older_schema_reads_with_the_identity_a_new_one_has(tmp_path):
+    new = make_record("topk", 0.5, noise=("white", 20))
+    old_path = _written(tmp_path / "old", {**as_old(new), "provenance": {**new["provenance"],
+                                                                         "config": {"measure": {"dtype": "float32"}}}})
+    old, fresh = Record.read(old_path), Record.from_dict(new)
+    assert old.identity.key == fresh.identity.key and old.measure == fresh.measure
+    assert old.clips.correct == fresh.clips.correct and old.score == fresh.score
+
+
+def test_a_newer_schema_is_refused_naming_both_versions(tmp_path):
+    path = _written(tmp_path, {**make_record(), "schema": "prunebench-result-9"})
+    with pytest.raises(DataError, match=r"field schema is 'prunebench-result-9', newer than this prunebench reads \(prunebench-result-4\)"):
+        Record.read(path)
+
+
+def test_a_record_whose_identity_does_not_match_its_content_is_refused(tmp_path):
+    edited = make_record("topk", 0.5)
+    edited["model"]["checkpoint_sha256"] = "b" * 64  # the content changed, the stored identity did not
+    path = _written(tmp_path / "a", edited)
+    with pytest.raises(DataError, match=r"identity does not match its content \(model.checkpoint_sha256: "):
+        Record.read(path)
+    forged = make_record("topk", 0.5)
+    forged["identity"]["parts"]["method"]["params"]["keep_rate"] = 0.9  # parts edited, key left as it was
+    with pytest.raises(DataError, match=r"field identity.key .* is not the hash of identity.parts"):
+        Record.read(_written(tmp_path / "b", forged))

@@ -12,8 +12,10 @@ import yaml
 from prunebench.cli import main
 from prunebench.core.errors import DataError
 from prunebench.core.plugins import load_plugin_file
-from prunebench.records.record import as_record
-from prunebench.records.store import (SCHEMA, InvalidRecord, load_records, read_record, remove_stale_temporaries, validate_record,
+from prunebench.records.record import Record, as_record
+from leaderboard_records import record_documents
+from prunebench.records.identity import Identity
+from prunebench.records.store import (SCHEMA, InvalidRecord, read_record, remove_stale_temporaries, validate_record,
                                write_record)
 
 from conftest import TINY, run_config
@@ -58,8 +60,8 @@ def test_failing_method_is_a_failed_record_and_the_grid_goes_on(tmp_path, tiny_c
     assert run(tmp_path, run_config(root, checkpoint, methods=methods, throughput=True)) == 1
     err = capsys.readouterr().err
     assert "FAILED 2 pairs" in err and "explode: a method with a bug" in err and "Traceback" not in err
-    records = by_pair(load_records(tmp_path / "results", include_failed=True))
-    assert len(records) == 6 and len(load_records(tmp_path / "results")) == 4  # failed ones only on request
+    records = by_pair(record_documents(tmp_path / "results", include_failed=True))
+    assert len(records) == 6 and len(record_documents(tmp_path / "results")) == 4  # failed ones only on request
     for variant in ("synth-esc/fold5", "synth-esc/fold5+white@10dB"):
         failed = records[("explode-keep_rate=0.5", variant)]
         assert failed["status"] == "failed" and failed["error"]["type"] == "RuntimeError"
@@ -79,8 +81,8 @@ def test_method_that_changes_the_weights_is_caught_and_the_model_reloaded(tmp_pa
     root, checkpoint = tiny_checkpoint
     methods = [{"name": "none"}, {"name": "mutate"}, {"name": "topk", "keep_rate": 0.5}]
     assert run(tmp_path, run_config(root, checkpoint, methods=methods, throughput=True)) == 1
-    records = by_pair(load_records(tmp_path / "results", include_failed=True))
-    clean = by_pair(load_records(finished[0] / "results"))
+    records = by_pair(record_documents(tmp_path / "results", include_failed=True))
+    clean = by_pair(record_documents(finished[0] / "results"))
     for variant in ("synth-esc/fold5", "synth-esc/fold5+white@10dB"):
         caught = records[("mutate", variant)]
         assert caught["status"] == "failed" and caught["error"]["type"] == "IntegrityError"
@@ -105,7 +107,7 @@ def test_task_whose_data_breaks_fails_alone(tmp_path, tiny_checkpoint):
     # one checkpoint per held-out fold, here the same one on purpose (only the data matters)
     config["models"][0]["checkpoint"] = {"fold5": str(checkpoint), "fold4": str(checkpoint)}
     assert run(tmp_path, config) == 2  # every failure is bad input
-    records = by_pair(load_records(tmp_path / "results", include_failed=True))
+    records = by_pair(record_documents(tmp_path / "results", include_failed=True))
     assert len(records) == 8
     for (method, variant), record in records.items():
         if "fold4" in variant:
@@ -115,7 +117,7 @@ def test_task_whose_data_breaks_fails_alone(tmp_path, tiny_checkpoint):
             assert record["status"] == "ok"
     # With on_bad_clip: skip, the clip is skipped, counted and named in every record of fold 4.
     assert run(tmp_path, {**config, "on_bad_clip": "skip"}, "skipping") == 0
-    for record in load_records(tmp_path / "skipping", include_failed=True):
+    for record in record_documents(tmp_path / "skipping", include_failed=True):
         if "fold4" in record["task"]["variant"]:
             assert [s["id"] for s in record["data"]["skipped"]] == [victim.stem] and record["data"]["clips"] == 19
 
@@ -136,7 +138,7 @@ def test_a_truncated_sidecar_is_one_line_naming_record_and_sidecar(tmp_path, fin
 @pytest.mark.parametrize("damage, message", [
     (lambda text: text[: len(text) // 2], "unreadable or corrupted"),
     (lambda text: "", "unreadable or corrupted"),
-    (lambda text: text.replace(f'"{SCHEMA}"', '"prunebench-result-9"'), "unknown schema version 'prunebench-result-9'"),
+    (lambda text: text.replace(f'"{SCHEMA}"', '"prunebench-result-0"'), "unknown schema version 'prunebench-result-0'"),
     (lambda text: text.replace('"status": "ok"', '"status": "done"'), "status must be one of ok, failed"),
     (lambda text: text.replace('"per_sample"', '"per_sampel"'), "missing field macs.per_sample"),
     (lambda text: json.dumps({**json.loads(text), "metrics": {"accuracy": {"value": "NaN"}}}), "metrics.accuracy.value must be a finite number"),
@@ -149,7 +151,7 @@ def test_a_bad_result_file_is_an_error_naming_it_never_a_row(tmp_path, finished,
     victim = out / "ast-tiny" / "none" / "synth-esc" / "fold5.json"
     victim.write_text(damage(victim.read_text()))
     with pytest.raises(DataError, match=message):
-        load_records(out)
+        record_documents(out)
     assert main(["leaderboard", str(out), "-o", str(tmp_path / "lb.html")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(victim) in err and message.split("'")[0] in err
@@ -157,25 +159,29 @@ def test_a_bad_result_file_is_an_error_naming_it_never_a_row(tmp_path, finished,
     assert str(victim) in capsys.readouterr().err
 
 
-def test_records_of_another_configuration_are_an_error(tmp_path, finished, capsys):
+def test_a_changed_pair_or_an_incomparable_record_is_an_error(tmp_path, finished, capsys):
     src, config = finished
     out = tmp_path / "results"
     shutil.copytree(src / "results", out)
-    # The same folder, rerun with another seed: another configuration, refused before any work.
+    # The same folder, rerun with another seed: every pair changed, refused before any work, one line.
     assert run(tmp_path, {**config, "seed": 1}) == 2
-    assert "was made by run configuration" in capsys.readouterr().err
-    # A record of another configuration slipped into the folder: no leaderboard row, an error.
-    stranger = json.loads((out / "ast-tiny" / "none" / "synth-esc" / "fold5.json").read_text())
-    stranger["provenance"]["config_hash"] = "0123456789abcdef"
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "changed (seed: 0 -> 1)" in err and "--overwrite" in err
+    # A record of another checkpoint slipped into the folder (another pair, so the run would leave
+    # it alone): it cannot be compared with the others, so the report refuses the folder, naming both.
+    stranger = Record.read(out / "ast-tiny" / "none" / "synth-esc" / "fold5.json").to_dict()
+    stranger["model"]["checkpoint_sha256"] = "0" * 64
     stranger["method"]["id"] = "stranger"
+    parts = stranger["identity"]["parts"]
+    stranger["identity"] = Identity({**parts, "model": {**parts["model"], "checkpoint_sha256": "0" * 64}}).to_dict()
     target = out / "ast-tiny" / "stranger" / "synth-esc" / "fold5.json"
     write_record(target, stranger)
     sidecar = out / "ast-tiny" / "none" / "synth-esc" / "fold5.npz"
     if sidecar.exists():  # the record names its sidecar: it travels with it
         shutil.copy(sidecar, target.with_suffix(".npz"))
-    with pytest.raises(DataError, match="mixes run configurations"):
-        load_records(out)
-    assert run(tmp_path, config) == 2
+    with pytest.raises(DataError, match="were made with different checkpoint"):
+        record_documents(out)
+    assert main(["report", str(out)]) == 2
     assert "stranger" in capsys.readouterr().err
 
 
@@ -239,7 +245,7 @@ def test_same_config_and_seed_gives_identical_outcomes(tmp_path, finished, monke
     src, config = finished
     monkeypatch.setenv("PRUNEBENCH_CACHE", str(tmp_path / "fresh-cache"))
     assert run(tmp_path, config) == 0
-    first, second = by_pair(load_records(src / "results")), by_pair(load_records(tmp_path / "results"))
+    first, second = by_pair(record_documents(src / "results")), by_pair(record_documents(tmp_path / "results"))
     assert first.keys() == second.keys()
     for key in first:
         assert outcome(first[key]) == outcome(second[key])

@@ -11,7 +11,7 @@ from prunebench.cli import main
 from prunebench.run.config import load_config, parse_config
 from prunebench.core.errors import ConfigError, DataError
 from prunebench.audio.kaldi import FrontEnd
-from prunebench.records.store import load_records
+from leaderboard_records import record_documents
 
 from conftest import TINY, write_esc_layout
 
@@ -137,7 +137,7 @@ def test_unicode_and_spaces_in_every_path_and_odd_clips_counted(tmp_path):
         "measure": {"throughput": False, "batch_size": 4}}, allow_unicode=True), encoding="utf-8")
     out = tmp_path / "résultats 1"
     assert main(["run", "--config", str(config), "--out", str(out), "--no-progress"]) == 0
-    (record,) = load_records(out)
+    (record,) = record_documents(out)
     assert record["status"] == "ok" and record["data"]["clips"] == 3 + 5
     assert record["data"]["cropped"] == 1  # the 60 s clip (the tiny model's input is 1.28 s; the others are 1 s)
     assert (out / "leaderboard.html").is_file()

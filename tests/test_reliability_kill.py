@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from prunebench.cli import main
-from prunebench.records.store import load_records
+from leaderboard_records import record_documents
 
 from conftest import run_config
 
@@ -22,7 +22,7 @@ METHODS = [{"name": "none"}, {"name": "topk", "keep_rate": [0.7, 0.5]}]
 def outcomes(out):
     return {(r["method"]["id"], r["task"]["variant"]): json.dumps({k: v for k, v in r.items() if k not in ("provenance", "_path", "_file")},
                                                                    sort_keys=True)
-            for r in load_records(out, include_failed=True)}
+            for r in record_documents(out, include_failed=True)}
 
 
 def record_files(out):
@@ -59,7 +59,7 @@ def test_sigkill_mid_run_then_resume_loses_nothing(setup, tmp_path):
     assert 2 <= len(written) < GRID, "the kill should land mid-run"
     for path in written:  # every file there is a whole, valid record
         json.loads(path.read_text())
-    assert len(load_records(out, include_failed=True)) == len(written)
+    assert len(record_documents(out, include_failed=True)) == len(written)
 
     assert main(["run", "--config", str(config), "--out", str(out), "--no-progress"]) == 0
     assert not [p for p in out.rglob(".*") if p.is_file()]

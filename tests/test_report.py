@@ -7,7 +7,7 @@ import yaml
 from prunebench.cli import main
 from prunebench.analysis.report import build_report, holm_significant, pool_folds
 from prunebench.analysis.robustness import compare
-from prunebench.records.store import load_records
+from prunebench.records.record import load_results
 
 from conftest import TINY, write_esc_layout
 
@@ -87,7 +87,7 @@ def test_report_pools_folds():
     pooled = pool_folds(records)
     none_clean = next(r for r in pooled if r.method.id == "none" and r.corruption is None)
     assert none_clean.split == "all-folds" and none_clean.variant == "t/all-folds" and len(none_clean.clips.ids) == 400
-    assert none_clean.raw["per_fold"] == {"fold1": 0.8, "fold2": 0.8}
+    assert none_clean.per_fold == {"fold1": 0.8, "fold2": 0.8}
     text = build_report(records, "cv")
     assert "Cross-validation over 2 folds" in text and "t/fold1 (" not in text
     row = next(line for line in text.splitlines() if line.startswith("topk") and "+20.0" in line and "+10.0" in line)
@@ -131,20 +131,20 @@ def test_five_fold_run_records_and_report(five_fold_run, capsys):
     for fold in range(1, 6):  # one model per fold, features counted per variant in the run log
         assert f"training ast-tiny on esc50/fold{fold}" in log
         assert f"features esc50/fold{fold}+white@0dB (test): 6 clips computed" in log
-    records = load_records(tmp / "results")
+    records = load_results(tmp / "results")
     assert len(records) == 5 * 2 * 3
-    noisy = next(r for r in records if r["method"]["id"] == "topk-keep_rate=0.5" and r["task"]["variant"] == "esc50/fold3+white@0dB")
+    noisy = next(r for r in records if r.method.id == "topk-keep_rate=0.5" and r.variant == "esc50/fold3+white@0dB")
     # robustness is computed when read (report, leaderboard), never written into the records
-    assert not any("robustness" in r for r in records)
+    assert not any("robustness" in r.to_dict() for r in records)
     [c] = [c for c in compare(records) if c.task == "esc50/fold3" and c.method == "topk-keep_rate=0.5"
            and c.corruption == "white@0dB"]
     assert c.clips == 6 and c.drop == pytest.approx(c.clean - c.noisy) and c.effect == pytest.approx(c.drop - c.none_drop)
-    selection = noisy["selection"]
+    selection = noisy.selection
     # a tiny random model may keep only padding (1 s clips in a 5 s input): then it says so
     assert selection["clips_with_drops"] == 6
     assert selection["kept_intensity"] is not None or selection["kept_padding_share"] == 1.0
     assert selection["dropped_intensity"] is not None and 0.0 <= selection["kept_padding_share"] <= 1.0
-    assert next(r for r in records if r["method"]["id"] == "none")["selection"]["dropped_intensity"] is None
+    assert next(r for r in records if r.method.id == "none").selection["dropped_intensity"] is None
 
     assert main(["report", str(tmp / "results"), "-o", str(tmp / "report.txt")]) == 0
     text = capsys.readouterr().out

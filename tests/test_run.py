@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from prunebench.cli import main
-from prunebench.records.store import load_records
+from leaderboard_records import record_documents
 
 from conftest import TINY
 
@@ -39,7 +39,7 @@ def finished_run(tmp_path_factory):
 
 def test_run_writes_one_valid_record_per_pair(finished_run):
     tmp, _ = finished_run
-    records = load_records(tmp / "results")
+    records = record_documents(tmp / "results")
     assert len(records) == 6  # 3 methods x (clean + white@10dB)
     paths = sorted(r["_path"].split("results/")[1] for r in records)
     assert "ast-tiny/topk-keep_rate=0.5/synth-esc/fold5+white@10dB.json" in paths
@@ -58,6 +58,38 @@ def test_run_writes_one_valid_record_per_pair(finished_run):
     assert none["throughput"]["steps_per_repeat"] > 1
     assert none["provenance"]["config_hash"] and none["model"]["checkpoint_sha256"]
     assert (tmp / "results" / "leaderboard.html").is_file()
+
+
+def test_a_pair_added_to_the_config_is_the_only_one_computed(finished_run, tmp_path, capsys):
+    """The method author's flow: the same config with one keep rate added, into the same folder. Only
+    the new pair's records are written; every other file keeps its bytes. Writing the method as
+    `topk` or `{name: topk}`, or changing the batch size, changes no pair."""
+    tmp, config = finished_run
+    out = tmp_path / "results"
+    shutil.copytree(tmp / "results", out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".npz")}
+    data = yaml.safe_load(config.read_text())
+    data["methods"] = ["none", {"name": "topk", "keep_rate": [1.0, 0.7, 0.5]}]
+    data["measure"]["batch_size"] = 4
+    added = tmp_path / "added.yaml"
+    added.write_text(yaml.safe_dump(data))
+    assert main(["run", "--config", str(added), "--out", str(out), "--no-progress"]) == 0
+    assert "2 records written, 6 already present, 0 failed" in capsys.readouterr().out
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".npz")}
+    new = sorted(p.relative_to(out).as_posix() for p in set(after) - set(before) if p.suffix == ".json")
+    assert new == ["ast-tiny/topk-keep_rate=0.7/synth-esc/fold5+white@10dB.json",
+                   "ast-tiny/topk-keep_rate=0.7/synth-esc/fold5.json"]
+    assert all(after[p] == b for p, b in before.items())  # the others untouched, byte for byte
+    # the new pair was timed against a `none` of its own run, interleaved
+    record = json.loads((out / new[1]).read_text())
+    assert record["throughput"]["speedup_vs_none"] > 0
+    # a changed setting that changes results (dtype) names the pair and what changed, and computes nothing
+    data["measure"]["dtype"] = "bfloat16"
+    added.write_text(yaml.safe_dump(data))
+    assert main(["run", "--config", str(added), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "changed (measure.dtype: \"float32\" -> \"bfloat16\")" in err
+    assert after == {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".npz")}
 
 
 def test_rerun_skips_finished_records(finished_run, capsys):
@@ -132,7 +164,7 @@ def test_a_target_speedup_is_tuned_in_the_timing_pass_and_kept_in_the_record(tmp
     config_data["tasks"][0]["corruptions"] = []
     config.write_text(yaml.safe_dump(config_data))
     assert main(["run", "--config", str(config), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
-    records = {r["method"]["id"]: r for r in load_records(tmp_path / "r")}
+    records = {r["method"]["id"]: r for r in record_documents(tmp_path / "r")}
     tuned = records["topk-target_speedup=1.3"]
     block = tuned["method"]
     assert block["name"] == "topk" and block["target_speedup"] == 1.3

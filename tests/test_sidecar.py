@@ -9,7 +9,8 @@ import pytest
 from prunebench.core.errors import DataError
 from prunebench.records.record import as_record
 from prunebench.records.sidecar import pack_masks, unpack_masks
-from prunebench.records.store import load_records, read_record, result_path, write_record
+from leaderboard_records import record_documents
+from prunebench.records.store import read_record, result_path, write_record
 
 from leaderboard_records import mask, make_record
 
@@ -36,7 +37,7 @@ def test_scores_and_masks_go_to_the_sidecar_and_read_back(tmp_path):
     ref = raw["per_clip"]["sidecar"]
     assert "scores" not in raw["per_clip"] and "kept_patches" not in raw["per_clip"]
     assert ref["file"] == "fold5.npz" and (path.parent / "fold5.npz").stat().st_size == ref["bytes"]
-    (loaded,) = load_records(tmp_path)
+    (loaded,) = record_documents(tmp_path)
     clips = as_record(loaded).clips
     assert clips.sidecar is not None and clips.sidecar._arrays is None  # not read until asked for
     assert np.array_equal(clips.scores, record["per_clip"]["scores"].astype(np.float32))
@@ -68,7 +69,7 @@ def test_a_record_with_the_lists_inline_still_reads(tmp_path):
     path = result_path(tmp_path, "ast-tiny", record["method"]["id"], record["task"]["variant"])
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(record, indent=1))
-    clips = as_record(load_records(tmp_path)[0]).clips
+    clips = as_record(record_documents(tmp_path)[0]).clips
     assert clips.scores == record["per_clip"]["scores"] and clips.kept_patches == record["per_clip"]["kept_patches"]
 
 

@@ -12,7 +12,7 @@ from prunebench.models import load_model
 from prunebench.models.whisper import WhisperConfig, WhisperEncoder
 from prunebench.core.registry import MODELS, TASKS
 from prunebench.records.record import as_record
-from prunebench.records.store import load_records
+from leaderboard_records import record_documents
 from prunebench.train.loop import train_model
 
 from conftest import write_esc_layout
@@ -110,7 +110,7 @@ def test_runner_on_whisper_gives_the_probes_own_predictions(setup, tmp_path):
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     assert main(["run", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     _, meta = train_model("test-whisper", task(root), {"recipe": "probe", "init": str(encoder)}, progress=False)
-    records = {(r["method"]["id"], r["task"]["variant"].split("/")[-1]): r for r in load_records(tmp_path / "out")}
+    records = {(r["method"]["id"], r["task"]["variant"].split("/")[-1]): r for r in record_documents(tmp_path / "out")}
     none = records[("none", "fold5")]["per_clip"]
     assert dict(zip(none["ids"], none["pred"])) == meta["test_predictions"]
     assert records[("topk-keep_rate=1.0", "fold5")]["per_clip"]["pred"] == none["pred"]
@@ -134,7 +134,7 @@ def test_pad30_pads_to_the_30_s_window_and_intensity_keeps_audio_first(setup, tm
     }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     assert main(["run", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
-    records = {r["method"]["id"]: r for r in load_records(tmp_path / "out")}
+    records = {r["method"]["id"]: r for r in record_documents(tmp_path / "out")}
     assert records["none"]["macs"]["grid"] == [1, 1500]
     assert records["none"]["examples"]["clips"][0]["valid_frames"] == 100
     selection = records["intensity-keep_rate=0.5"]["selection"]

@@ -16,7 +16,6 @@ from typing import Any, Dict, Iterable, List
 import numpy as np
 
 from prunebench.records.record import PairKey, Record, RecordLike, as_records
-from prunebench.records.store import read_records
 
 
 @dataclass
@@ -44,11 +43,8 @@ class ResultSet:
 
 def collect(results_dir: str | Path) -> ResultSet:
     """Every record under the folder (any depth: several runs side by side), merged."""
-    root = Path(results_dir)
-    records = read_records(root)
-    for r in records:  # paths relative to the folder: the page does not depend on where it lies
-        r["_path"] = Path(r["_path"]).relative_to(root).as_posix()
-    return merge(records)
+    # paths relative to the folder: the page does not depend on where it lies
+    return merge(Record.read_folder(results_dir, relative=True))
 
 
 def merge(records: Iterable[RecordLike]) -> ResultSet:

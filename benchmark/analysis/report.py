@@ -33,10 +33,8 @@ from prunebench.analysis.robustness import (DEGRADES, IMPROVES, NO_EFFECT, NO_VE
                                            common_ids, compare, index_records, merges_only, outcomes, pool)
 from prunebench.core.registry import BASELINE
 from prunebench.metrics import get_metric
-from prunebench.records.record import CLIP_LISTS, Record, RecordLike, as_records
-from prunebench.records.store import load_records
+from prunebench.records.record import POOLED_SPLIT, Record, RecordLike, as_records, load_results
 
-POOLED_SPLIT = "all-folds"
 Index = Dict[Key, Record]
 QUESTION = [
     "Question: does token pruning, tuned for throughput, make noise cost more than it costs the",
@@ -53,7 +51,7 @@ QUESTION = [
 
 
 def report_folder(results_dir: str | Path, seed: int = 0) -> str:
-    return build_report(load_records(results_dir), str(results_dir), seed)
+    return build_report(load_results(results_dir), str(results_dir), seed)
 
 
 def build_report(records: Sequence[RecordLike], source: str = "records", seed: int = 0) -> str:
@@ -328,8 +326,7 @@ FOLD = re.compile(r"fold(\d+)$")
 
 def pool_folds(records: Sequence[RecordLike]) -> List[Record]:
     """For each (model, task, bucket, method, corruption) seen on two or more folds: one record of
-    all folds' clips (split `all-folds`), its score the mean over folds (`raw["per_fold"]`: each
-    fold's score)."""
+    all folds' clips (`Record.pooled`)."""
     groups: Dict[Tuple, List[Record]] = {}
     for r in as_records(records):
         if FOLD.match(r.split):
@@ -339,19 +336,7 @@ def pool_folds(records: Sequence[RecordLike]) -> List[Record]:
         splits = sorted({r.split for r in rs})
         if len(splits) < 2 or len(splits) != len(rs):
             continue
-        rs = sorted(rs, key=lambda r: _fold_number(r.split))
-        per_clip: Dict[str, Any] = {}
-        for name in CLIP_LISTS:
-            values = [getattr(r.clips, name) for r in rs]
-            if all(v is not None for v in values):
-                per_clip[name] = [x for v in values for x in v]
-        first = rs[0]
-        task = {**first.raw["task"], "split": POOLED_SPLIT, "variant": first.variant.replace(first.split, POOLED_SPLIT, 1),
-                "folds": splits}
-        value = sum(r.score for r in rs) / len(rs)
-        pooled.append(Record.from_dict({**first.raw, "task": task, "per_clip": per_clip,
-                                        "metrics": {first.metric: {"value": value}},
-                                        "per_fold": {r.split: r.score for r in rs}}))
+        pooled.append(Record.pooled(sorted(rs, key=lambda r: _fold_number(r.split))))
     return pooled
 
 
@@ -360,7 +345,7 @@ def _fold_table(base, summaries: List["MethodSummary"], comparisons: List[Compar
     effect pooled over all folds' clips with its interval."""
     model, task_name, bucket = base
     pooled_baseline = index.get((model, f"{task_name}/{POOLED_SPLIT}", bucket, BASELINE, None))
-    folds = pooled_baseline.raw.get("per_fold", {}) if pooled_baseline is not None else {}
+    folds = pooled_baseline.per_fold if pooled_baseline is not None else {}
     fold_names = sorted(folds, key=_fold_number)
     lines = ["", f"Cross-validation over {len(fold_names)} folds (one model per held-out fold); {BASELINE}'s clean score per fold: "
              + ", ".join(f"{f} {100 * folds[f]:.1f}" for f in fold_names)

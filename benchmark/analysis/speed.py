@@ -104,7 +104,7 @@ def _point(r: Record, speedup: float, comparisons: Optional[List[Comparison]], i
             effect, effect_ci = pooled.flip_effect, pooled.flip_effect_ci95
         else:
             effect = sum(c.effect for c in comparisons) / len(comparisons)
-    target = r.raw.get("method", {}).get("target_speedup")
+    target = r.target_speedup
     return SpeedPoint(r.method.id, r.method.keep_rate, speedup, r.score, r.score_ci, effect, effect_ci, target)
 
 

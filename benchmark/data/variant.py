@@ -6,7 +6,7 @@ parameters, never written out by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from prunebench.tasks.base import Task
 from prunebench.tasks.buckets import LengthBucket
@@ -27,6 +27,11 @@ class TaskVariant:
         if self.bucket is not None:
             parts.append(self.bucket.id)
         return "+".join(parts)
+
+    def listed_clip_ids(self) -> List[str]:
+        """The clips the variant is evaluated on: those listed, and those left out while listing
+        (a record names both: its per-clip ids and its skipped clips)."""
+        return [c.id for c in self.task.test_clips()] + [i for i, _ in self.task.skipped_entries("test")]
 
     @property
     def clean(self) -> "TaskVariant":

@@ -1,13 +1,16 @@
-"""The typed record: the facts of a result record, read once, with one rule each.
+"""The result record: one typed, versioned class that builds, checks, writes and reads records.
 
-A record is stored as a JSON object (the schema is in `prunebench.records.store`). Every reader
-(report, leaderboard, run summary) goes through `Record.from_dict` for what the record says: its
-status and failure, model, task, bucket, method, corruption, score and per-clip outcomes, and the
-orders they sort in. The dict stays available as `raw` for fields nobody typed.
+`Record` is the one owner of a record. It builds one (`Record.ok`, `Record.failed`, `Record.pooled`
+over folds, `with_throughput`, `as_failed`), writes it atomically with its sidecar (`write`), reads
+and validates it (`Record.read`, `Record.read_folder`), upgrades records of older schemas on
+reading, and exposes what readers need as typed properties: its status and failure, model, task,
+bucket, method, corruption, identity, score and per-clip outcomes, and the orders they sort in.
+The JSON document stays private to it (`document`: only this module and the store read it).
 
 Records of every earlier writer still read: a record without `status` is ok unless it carries an
 error; an `error` that is a plain string is its message; a corruption without `params` takes its
-SNR from its id (`white@20dB`); a `robustness` block (written by earlier runs) is ignored.
+SNR from its id (`white@20dB`); a `robustness` block (written by earlier runs) is ignored; a record
+without an identity or measure block (schemas 2 and 3) gets them from its content.
 """
 from __future__ import annotations
 
@@ -15,13 +18,15 @@ import re
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from prunebench.core.errors import DataError, PrunebenchError
+from prunebench.core.feature_dtype import feature_storage
 from prunebench.core.registry import BASELINE
+from prunebench.records.identity import SPEED_TARGET, Identity, identity_of, measure_part
 from prunebench.records.sidecar import ARRAYS, SIDECAR, Sidecar
+from prunebench.records.store import FAILED, OK, SCHEMA, iter_result_files, read_record, result_path, write_record
 
-OK, FAILED = "ok", "failed"
 FULL = "full"  # the bucket label of unbucketed variants
 NO_KEEP_RATE = 2.0  # a method without a keep rate sorts before its own keep rates, as if it kept all
 _SNR_IN_ID = re.compile(r"^(?P<name>[^@]*)@(?P<snr>-?[0-9.]+)dB")
@@ -240,13 +245,41 @@ def _number(value: Any) -> bool:
 # -- the record -------------------------------------------------------------------------------
 GroupKey = Tuple[str, str, Optional[str]]  # model, task (name/split), bucket id
 PairKey = Tuple[str, str, str]  # model, method id, task variant
+POOLED_SPLIT = "all-folds"  # the split of a record pooled over cross-validation folds
+
+
+@dataclass(frozen=True)
+class Pair:
+    """What a record is a result of, as its blocks say it: the model (with its checkpoint), the
+    method, the task variant, the measure settings that change results, and the listed test clips
+    (evaluated and skipped). Its identity is the record's resume key."""
+
+    model: Dict[str, Any]  # name, checkpoint, checkpoint_sha256, config
+    method: Dict[str, Any]  # name, params (defaults filled in), id; target_speedup and tuned for a speed target
+    task: Dict[str, Any]  # the variant's description (TaskVariant.describe)
+    measure: Dict[str, Any]  # identity.measure_part
+    clip_ids: Tuple[str, ...]
+    seed: int  # the run's seed (noise, random selections)
+
+    @property
+    def identity(self) -> Identity:
+        return identity_of(self.model, self.method, self.task, self.measure, self.clip_ids, self.seed)
+
+    @property
+    def key(self) -> PairKey:
+        return (str(self.model["name"]), str(self.method["id"]), str(self.task["variant"]))
+
+    def blocks(self) -> Dict[str, Any]:
+        """The record's blocks that say what it is of."""
+        return {"model": self.model, "method": self.method, "task": self.task, "measure": self.measure,
+                "identity": self.identity.to_dict()}
 
 
 @dataclass(frozen=True, eq=False)  # equal only to itself: two reads of one file are two records
 class Record:
     """One result record, its facts read once. Parts a failed record lacks are empty ({}, [], None)."""
 
-    raw: Dict[str, Any] = field(repr=False)
+    document: Dict[str, Any] = field(repr=False)  # the JSON as stored: private to records/
     status: str
     ok: bool  # a result rather than a failure
     model: str
@@ -270,13 +303,89 @@ class Record:
     provenance: Dict[str, Any]  # commit, versions, device, seed, config
     path: Optional[str]  # the file it was read from, where a reader noted it
 
+    # -- building ---------------------------------------------------------------------------------
+    @classmethod
+    def ok_result(cls, pair: Pair, outcome: Dict[str, Any], provenance: Dict[str, Any]) -> "Record":
+        """A result: `outcome` holds metrics, data, per_clip, macs, tokens, selection, examples
+        (throughput comes with `with_throughput`); `provenance` states the pair's seed."""
+        return cls.from_dict({"schema": SCHEMA, "status": OK, **pair.blocks(), "throughput": None, **outcome,
+                              "provenance": provenance})
+
+    @classmethod
+    def failed(cls, pair: Pair, failure: Failure, provenance: Dict[str, Any]) -> "Record":
+        """A pair that raised: the failure instead of the result."""
+        return cls.from_dict({"schema": SCHEMA, "status": FAILED, **pair.blocks(), "error": failure.to_dict(),
+                              "provenance": provenance})
+
+    def as_failed(self, failure: Failure) -> "Record":
+        """This pair, failed (a timing or a validation that failed after evaluation)."""
+        doc = self.document
+        return Record.from_dict({"schema": SCHEMA, "status": FAILED,
+                                 **{k: doc[k] for k in ("model", "method", "task", "measure", "identity") if k in doc},
+                                 "error": failure.to_dict(), "provenance": doc.get("provenance") or {}})
+
+    def with_throughput(self, throughput: Dict[str, Any]) -> "Record":
+        return Record.from_dict({**self.document, "throughput": throughput})
+
+    @classmethod
+    def pooled(cls, folds: Sequence["Record"]) -> "Record":
+        """One record of all folds' clips (split `all-folds`) for records of one pair on several
+        folds; its score is the mean over folds, each fold's score in `per_fold`."""
+        first = folds[0]
+        per_clip: Dict[str, Any] = {}
+        for name in CLIP_LISTS:
+            values = [getattr(r.clips, name) for r in folds]
+            if all(v is not None for v in values):
+                per_clip[name] = [x for v in values for x in v]
+        task = {**first.document["task"], "split": POOLED_SPLIT,
+                "variant": first.variant.replace(first.split, POOLED_SPLIT, 1), "folds": [r.split for r in folds]}
+        value = sum(r.score for r in folds) / len(folds)
+        return cls.from_dict({**first.document, "task": task, "per_clip": per_clip,
+                              "metrics": {first.metric: {"value": value}}, "per_fold": {r.split: r.score for r in folds}})
+
+    # -- files ------------------------------------------------------------------------------------
+    def file_in(self, out: Union[str, Path]) -> Path:
+        """Where this record lives in a results folder."""
+        return result_path(out, *self.key)
+
+    def write(self, out: Union[str, Path]) -> Path:
+        """Validate, then write atomically with its sidecar into the results folder `out`."""
+        path = self.file_in(out)
+        write_record(path, self.to_dict())
+        return path
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON document (without the notes a reader adds)."""
+        return {k: v for k, v in self.document.items() if k not in _READER_NOTES}
+
+    @classmethod
+    def read(cls, path: Union[str, Path], shown_as: Optional[str] = None) -> "Record":
+        """The record in a file: validated, upgraded from an older schema, its identity checked
+        against its content (a DataError naming the file and the field). `shown_as`: the path
+        the record names itself by (default: `path`)."""
+        document = read_record(Path(path))
+        document["_path"] = shown_as or str(path)
+        document["_file"] = str(Path(path).absolute())  # where its sidecar is
+        record = cls.from_dict(document)
+        record.check_identity()
+        return record
+
+    @classmethod
+    def read_folder(cls, out: Union[str, Path], relative: bool = False) -> List["Record"]:
+        """Every record under a results folder (any depth), ok and failed, in path order;
+        `relative`: each names itself by its path inside the folder."""
+        root = Path(out)
+        return [cls.read(path, path.relative_to(root).as_posix() if relative else None) for path in iter_result_files(root)]
+
+    # -- reading ----------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, raw: Dict[str, Any]) -> "Record":
+        raw = _upgraded(raw)
         model, task, method = raw["model"], raw["task"], raw["method"]
         corruption, bucket = CorruptionRef.read(task.get("corruption")), BucketRef.read(task.get("bucket"))
         status = status_of(raw)
         return cls(
-            raw=raw, status=status, ok=status == OK, model=str(model["name"]), model_config=model.get("config") or {},
+            document=raw, status=status, ok=status == OK, model=str(model["name"]), model_config=model.get("config") or {},
             checkpoint_sha256=model.get("checkpoint_sha256"), task=str(task["name"]), split=str(task["split"]),
             task_id=f"{task['name']}/{task['split']}", variant=str(task.get("variant", "")),
             method=MethodRef(str(method["name"]), str(method["id"]), method.get("params") or {}),
@@ -289,9 +398,64 @@ class Record:
         )
 
     @property
+    def identity(self) -> Identity:
+        """What determines the result (prunebench.records.identity), as the record stores it."""
+        return Identity(self.document["identity"]["parts"])
+
+    def identity_from_content(self) -> Identity:
+        """The identity the record's own content gives (the clips: evaluated and skipped)."""
+        doc = self.document
+        return identity_of(doc["model"], doc["method"], doc["task"], doc["measure"], self.clip_ids, self.seed)
+
+    def check_identity(self) -> None:
+        """A DataError naming the file and the first field where the stored identity and the
+        record's content disagree."""
+        where = self.path or "<record>"
+        stored = self.document["identity"]
+        if Identity(stored["parts"]).key != stored.get("key"):
+            raise DataError(f"result {where}: field identity.key {stored.get('key')} is not the hash of identity.parts")
+        if not self.ok:
+            return  # a failed record has no clips of its own to check
+        found = self.identity_from_content()
+        if found.key != stored["key"]:
+            raise DataError(f"result {where}: its identity does not match its content "
+                            f"({self.identity.differences(found)[0]}): rerun the pair with --overwrite")
+
+    @property
+    def clip_ids(self) -> List[str]:
+        """The listed test clips: the evaluated ones and those skipped."""
+        skipped = (self.document.get("data") or {}).get("skipped") or []
+        return [*self.clips.ids, *(str(s["id"]) for s in skipped)]
+
+    @property
+    def seed(self) -> int:
+        """The run's seed."""
+        return int(self.provenance.get("seed", 0))
+
+    @property
+    def measure(self) -> Dict[str, Any]:
+        """The measure settings that changed the result: dtype, device kind, feature storage."""
+        return dict(self.document["measure"])
+
+    @property
+    def examples(self) -> Dict[str, Any]:
+        """Small input spectrograms of a few clips, for the kept-patch view ({} where none)."""
+        return self.document.get("examples") or {}
+
+    @property
+    def target_speedup(self) -> Optional[float]:
+        """The speed a method named by a speed target was tuned to (None for a keep rate)."""
+        return self.document["method"].get(SPEED_TARGET)
+
+    @property
+    def per_fold(self) -> Dict[str, float]:
+        """Each fold's score, for a record pooled over folds ({} otherwise)."""
+        return dict(self.document.get("per_fold") or {})
+
+    @property
     def failure(self) -> Optional[Failure]:
         """What went wrong; None for an ok record."""
-        return None if self.ok else Failure.read(self.raw.get("error"))
+        return None if self.ok else Failure.read(self.document.get("error"))
 
     @property
     def bucket_label(self) -> str:
@@ -347,6 +511,27 @@ class Record:
         return self.model_config.get("num_classes")
 
 
+_READER_NOTES = ("_path", "_file")  # where a reader found the record: never written
+
+
+def _upgraded(raw: Dict[str, Any]) -> Dict[str, Any]:
+    """A record of schema 2 or 3 with the blocks schema 4 added (measure, identity), from its own
+    content; a record of this schema as it is."""
+    if "identity" in raw and "measure" in raw:
+        return raw
+    config_measure = ((raw.get("provenance") or {}).get("config") or {}).get("measure") or {}
+    dtype = str(config_measure.get("dtype", "float32"))
+    measure = raw.get("measure") or measure_part(
+        dtype, str((raw.get("provenance") or {}).get("device") or "cpu"),
+        feature_storage(dtype, str(config_measure.get("feature_dtype", "auto"))))
+    upgraded = {**raw, "measure": measure}
+    skipped = (raw.get("data") or {}).get("skipped") or []
+    ids = [*((raw.get("per_clip") or {}).get("ids") or []), *(str(s["id"]) for s in skipped)]
+    seed = int((raw.get("provenance") or {}).get("seed", 0))
+    upgraded["identity"] = identity_of(raw["model"], raw["method"], raw["task"], measure, ids, seed).to_dict()
+    return upgraded
+
+
 RecordLike = Union[Record, Dict[str, Any]]
 
 
@@ -362,3 +547,26 @@ def as_records(records: Iterable[RecordLike]) -> List[Record]:
 def pair_key(record: RecordLike) -> PairKey:
     """(model, method id, task variant) of a record dict or Record."""
     return as_record(record).key
+
+
+def load_results(out: Union[str, Path], include_failed: bool = False) -> List[Record]:
+    """The records of one results folder, for a report: every file read and checked (a bad one is
+    an error naming it), the failed ones too with `include_failed`. A folder may hold the records
+    of several runs, pair by pair, as long as they can be compared: two files claiming one pair,
+    or records of one model and split made with different checkpoints or measure settings, are an
+    error naming both files."""
+    records = Record.read_folder(out)
+    seen: Dict[PairKey, Record] = {}
+    made_with: Dict[Tuple[str, str], Record] = {}
+    for r in records:
+        if r.key in seen:
+            raise DataError(f"results {seen[r.key].path} and {r.path} are both {' / '.join(r.key)}")
+        seen[r.key] = r
+        if not r.ok:
+            continue
+        first = made_with.setdefault((r.model, r.task_id), r)
+        if (first.checkpoint_sha256, first.measure) != (r.checkpoint_sha256, r.measure):
+            what = "checkpoint" if first.checkpoint_sha256 != r.checkpoint_sha256 else "measure settings"
+            raise DataError(f"results {first.path} and {r.path} were made with different {what}: "
+                            f"they cannot be compared; keep them in separate folders")
+    return [r for r in records if include_failed or r.ok]

@@ -1,4 +1,5 @@
-"""Result records: one JSON file per (model, method config, task variant), written atomically.
+"""The record's file format: one JSON file per (model, method config, task variant), its schema
+checked, written atomically with its sidecar. Only `prunebench.records.record.Record` calls it.
 
 Layout: `<out>/<model>/<method-id>/<task>/<split+variant>.json`, e.g.
 `results/ast-tiny/topk-keep_rate=0.5/synth-esc/fold5+white@20dB.json`, with its per-clip scores and
@@ -7,9 +8,8 @@ kept patches in `fold5+white@20dB.npz` beside it (prunebench.records.sidecar).
 A record has `status: ok` (scores, per-clip outcomes, MACs, tokens, throughput) or
 `status: failed` (the error, its traceback and the stage that raised). Both are checked against the
 schema below when written and when read: a file that does not fit, an unknown schema version, a
-corrupted file or a record of another run configuration is an error naming the file, never a row.
-A failed record is not a finished one: a rerun retries the pair. What a record says is read
-through `prunebench.records.record.Record`.
+corrupted file is an error naming the file, never a row. A failed record is not a finished one: a
+rerun retries the pair.
 """
 from __future__ import annotations
 
@@ -28,11 +28,14 @@ import numpy as np
 from prunebench.core.errors import DataError
 from prunebench.core.files import atomic_write, pid_alive
 from prunebench.core.version import VERSION
-from prunebench.records.record import FAILED, OK, Failure, is_ok, pair_key
 from prunebench.records.sidecar import ARRAYS, SIDECAR, check_present, encode, sidecar_path, write_sidecar
 
-SCHEMA = "prunebench-result-3"  # 3: scores and kept patches in a sidecar (prunebench.records.sidecar)
-READ_SCHEMAS = ("prunebench-result-2", SCHEMA)  # 2: the same record, every per-clip list inline
+# 4: the pair's identity (its resume key) and the measure settings that changed its result;
+# 3: scores and kept patches in a sidecar (prunebench.records.sidecar); 2: every per-clip list inline.
+# Records of 2 and 3 read and are upgraded (Record.from_dict).
+SCHEMA = "prunebench-result-4"
+READ_SCHEMAS = ("prunebench-result-2", "prunebench-result-3", SCHEMA)
+OK, FAILED = "ok", "failed"
 STATUSES = (OK, FAILED)
 TMP_MARK = ".tmp"
 
@@ -49,6 +52,7 @@ OK_FIELDS: Dict[str, Any] = {
     "metrics": _DICT, "per_clip.ids": _LIST, "data.clips": _INT,
     "macs.per_sample": _NUM, "macs.units": _STR, "tokens.per_layer": _LIST, "throughput": (_DICT, _NONE),
 }
+IDENTITY_FIELDS: Dict[str, Any] = {"identity.key": _STR, "identity.parts": _DICT, "measure": _DICT}  # schema 4
 FAILED_FIELDS: Dict[str, Any] = {"error.type": _STR, "error.message": _STR, "error.traceback": _STR, "error.stage": _STR}
 
 
@@ -139,13 +143,15 @@ def validate_record(record: Any, where: str) -> None:
         raise InvalidRecord(f"result {where}: not a JSON object")
     schema = record.get("schema")
     if schema not in READ_SCHEMAS:
+        if _schema_number(schema) > _schema_number(SCHEMA):
+            raise InvalidRecord(f"result {where}: field schema is {schema!r}, newer than this prunebench reads "
+                                f"({SCHEMA}): upgrade prunebench")
         raise InvalidRecord(f"result {where}: unknown schema version {schema!r} (this prunebench reads "
-                            f"{', '.join(READ_SCHEMAS)}); "
-                        f"rerun with --overwrite to recompute it")
+                            f"{', '.join(READ_SCHEMAS)}); rerun with --overwrite to recompute it")
     status = record.get("status")
     if status not in STATUSES:
         raise InvalidRecord(f"result {where}: status must be one of {', '.join(STATUSES)}, got {status!r}")
-    fields = {**COMMON_FIELDS, **(OK_FIELDS if status == OK else FAILED_FIELDS)}
+    fields = {**COMMON_FIELDS, **(OK_FIELDS if status == OK else FAILED_FIELDS), **(IDENTITY_FIELDS if schema == SCHEMA else {})}
     for dotted, types in fields.items():
         value = _lookup(record, dotted, where)
         if isinstance(value, bool) or not isinstance(value, types):
@@ -181,6 +187,13 @@ def _validate_ok(record: Dict[str, Any], where: str) -> None:
         raise InvalidRecord(f"result {where}: macs.per_sample must be a finite number >= 0")
     if record["data"]["clips"] != n:
         raise InvalidRecord(f"result {where}: data.clips is {record['data']['clips']} but per_clip holds {n} clip ids")
+
+
+def _schema_number(schema: Any) -> int:
+    """N of `prunebench-result-N`; -1 for anything else."""
+    prefix = "prunebench-result-"
+    tail = schema[len(prefix):] if isinstance(schema, str) and schema.startswith(prefix) else ""
+    return int(tail) if tail.isdigit() else -1
 
 
 def _lookup(record: Dict[str, Any], dotted: str, where: str) -> Any:
@@ -225,51 +238,6 @@ def iter_result_files(out: str | Path) -> Iterator[Path]:
             yield path
 
 
-def read_records(out: str | Path) -> List[Dict[str, Any]]:
-    """Every record under a folder, ok and failed, each validated (a bad file is an error naming
-    it), with its path in `_path`; no checks across files: the leaderboard reads several runs side
-    by side this way and reports their conflicts itself. `_file`: the same path, absolute."""
-    records = []
-    for path in iter_result_files(out):
-        record = read_record(path)
-        record["_path"] = str(path)
-        record["_file"] = str(path.absolute())  # where its sidecar is, whatever `_path` is rewritten to
-        records.append(record)
-    return records
-
-
-def load_records(out: str | Path, include_failed: bool = False, config_hash: Optional[str] = None) -> List[Dict[str, Any]]:
-    """The ok records of a results folder (and the failed ones with `include_failed`).
-
-    Every file is read and validated either way: a bad file is an error naming it. One folder
-    holds one run configuration: records of two config hashes (or of another hash than
-    `config_hash`) are an error, as are two files that claim the same (model, method, variant).
-    A failed record has `status: failed` and `error: {type, message, traceback, stage,
-    input_error}` instead of metrics.
-    """
-    records = []
-    first_of_hash: Dict[str, str] = {}
-    seen: Dict[Tuple[str, str, str], str] = {}
-    for record in read_records(out):
-        path = record["_path"]
-        found = record["provenance"]["config_hash"]
-        if config_hash is not None and found != config_hash:
-            raise DataError(f"result {path} belongs to run configuration {found}, not {config_hash}: "
-                            f"one results folder holds one configuration")
-        first_of_hash.setdefault(found, str(path))
-        if len(first_of_hash) > 1:
-            (h1, p1), (h2, p2) = list(first_of_hash.items())[:2]
-            raise DataError(f"results folder {out} mixes run configurations {h1} ({p1}) and {h2} ({p2}): "
-                            f"one results folder holds one configuration")
-        key = pair_key(record)
-        if key in seen:
-            raise DataError(f"results {seen[key]} and {path} are both {' / '.join(key)}")
-        seen[key] = str(path)
-        if include_failed or is_ok(record):
-            records.append(record)
-    return records
-
-
 def remove_stale_temporaries(out: str | Path) -> List[Path]:
     """Delete temporary files left by writers that were killed (their process is gone)."""
     root = Path(out)
@@ -287,17 +255,6 @@ def remove_stale_temporaries(out: str | Path) -> List[Path]:
 
 def _process_alive(pid: int) -> bool:
     return pid == os.getpid() or pid_alive(pid)
-
-
-def failure_info(exc: BaseException, stage: str, trace: Optional[str] = None) -> Dict[str, Any]:
-    """The `error` object of a failed record for an exception; `input_error` marks bad input (exit code 2)."""
-    return Failure.from_exception(exc, stage, trace).to_dict()
-
-
-def failed_record(model: Dict[str, Any], method: Dict[str, Any], task: Dict[str, Any], error: Dict[str, Any],
-                  provenance_: Dict[str, Any]) -> Dict[str, Any]:
-    return {"schema": SCHEMA, "status": FAILED, "model": model, "method": method, "task": task,
-            "error": error, "provenance": provenance_}
 
 
 def provenance(seed: int, config: Dict[str, Any], config_hash: str, device: str,

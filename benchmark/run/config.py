@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
+from prunebench.core.feature_dtype import FEATURE_DTYPES, feature_storage as storage_for
 from prunebench.core.errors import ConfigError, PluginError, did_you_mean
 from prunebench.method_api import Method
 from prunebench.run.speed_target import KEY as SPEED_KEY, SpeedTarget, speed_target
@@ -29,9 +30,6 @@ from prunebench.data.variant import TaskVariant
 TOP_KEYS = ("seed", "models", "tasks", "methods", "measure", "train", "on_bad_clip")
 MEASURE_DEFAULTS = {"throughput": True, "batch_size": 32, "device": "auto", "dtype": "float32", "warmup": 2, "repeats": 5,
                     "min_repeat_s": 0.2, "feature_dtype": "auto"}
-# feature_dtype: how the feature cache stores features. auto: as the model runs (float32 exact;
-# float16/bfloat16 runs in half); float16 halves a float32 run's cache at a small cost (docs/scale.md).
-FEATURE_DTYPES = ("auto", "float32", "float16")
 MODEL_KEYS = ("name", "checkpoint", "overrides", "frames")
 # noisy_buckets: also every corruption at every length bucket (by default buckets are clean only).
 TASK_EXTRA_KEYS = ("corruptions", "buckets", "include_clean", "noisy_buckets")
@@ -71,7 +69,8 @@ class RunConfig:
     seed: int
     models: List[ModelEntry]
     tasks: List[TaskEntry]
-    methods: List[Method]
+    methods: List[Method]  # methods at a given keep rate
+    speed_targets: List[SpeedTarget]  # methods named by a measured speed, resolved per model and length
     measure: Dict[str, Any]
     train: Dict[str, Any]
     on_bad_clip: str
@@ -139,23 +138,21 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
         _check_checkpoints(model, tasks, f"{source}: models[{i}]")
     measure = _section(raw, "measure", MEASURE_DEFAULTS, source)
     _check_measure(measure, f"{source}: measure")
-    methods = []
+    methods, targets = [], []
     for i, entry in enumerate(_list(raw, "methods", source)):
         for params in expand(_entry(entry, f"{source}: methods[{i}]")):
-            methods.append(_method(params, f"{source}: methods[{i}]", bool(measure["throughput"])))
-    _require_unique([m.id for m in methods], f"{source}: methods")
+            where, name = f"{source}: methods[{i}]", params.pop("name")
+            cls = _lookup(METHODS, name, where)
+            if SPEED_KEY in params:  # a measured speed instead of a keep rate
+                targets.append(speed_target(name, params, where, bool(measure["throughput"])))
+            else:
+                methods.append(cls(**params))
+    _require_unique([m.id for m in [*methods, *targets]], f"{source}: methods")
     train = raw.get("train") or {}
     if not isinstance(train, dict):
         raise ConfigError(f"{source}: train must be a mapping")
     resolve_train(train, f"{source}: train")  # checked now; completed per task when one is trained
-    return RunConfig(seed, models, tasks, methods, measure, train, on_bad_clip, raw)
-
-
-def _method(params: Dict[str, Any], where: str, throughput: bool) -> Union[Method, SpeedTarget]:
-    """A method, or a SpeedTarget when the entry names a measured speed instead of a keep rate."""
-    name = params.pop("name")
-    cls = _lookup(METHODS, name, where)
-    return speed_target(name, params, where, throughput) if SPEED_KEY in params else cls(**params)
+    return RunConfig(seed, models, tasks, methods, targets, measure, train, on_bad_clip, raw)
 
 
 def _require_unique(ids: List[str], where: str) -> None:
@@ -338,9 +335,8 @@ def _check_measure(measure: Dict[str, Any], where: str) -> None:
 
 
 def feature_storage(measure: Dict[str, Any]) -> str:
-    """The feature cache's dtype: `feature_dtype`, or with auto the dtype the evaluation runs
-    (float32 reads back exactly what was computed; a half run rounds its input anyway)."""
-    return measure["dtype"] if measure["feature_dtype"] == "auto" else measure["feature_dtype"]
+    """The feature cache's dtype for a run's measure settings (prunebench.core.feature_dtype)."""
+    return storage_for(measure["dtype"], measure["feature_dtype"])
 
 
 def _check_keys(mapping: Dict[str, Any], allowed, where: str) -> None:

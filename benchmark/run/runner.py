@@ -1,7 +1,7 @@
 """The runner: every (model, task variant, method) pair of a config, resumable, fault isolated.
 
-plan (which pairs are pending: finished records are skipped unless `overwrite`, failed ones are
-retried) -> execute (an executor runs the units: in this process by default, or on Ray) ->
+plan (which pairs are pending, pair by pair: records of the same identity are skipped unless
+`overwrite`, failed ones are retried, new pairs are computed; prunebench.run.plan) -> execute (an executor runs the units: in this process by default, or on Ray) ->
 write (here, in the driver: throughput attached, each record checked and written atomically).
 A kill at any moment loses at most the pairs in flight; rerunning finishes the missing ones.
 A pair that raises is written as a failed record (error, traceback) and the grid goes on.
@@ -24,8 +24,7 @@ from prunebench.models import resolve_checkpoint
 from prunebench.run.plan import Group, Plan, plan_run
 from prunebench.core.plugins import loaded_plugin_sources
 from prunebench.records.record import Failure, Record
-from prunebench.records.store import (InvalidRecord, failed_record, failure_info, is_ok, pair_key, remove_stale_temporaries,
-                                     result_path, write_record)
+from prunebench.records.store import InvalidRecord, remove_stale_temporaries
 from prunebench.run.work import EvalUnit
 
 log = logging.getLogger(__name__)
@@ -36,15 +35,15 @@ class RunSummary:
     written: List[Path] = field(default_factory=list)
     skipped: List[Path] = field(default_factory=list)
     failed: List[Tuple[str, str]] = field(default_factory=list)  # (pair, one-line error)
-    records: List[Dict[str, Any]] = field(default_factory=list)  # ok records, new and skipped
-    failed_records: List[Dict[str, Any]] = field(default_factory=list)
+    records: List[Record] = field(default_factory=list)  # ok records, new and skipped
+    failed_records: List[Record] = field(default_factory=list)
     retried: List[Path] = field(default_factory=list)  # failed records of an earlier run, run again
     seconds: float = 0.0
 
     @property
     def only_input_errors(self) -> bool:
         """Every failure was bad input (config, data): the CLI exits 2 rather than 1."""
-        return bool(self.failed_records) and all(Record.from_dict(r).failure.input_error for r in self.failed_records)
+        return bool(self.failed_records) and all(r.failure.input_error for r in self.failed_records)
 
 
 class Runner:
@@ -109,8 +108,8 @@ class RecordSink:
         self.summary = summary
         self.timing = bool(config.measure["throughput"])
         self.speeds: Dict[Tuple[int, int], Dict[int, Dict[str, Any]]] = {}
-        self.timing_errors: Dict[Tuple[int, int], Dict[str, Any]] = {}
-        self.waiting: Dict[Tuple[int, int], List[Tuple[Optional[int], Dict[str, Any]]]] = {}
+        self.timing_errors: Dict[Tuple[int, int], Failure] = {}
+        self.waiting: Dict[Tuple[int, int], List[Tuple[Optional[int], Record]]] = {}
         self.expected: Set[Tuple[str, str, str]] = set()
         for group in plan.groups:
             for unit in group.units:
@@ -122,23 +121,23 @@ class RecordSink:
         name = self.config.models[group.model_index].name
         task = self.config.tasks[group.task_index].task
         for path, record in self.plan.done:
-            made_with = record["model"]["checkpoint_sha256"]
-            same_task = (record["task"]["name"], record["task"]["split"]) == (task.name, task.split)  # one model per fold
-            if record["model"]["name"] == name and same_task and made_with != checkpoint_sha256:
+            made_with = record.checkpoint_sha256
+            same_task = record.task_id == task.id  # one model per fold
+            if record.model == name and same_task and made_with != checkpoint_sha256:
                 raise DataError(f"{path} was made with checkpoint {made_with[:12]}, this run uses "
                                 f"{checkpoint_sha256[:12]}: rerun with --overwrite or write to another --out")
 
-    def timed(self, group: Group, speeds: Optional[Dict[int, Dict[str, Any]]], error: Optional[Dict[str, Any]] = None) -> None:
+    def timed(self, group: Group, speeds: Optional[Dict[int, Dict[str, Any]]], failure: Optional[Failure] = None) -> None:
         if speeds is None:
-            self.timing_errors[group.key] = error or Failure("timing failed", stage="timing").to_dict()
+            self.timing_errors[group.key] = failure or Failure("timing failed", stage="timing")
         else:
             self.speeds[group.key] = speeds
         for frames, record in self.waiting.pop(group.key, []):
             self._write(self._with_throughput(group.key, frames, record))
 
-    def evaluated(self, unit: EvalUnit, frames: Optional[int], records: List[Dict[str, Any]]) -> None:
+    def evaluated(self, unit: EvalUnit, frames: Optional[int], records: List[Record]) -> None:
         for record in records:
-            if not is_ok(record) or not self.timing:
+            if not record.ok or not self.timing:
                 self._write(record)
             elif unit.group in self.speeds or unit.group in self.timing_errors:
                 self._write(self._with_throughput(unit.group, frames, record))
@@ -152,9 +151,9 @@ class RecordSink:
     def finish(self) -> None:
         """Pairs that never got an outcome (an executor lost them) become failed records."""
         for key, waiting in list(self.waiting.items()):
-            error = Failure("the timing of this group never arrived", stage="timing").to_dict()
-            self.timing_errors[key] = error
-            self.timed(_group(key), None, error)
+            failure = Failure("the timing of this group never arrived", stage="timing")
+            self.timing_errors[key] = failure
+            self.timed(_group(key), None, failure)
         if self.expected:
             missing = sorted(self.expected)
             raise RuntimeError(f"executor finished without reporting {len(missing)} pairs, e.g. {' / '.join(missing[0])}")
@@ -163,48 +162,42 @@ class RecordSink:
         self.bar.close()
 
     # -- writing ----------------------------------------------------------------------------
-    def _with_throughput(self, key: Tuple[int, int], frames: Optional[int], record: Dict[str, Any]) -> Dict[str, Any]:
-        error = self.timing_errors.get(key)
+    def _with_throughput(self, key: Tuple[int, int], frames: Optional[int], record: Record) -> Record:
+        failure = self.timing_errors.get(key)
         speed = None
-        if error is None:
-            speed = self.speeds.get(key, {}).get(frames, {}).get(record["method"]["id"])
+        if failure is None:
+            speed = self.speeds.get(key, {}).get(frames, {}).get(record.method.id)
             if speed is None:
-                error = Failure(f"no throughput measured for {record['method']['id']} at {frames} frames",
-                                stage="timing").to_dict()
+                failure = Failure(f"no throughput measured for {record.method.id} at {frames} frames", stage="timing")
             elif "error" in speed:
-                error = speed["error"]
-        if error is not None:
-            return _as_failed(record, error)
-        return {**record, "throughput": speed}
+                failure = Failure.read(speed["error"])
+        if failure is not None:
+            return record.as_failed(failure)
+        return record.with_throughput(speed)
 
-    def _write(self, record: Dict[str, Any]) -> None:
-        key = pair_key(record)
-        path = result_path(self.out, *key)
+    def _write(self, record: Record) -> None:
         try:
-            write_record(path, record)
+            path = record.write(self.out)
         except InvalidRecord as exc:  # a record that does not fit the schema is a failure, not a row
-            if not is_ok(record):
+            if not record.ok:
                 raise
-            record = _as_failed(record, failure_info(exc, "validate", trace=""))
-            write_record(path, record)
-        self.expected.discard(key)
+            record = record.as_failed(Failure.from_exception(exc, "validate", trace=""))
+            path = record.write(self.out)
+        self.expected.discard(record.key)
         self.summary.written.append(path)
-        if is_ok(record):
+        if record.ok:
             self.summary.records.append(record)
         else:
             self.summary.failed_records.append(record)
-            self.summary.failed.append((" / ".join(key), Record.from_dict(record).failure.first_line))
+            self.summary.failed.append((" / ".join(record.key), record.failure.first_line))
         self.bar.update(1)
-
-
-def _as_failed(record: Dict[str, Any], error: Dict[str, Any]) -> Dict[str, Any]:
-    return failed_record(record["model"], record["method"], record["task"], error, record["provenance"])
 
 
 def _unit_keys(config: RunConfig, unit: EvalUnit) -> List[Tuple[str, str, str]]:
     variant = config.tasks[unit.task_index].variants[unit.variant_index]
     name = config.models[unit.model_index].name
-    return [(name, config.methods[i].id, variant.id) for i in unit.method_indices]
+    ids = [config.methods[i].id for i in unit.method_indices] + [config.speed_targets[i].id for i in unit.target_indices]
+    return [(name, method_id, variant.id) for method_id in ids]
 
 
 def _group(key: Tuple[int, int]) -> Group:

@@ -2,9 +2,9 @@
 
 Pruning tuned for throughput: the keep rate is whatever reaches the target speedup against `none`
 on the run's device, at the input length of each task variant. A `SpeedTarget` stands in the
-config's method list (its id, `topk-target_speedup=1.5`, names its records); the timing pass
-resolves it with `prunebench.measure.tune` to a concrete method, times that method with the others,
-and evaluation runs the resolved method. The record keeps the target, the keep rate it resolved
+config's `speed_targets` (its id, `topk-target_speedup=1.5`, names its records); it is not a
+method. The work unit's resolve step tunes it with `prunebench.measure.tune` to a concrete method
+before timing and evaluation, which run that method. The record keeps the target, the keep rate it resolved
 to and the speedup measured (`method.target_speedup`, `method.tuned`, and the throughput block).
 """
 from __future__ import annotations
@@ -35,6 +35,12 @@ class SpeedTarget:
 
     def resolve(self, keep_rate: float) -> Method:
         return METHODS.get(self.name)(**{**self.other_params, "keep_rate": keep_rate})
+
+    def spec_block(self) -> Dict[str, Any]:
+        """The record's method block before tuning (a failed pair's): every parameter, defaults
+        filled in, but the keep rate that tuning finds."""
+        params = {k: v for k, v in {**METHODS.get(self.name).defaults, **self.other_params}.items() if k != "keep_rate"}
+        return {"name": self.name, "params": params, "id": self.id, KEY: self.target}
 
     def describe(self, method: Method, tuned: Dict[str, Any]) -> Dict[str, Any]:
         """The record's `method` block: the resolved method's parameters under the target's id."""

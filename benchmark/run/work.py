@@ -1,10 +1,12 @@
 """The units of work of a run, shared by every executor (local and Ray call these same functions).
 
-A run is a plan of units, one per (model, task variant, method batch); around them:
+A run is a plan of units, one per (model, task variant, method batch); around them, one step each:
 - prepare: resolve a model's checkpoint for a task (given, cached, or trained now) and load it;
-- features: a variant's features, computed once and shared by every method;
+- resolve: each speed target (`topk` at 1.5x) tuned to a concrete method at each input length;
 - timing: throughput of the pending methods against `none`, interleaved, once per input shape;
-- evaluate: every method of a unit on the variant's features, one record per pair.
+- features: a variant's features, computed once and shared by every method;
+- evaluate: every method of a unit on the variant's features;
+- record: one `Record` per pair (prunebench.records.record), ok or failed.
 Whatever raises inside a unit becomes a failed record (error, traceback, stage) for the pairs it
 concerns; the rest of the grid goes on. A method that changes the model's weights is caught by a
 comparison with the pristine weights after each pair, fails that pair, and the model is rebuilt from its pristine
@@ -26,12 +28,13 @@ from prunebench.audio.kaldi import FrontEnd
 from prunebench.run.integrity import WeightsGuard
 from prunebench.method_api import Method
 from prunebench.data.examples import example_spectrograms
-from prunebench.models import build_model, checkpoint_sha256, file_sha256, load_model, resolve_checkpoint
+from prunebench.models import build_model, checkpoint_sha256, file_sha256, load_classifier, resolve_checkpoint
 from prunebench.models.encoder import EncoderConfig, TokenEncoder
 from prunebench.core.registry import METHODS
-from prunebench.records.store import SCHEMA, failed_record, failure_info, provenance
+from prunebench.records.identity import measure_part
+from prunebench.records.record import Failure, Pair, Record
+from prunebench.records.store import provenance
 from prunebench.core.device import resolve_device
-from prunebench.core.errors import ConfigError
 from prunebench.measure.shapes import InputShape
 from prunebench.measure.throughput import TimingSettings, measure_interleaved
 from prunebench.measure.tune import tune
@@ -47,22 +50,31 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvalUnit:
-    """Methods (by index into the config) to evaluate on one task variant with one model."""
+    """Methods (by index into the config's methods and speed targets) to evaluate on one task
+    variant with one model."""
 
     model_index: int
     task_index: int
     variant_index: int
     method_indices: Tuple[int, ...]
+    target_indices: Tuple[int, ...] = ()
 
     @property
     def group(self) -> Tuple[int, int]:
         return (self.model_index, self.task_index)
 
+    @property
+    def size(self) -> int:
+        """The pairs of the unit."""
+        return len(self.method_indices) + len(self.target_indices)
+
     def split(self, size: int) -> List["EvalUnit"]:
-        """Method batches of at most `size` methods (0: one batch)."""
-        if size <= 0 or size >= len(self.method_indices):
+        """Method batches of at most `size` methods (0: one batch); speed targets stay with the first."""
+        if size <= 0 or size >= self.size:
             return [self]
-        return [replace(self, method_indices=self.method_indices[i:i + size]) for i in range(0, len(self.method_indices), size)]
+        chunks = [self.method_indices[i:i + size] for i in range(0, len(self.method_indices), size)] or [()]
+        return [replace(self, method_indices=c, target_indices=self.target_indices if k == 0 else ())
+                for k, c in enumerate(chunks)]
 
 
 @dataclass
@@ -97,11 +109,21 @@ class PreparedModel:
                 "config": self.config.to_dict()}
 
 
-@dataclass
-class Failure:
-    """A unit's preparation step that raised: stands in for its result, carries the error."""
+@dataclass(frozen=True)
+class Job:
+    """One pair's method to run, and the method block its record states (a speed target's block
+    names the target, the keep rate it resolved to and the tuning)."""
 
-    error: Dict[str, Any]
+    method: Method
+    block: Dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A speed target tuned to a concrete method at one input length."""
+
+    method: Method
+    tuning: Dict[str, Any]
 
 
 class Work:
@@ -113,12 +135,18 @@ class Work:
         self.executor_info = executor_info or {"name": "local"}
         self.echo = echo
         self.progress = progress
+        measure = config.measure
         self.store = FeatureStore(on_bad_clip=config.on_bad_clip, run_seed=config.seed, progress=progress,
-                                  store_dtype=feature_storage(config.measure))
-        self.device = str(resolve_device(config.measure["device"]))
-        # SpeedTargets resolved by the timing pass: (checkpoint sha, frames, target id) -> (method, tuning)
-        self.resolved: Dict[Tuple[str, int, str], Tuple[Method, Dict[str, Any]]] = {}
-        self.tuning_errors: Dict[Tuple[str, int], Dict[str, Any]] = {}
+                                  store_dtype=feature_storage(measure))
+        self.device = str(resolve_device(measure["device"]))
+        self.measure_block = measure_part(measure["dtype"], self.device, feature_storage(measure))
+        self.timing_settings = TimingSettings(batch_size=measure["batch_size"], device=measure["device"],
+                                              dtype=measure["dtype"], warmup=measure["warmup"],
+                                              repeats=measure["repeats"], seed=config.seed,
+                                              min_repeat_s=measure["min_repeat_s"], progress=progress)
+        # speed targets resolved by the resolve step: (checkpoint sha, frames, target id) -> Resolved,
+        # or the Failure of its tuning
+        self.resolved: Dict[Tuple[str, int, str], Any] = {}
 
     # -- the grid's parts, by index ---------------------------------------------------------
     def variant(self, unit: EvalUnit) -> TaskVariant:
@@ -127,6 +155,14 @@ class Work:
     def methods(self, unit: EvalUnit) -> List[Method]:
         return [self.config.methods[i] for i in unit.method_indices]
 
+    def targets(self, unit: EvalUnit) -> List[SpeedTarget]:
+        return [self.config.speed_targets[i] for i in unit.target_indices]
+
+    def pair(self, unit: EvalUnit, model: Dict[str, Any], method_block: Dict[str, Any]) -> Pair:
+        variant = self.variant(unit)
+        return Pair(model, method_block, variant.describe(), self.measure_block, tuple(variant.listed_clip_ids()),
+                    self.config.seed)
+
     # -- prepare ----------------------------------------------------------------------------
     def prepare(self, model_index: int, task_index: int) -> PreparedModel:
         entry = self.config.models[model_index]
@@ -134,7 +170,7 @@ class Work:
         checkpoint, sha = self._checkpoint(entry, task)
         # an entry's length: `frames:`, or a target_frames among its overrides (as training takes it)
         frames = entry.frames if entry.frames is not None else entry.overrides.get("target_frames")
-        model = fit_to_task(load_model(entry.name, checkpoint, num_classes=task.num_classes), task, frames, checkpoint)
+        model = fit_to_task(load_classifier(entry.name, checkpoint, num_classes=task.num_classes), task, frames, checkpoint)
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return PreparedModel(entry.name, str(checkpoint), sha, model.config, state)
 
@@ -166,64 +202,73 @@ class Work:
         self.echo(self.store.last)  # features are computed once per clip and variant: counted here
         return features
 
-    # -- timing -----------------------------------------------------------------------------
     def timing_frames(self, prepared: PreparedModel, unit: EvalUnit) -> int:
         return input_frames(self.frontend(prepared, unit), self.variant(unit))
 
-    def time(self, prepared: PreparedModel, model: TokenEncoder, units: List[EvalUnit]) -> Tuple[Dict[int, Dict[str, Any]], TokenEncoder]:
-        """{frames: {method id: throughput dict or {"error": ...}}} for every method of `units`,
-        timed once per input shape against `none`; returns the (possibly rebuilt) model too."""
-        groups: Dict[int, List[Method]] = {}
+    # -- resolve: speed targets to concrete methods, before timing and evaluation --------------
+    def resolve(self, prepared: PreparedModel, model: TokenEncoder, units: List[EvalUnit]) -> None:
+        """Each speed target of `units` tuned (prunebench.measure.tune) to a keep rate at each input
+        length it is evaluated at; a tuning that raises stands as the failure of its pairs."""
         for unit in units:
-            group = groups.setdefault(self.timing_frames(prepared, unit), [])
-            for method in self.methods(unit):
-                if method.id not in [m.id for m in group]:
-                    group.append(method)
-        speeds = {}
-        for frames, methods in groups.items():
-            methods, tuned = self._resolve_speed_targets(prepared, model, frames, methods)
-            speeds[frames], model = self._time_group(prepared, model, frames, methods)
-            speeds[frames].update({t.id: speeds[frames].get(self.resolved[(prepared.sha256, frames, t.id)][0].id)
-                                   for t in tuned})
-            speeds[frames].update(self.tuning_errors.pop((prepared.sha256, frames), {}))
-        return speeds, model
-
-    def _resolve_speed_targets(self, prepared: PreparedModel, model: TokenEncoder, frames: int,
-                               methods: List[Any]) -> Tuple[List[Method], List[SpeedTarget]]:
-        """Each SpeedTarget tuned (prunebench.measure.tune) to a concrete method at this input length,
-        kept for evaluation; the concrete methods timed with the others."""
-        concrete, tuned = [m for m in methods if not isinstance(m, SpeedTarget)], []
-        measure = self.config.measure
-        settings = TimingSettings(batch_size=measure["batch_size"], device=measure["device"], dtype=measure["dtype"],
-                                  warmup=measure["warmup"], repeats=measure["repeats"], seed=self.config.seed,
-                                  min_repeat_s=measure["min_repeat_s"])
-        for target in (m for m in methods if isinstance(m, SpeedTarget)):
-            self.echo(f"tuning {target.name} to {target.target:g}x at {frames} frames")
-            try:
-                result = tune(model, target.name, target.other_params, target.target,
-                              InputShape(frames, frames, "timed"), settings)
-            except Exception as exc:
-                self.tuning_errors.setdefault((prepared.sha256, frames), {})[target.id] = {"error": failure_info(exc, "timing")}
-                continue
-            method = target.resolve(result.keep_rate)
-            tuned_info = {"keep_rate": result.keep_rate, "speedup": result.speedup, "mac_ratio": result.mac_ratio,
+            frames = self.timing_frames(prepared, unit)
+            for target in self.targets(unit):
+                key = (prepared.sha256, frames, target.id)
+                if key in self.resolved:
+                    continue
+                self.echo(f"tuning {target.name} to {target.target:g}x at {frames} frames")
+                try:
+                    result = tune(model, target.name, target.other_params, target.target,
+                                  InputShape(frames, frames, "timed"), replace(self.timing_settings, progress=False))
+                except Exception as exc:
+                    self.resolved[key] = Failure.from_exception(exc, "timing")
+                    continue
+                tuning = {"keep_rate": result.keep_rate, "speedup": result.speedup, "mac_ratio": result.mac_ratio,
                           "tolerance": result.tolerance, "reached": result.reached, "steps": result.steps}
-            self.resolved[(prepared.sha256, frames, target.id)] = (method, tuned_info)
-            tuned.append(target)
-            if method.id not in [m.id for m in concrete]:
-                concrete.append(method)
-        return concrete, tuned
+                self.resolved[key] = Resolved(target.resolve(result.keep_rate), tuning)
+
+    def jobs(self, prepared: PreparedModel, unit: EvalUnit) -> List[Tuple[Dict[str, Any], Any]]:
+        """The unit's pairs in order, each as (the method block of its spec, a Job to run, or the
+        Failure of a speed target that could not be tuned)."""
+        frames = self.timing_frames(prepared, unit)
+        jobs: List[Tuple[Dict[str, Any], Any]] = [(m.describe(), Job(m, m.describe())) for m in self.methods(unit)]
+        for target in self.targets(unit):
+            resolved = self.resolved.get((prepared.sha256, frames, target.id),
+                                         Failure(f"method {target.id}: not tuned (the resolve step did not run for "
+                                                 f"{frames} frames)", "ConfigError", "timing", input_error=True))
+            jobs.append((target.spec_block(), resolved if isinstance(resolved, Failure) else
+                         Job(resolved.method, target.describe(resolved.method, resolved.tuning))))
+        return jobs
+
+    # -- timing -----------------------------------------------------------------------------
+    def time(self, prepared: PreparedModel, model: TokenEncoder, units: List[EvalUnit]) -> Tuple[Dict[int, Dict[str, Any]], TokenEncoder]:
+        """{frames: {pair's method id: throughput dict or {"error": ...}}} for every pair of `units`,
+        timed once per input shape against `none`; returns the (possibly rebuilt) model too.
+        Speed targets are resolved first (their tuning failures stand as their timing errors)."""
+        self.resolve(prepared, model, units)
+        groups: Dict[int, Dict[str, Any]] = {}  # frames -> {pair's method id: Job or Failure}
+        for unit in units:
+            groups.setdefault(self.timing_frames(prepared, unit), {}).update(
+                (spec["id"], job) for spec, job in self.jobs(prepared, unit))
+        speeds = {}
+        for frames, jobs in groups.items():
+            methods: Dict[str, Method] = {}
+            for job in jobs.values():
+                if isinstance(job, Job):
+                    methods.setdefault(job.method.id, job.method)
+            timed, model = self._time_group(prepared, model, frames, list(methods.values()))
+            speeds[frames] = {pair_id: ({"error": job.to_dict()} if isinstance(job, Failure) else timed.get(job.method.id))
+                              for pair_id, job in jobs.items()}
+        return speeds, model
 
     def _time_group(self, prepared: PreparedModel, model: TokenEncoder, frames: int,
                     methods: List[Method]) -> Tuple[Dict[str, Any], TokenEncoder]:
-        measure = self.config.measure
         baseline = next((m for m in methods if m.id == "none"), None) or METHODS.get("none")()
         result: Dict[str, Any] = {}
         guard = WeightsGuard(prepared.state_dict)
         timed = [baseline]
         # One probe forward per method first: a method that raises or changes the weights is
         # excluded (and fails), so it cannot spoil the timing of the others.
-        device = resolve_device(measure["device"])
+        device = resolve_device(self.timing_settings.device)
         probe = torch.randn(2, frames, prepared.config.num_mel_bins, generator=torch.Generator().manual_seed(self.config.seed))
         for method in methods:
             if method.id == baseline.id:
@@ -232,26 +277,22 @@ class Work:
                 with torch.inference_mode():
                     model.to(device)(probe.to(device), method)
             except Exception as exc:
-                result[method.id] = {"error": failure_info(exc, "timing")}
+                result[method.id] = {"error": Failure.from_exception(exc, "timing").to_dict()}
                 continue
             changed = guard.check(model)
             if changed:
-                result[method.id] = {"error": integrity_error(method, changed, "timing")}
+                result[method.id] = {"error": integrity_failure(method, changed, "timing").to_dict()}
                 model = prepared.build()
                 continue
             timed.append(method)
-        self.echo(f"timing {len(timed)} methods at {frames} frames, batch {measure['batch_size']} on {self.device}")
+        self.echo(f"timing {len(timed)} methods at {frames} frames, batch {self.timing_settings.batch_size} on {self.device}")
         try:
-            speeds = measure_interleaved(
-                model, timed, frames, batch_size=measure["batch_size"], device=measure["device"], dtype=measure["dtype"],
-                warmup=measure["warmup"], repeats=measure["repeats"], seed=self.config.seed,
-                min_repeat_s=measure["min_repeat_s"], progress=self.progress,
-            )
+            speeds = measure_interleaved(model, timed, frames, self.timing_settings)
             changed = guard.check(model)
             if changed:
                 raise RuntimeError(f"the model's weights changed during the timing pass ({changed})")
         except Exception as exc:
-            error = failure_info(exc, "timing")
+            error = Failure.from_exception(exc, "timing").to_dict()
             result.update({m.id: {"error": error} for m in timed})
             return result, prepared.build()
         result.update({method_id: t.to_dict() for method_id, t in speeds.items()})
@@ -259,96 +300,74 @@ class Work:
 
     # -- evaluate ---------------------------------------------------------------------------
     def evaluate(self, prepared: PreparedModel, model: TokenEncoder, unit: EvalUnit,
-                 features: FeatureSet) -> Tuple[List[Dict[str, Any]], TokenEncoder]:
-        """One record per method of the unit (ok or failed) and the model for the next unit."""
+                 features: FeatureSet) -> Tuple[List[Record], TokenEncoder]:
+        """One record per pair of the unit (ok or failed) and the model for the next unit."""
         variant = self.variant(unit)
         records = []
         guard = WeightsGuard(prepared.state_dict)
         # a few small input spectrograms, so the leaderboard can show the kept patches (same for every method)
         examples = example_spectrograms(features.ids, features.fbanks, features.valid_frames, model.config.target_frames)
-        for method in self.methods(unit):
+        for spec, job in self.jobs(prepared, unit):
+            if isinstance(job, Failure):  # a speed target whose tuning failed
+                records.append(self.failed_pair(unit, spec, job, prepared))
+                continue
             try:
-                record = self._record(prepared, model, method, unit, features, examples)
+                record = self.pair_record(prepared, model, job, unit, features, examples)
             except Exception as exc:  # a broken method must not stop the grid
-                log.error("%s / %s / %s failed: %s", prepared.name, method.id, variant.id, exc)
-                record = self.failed(unit, method, failure_info(exc, "evaluate"), prepared)
+                log.error("%s / %s / %s failed: %s", prepared.name, spec["id"], variant.id, exc)
+                record = self.failed_pair(unit, spec, Failure.from_exception(exc, "evaluate"), prepared)
             changed = guard.check(model)
             if changed:
-                error = integrity_error(method, changed, "evaluate")
-                log.error("%s / %s / %s: %s", prepared.name, method.id, variant.id, error["message"])
-                record = self.failed(unit, method, error, prepared)
+                failure = integrity_failure(job.method, changed, "evaluate")
+                log.error("%s / %s / %s: %s", prepared.name, spec["id"], variant.id, failure.message)
+                record = self.failed_pair(unit, spec, failure, prepared)
                 model = prepared.build()
             records.append(record)
         return records, model
 
-    def _record(self, prepared: PreparedModel, model: TokenEncoder, method: Any, unit: EvalUnit,
-                features: FeatureSet, examples: Dict[str, Any]) -> Dict[str, Any]:
-        """The pair's record; a SpeedTarget runs as the method the timing pass resolved it to."""
-        if not isinstance(method, SpeedTarget):
-            return self.pair_record(prepared, model, method, self.variant(unit), features, examples)
-        resolved = self.resolved.get((prepared.sha256, self.timing_frames(prepared, unit), method.id))
-        if resolved is None:
-            raise ConfigError(f"method {method.id}: not tuned (the timing pass failed or did not run for this length)")
-        concrete, tuned = resolved
-        record = self.pair_record(prepared, model, concrete, self.variant(unit), features, examples)
-        record["method"] = method.describe(concrete, tuned)
-        return record
-
-    def pair_record(self, prepared: PreparedModel, model: TokenEncoder, method: Method, variant: TaskVariant,
-                    features: FeatureSet, examples: Dict[str, Any]) -> Dict[str, Any]:
+    def pair_record(self, prepared: PreparedModel, model: TokenEncoder, job: Job, unit: EvalUnit,
+                    features: FeatureSet, examples: Dict[str, Any]) -> Record:
         """The record of one (model, method, task variant) pair; throughput is attached later."""
-        task = variant.task
-        measure = self.config.measure
-        ev = evaluate(model, method, features, task.metric, batch_size=measure["batch_size"],
-                      device=measure["device"], dtype=measure["dtype"], seed=self.config.seed, progress=self.progress)
-        metric_key = "accuracy" if task.metric == "accuracy" else "map"
-        return {
-            "schema": SCHEMA,
-            "status": "ok",
-            "model": prepared.describe(),
-            "method": {"name": method.name, "params": method.params, "id": method.id},
-            "task": variant.describe(),
-            "metrics": {metric_key: ev.score},
+        settings = self.timing_settings
+        ev = evaluate(model, job.method, features, self.variant(unit).task.metric, batch_size=settings.batch_size,
+                      device=settings.device, dtype=settings.dtype, seed=self.config.seed, progress=self.progress)
+        outcome = {
+            "metrics": {ev.metric: ev.score},  # keyed by the metric's registered name
             "data": {"clips": len(features), "skipped": [{"id": i, "reason": r} for i, r in features.skipped],
                      "cropped": len(features.cropped)},
             "per_clip": ev.per_clip,
             "macs": {"per_sample": sum(ev.macs_by_part.values()), "units": "MAC", "flops_per_mac": 2,
                      "by_part": ev.macs_by_part, "grid": list(model.grid_for_frames(features.fbanks[0].shape[0]))},
-            "tokens": {"per_layer": ev.tokens_per_layer, "reduction_layers": list(method.reduction_layers(model.config.depth))},
+            "tokens": {"per_layer": ev.tokens_per_layer, "reduction_layers": list(job.method.reduction_layers(model.config.depth))},
             "selection": ev.selection,
-            "throughput": None,
             "examples": examples,
-            "provenance": self.provenance(),
         }
+        return Record.ok_result(self.pair(unit, prepared.describe(), job.block), outcome, self.provenance())
 
     # -- failures ---------------------------------------------------------------------------
-    def failed(self, unit: EvalUnit, method: Method, error: Dict[str, Any],
-               prepared: Optional[PreparedModel] = None) -> Dict[str, Any]:
-        return failed_unit_records(self.config, unit, error, prepared, self.provenance(), methods=[method])[0]
+    def failed_pair(self, unit: EvalUnit, method_block: Dict[str, Any], failure: Failure,
+                    prepared: Optional[PreparedModel] = None) -> Record:
+        return Record.failed(self.pair(unit, self.model_block(unit, prepared), method_block), failure, self.provenance())
 
-    def failed_unit(self, unit: EvalUnit, error: Dict[str, Any], prepared: Optional[PreparedModel] = None) -> List[Dict[str, Any]]:
-        return failed_unit_records(self.config, unit, error, prepared, self.provenance())
+    def failed_unit(self, unit: EvalUnit, failure: Failure, prepared: Optional[PreparedModel] = None) -> List[Record]:
+        """Failed records for every pair of a unit (its preparation or features failed)."""
+        return [self.failed_pair(unit, m.describe(), failure, prepared) for m in self.methods(unit)] + \
+            [self.failed_pair(unit, t.spec_block(), failure, prepared) for t in self.targets(unit)]
+
+    def model_block(self, unit: EvalUnit, prepared: Optional[PreparedModel]) -> Dict[str, Any]:
+        if prepared is not None:
+            return prepared.describe()
+        entry = self.config.models[unit.model_index]
+        return {"name": entry.name, "checkpoint": entry.checkpoint, "checkpoint_sha256": None}
 
     def provenance(self) -> Dict[str, Any]:
         return provenance(self.config.seed, self.config.raw, self.config.hash, self.device, self.executor_info)
 
 
-def failed_unit_records(config: RunConfig, unit: EvalUnit, error: Dict[str, Any], prepared: Optional[PreparedModel],
-                        provenance_: Dict[str, Any], methods: Optional[List[Method]] = None) -> List[Dict[str, Any]]:
-    """Failed records for the methods of a unit (all of them unless `methods` is given)."""
-    variant = config.tasks[unit.task_index].variants[unit.variant_index]
-    entry = config.models[unit.model_index]
-    model = prepared.describe() if prepared is not None else {"name": entry.name, "checkpoint": entry.checkpoint,
-                                                               "checkpoint_sha256": None}
-    methods = methods if methods is not None else [config.methods[i] for i in unit.method_indices]
-    return [failed_record(model, {"name": m.name, "params": m.params, "id": m.id}, variant.describe(), error, provenance_)
-            for m in methods]
-
-
-def integrity_error(method: Method, changed: str, stage: str) -> Dict[str, Any]:
+def integrity_failure(method: Method, changed: str, stage: str) -> Failure:
     message = (f"method {method.id!r} changed the model's weights ({changed}): its result is void, and the model "
                f"was reloaded for the next pair")
-    return {"type": "IntegrityError", "message": message, "traceback": "", "stage": stage, "input_error": False}
+    return Failure(message, "IntegrityError", stage)
 
 
 def fit_to_task(model: TokenEncoder, task: Task, frames: Optional[int], source: Any) -> TokenEncoder:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Protocol, Tuple
 
+from prunebench.records.record import Failure, Record
 from prunebench.run.config import RunConfig
 from prunebench.run.plan import Group, Plan
 from prunebench.run.work import EvalUnit
@@ -18,10 +19,10 @@ class Sink(Protocol):
     def prepared(self, group: Group, checkpoint_sha256: str) -> None:
         """The group's model is ready (checked against the records already present)."""
 
-    def timed(self, group: Group, speeds: Optional[Dict[int, Dict[str, Any]]], error: Optional[Dict[str, Any]] = None) -> None:
-        """Throughput of the group's methods by input frames (or the error that prevented it)."""
+    def timed(self, group: Group, speeds: Optional[Dict[int, Dict[str, Any]]], failure: Optional[Failure] = None) -> None:
+        """Throughput of the group's methods by input frames (or the failure that prevented it)."""
 
-    def evaluated(self, unit: EvalUnit, frames: Optional[int], records: List[Dict[str, Any]]) -> None:
+    def evaluated(self, unit: EvalUnit, frames: Optional[int], records: List[Record]) -> None:
         """Records (ok or failed) of a unit's pairs; `frames` keys the unit's throughput."""
 
     def status(self, text: str) -> None:

@@ -24,12 +24,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from prunebench.run.speed_target import SpeedTarget
 from prunebench.run.config import RunConfig, parse_config
 from prunebench.core.errors import ConfigError
 from prunebench.run.plan import Plan
-from prunebench.records.store import failure_info, provenance
-from prunebench.run.work import EvalUnit, Failure, PreparedModel, Work, failed_unit_records
+from prunebench.records.record import Failure
+from prunebench.run.work import EvalUnit, PreparedModel, Work
 from prunebench.run.executors.base import Sink
 
 log = logging.getLogger(__name__)
@@ -99,7 +98,7 @@ def prepare_task(setup: WorkerSetup, group_key: Tuple[int, int]) -> Tuple[Any, A
     try:
         prepared = work.prepare(*group_key)
     except Exception as exc:
-        return Failure(failure_info(exc, "prepare")), None
+        return Failure.from_exception(exc, "prepare"), None
     return prepared.without_weights(), prepared.state_dict
 
 
@@ -112,7 +111,7 @@ def _guarded(stage: str, setup: WorkerSetup, info: Any, step: Callable[[Any], An
     try:
         return step(work)
     except Exception as exc:
-        return Failure(failure_info(exc, stage))
+        return Failure.from_exception(exc, stage)
 
 
 def features_task(setup: WorkerSetup, info: Any, unit: EvalUnit) -> Any:
@@ -135,10 +134,10 @@ def evaluate_task(setup: WorkerSetup, info: Any, weights: Any, unit: EvalUnit, f
     _use_assigned_cpus()
     stats = {"node": platform.node(), "eval_s": 0.0}
     if isinstance(info, Failure):
-        return None, work.failed_unit(unit, info.error), stats
+        return None, work.failed_unit(unit, info), stats
     prepared: PreparedModel = info.with_weights(weights)
     if isinstance(features, Failure):
-        return None, work.failed_unit(unit, features.error, prepared), stats
+        return None, work.failed_unit(unit, features, prepared), stats
     model = prepared.build()
     evaluating = time.perf_counter()
     records, _ = work.evaluate(prepared, model, unit, features)
@@ -182,7 +181,7 @@ class RayExecutor:
         return {"name": self.name, "address": self.address or "local instance", "methods_per_task": self.methods_per_task}
 
     def execute(self, config: RunConfig, plan: Plan, sink: Sink, plugin_files: List[Tuple[str, str]]) -> None:
-        tuned = [m.id for m in config.methods if isinstance(m, SpeedTarget)]
+        tuned = [t.id for t in config.speed_targets]
         if tuned:  # the keep rate a timing task finds would have to travel to the evaluation tasks
             raise ConfigError(f"methods {', '.join(tuned)}: target_speedup runs on the local executor only")
         ray = import_ray()
@@ -238,6 +237,7 @@ class RayExecutor:
             warm = ray.remote(warm_task).options(num_cpus=1)
             for _ in range(int(resources.get("CPU", 1))):
                 warm.remote()  # not awaited: a task runs whether or not its result is kept
+        driver = Work(config, self.info(), echo=self.echo)  # builds the records of tasks Ray lost
         pending: Dict[Any, Tuple[str, Any, float]] = {}
         for group in plan.groups:
             info_ref, weights_ref = prepare.remote(setup_ref, group.key)
@@ -257,7 +257,7 @@ class RayExecutor:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
                 for ref in ready:
                     kind, item, submitted = pending.pop(ref)
-                    self._handle(ray, ref, kind, item, submitted, config, sink)
+                    self._handle(ray, ref, kind, item, submitted, driver, sink)
                 evaluating = sum(1 for kind, _, _ in pending.values() if kind == "evaluated")
                 sink.status(f"ray: {total - len(pending)}/{total} tasks done, {evaluating} evaluations to go, "
                             f"{len(nodes)} node(s)")
@@ -268,7 +268,7 @@ class RayExecutor:
         busy = sum(s["eval_s"] for s in self.stats)
         self.echo(f"ray: {total} tasks; {len(self.stats)} evaluation tasks spent {busy:.1f} s evaluating")
 
-    def _handle(self, ray, ref, kind: str, item: Any, submitted: float, config: RunConfig, sink: Sink) -> None:
+    def _handle(self, ray, ref, kind: str, item: Any, submitted: float, driver: Work, sink: Sink) -> None:
         try:
             value = ray.get(ref)
             lost = None
@@ -282,14 +282,13 @@ class RayExecutor:
             if lost is not None:
                 sink.timed(item, None, lost)
             elif isinstance(value, Failure):
-                sink.timed(item, None, value.error)
+                sink.timed(item, None, value)
             else:
                 sink.timed(item, value)
             return
         unit: EvalUnit = item
         if lost is not None:
-            prov = provenance(config.seed, config.raw, config.hash, "unknown", self.info())
-            sink.evaluated(unit, None, failed_unit_records(config, unit, lost, None, prov))
+            sink.evaluated(unit, None, driver.failed_unit(unit, lost))
             return
         frames, records, stats = value
         stats["round_trip_s"] = time.perf_counter() - submitted
@@ -297,7 +296,7 @@ class RayExecutor:
         sink.evaluated(unit, frames, records)
 
 
-def _executor_error(exc: BaseException) -> Dict[str, Any]:
+def _executor_error(exc: BaseException) -> Failure:
     text = str(exc).strip()
-    return {"type": type(exc).__name__, "message": f"Ray task lost: {text.splitlines()[0] if text else type(exc).__name__}",
-            "traceback": text, "stage": "executor", "input_error": False}
+    return Failure(f"Ray task lost: {text.splitlines()[0] if text else type(exc).__name__}", type(exc).__name__,
+                   "executor", text)

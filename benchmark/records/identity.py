@@ -1,0 +1,117 @@
+"""A record's identity: the hash of what determines its result, and nothing else.
+
+Two runs that ask for the same pair get the same key, whatever else their configurations say
+(`topk` and `{name: topk}`, another batch size, another method added beside it), so a results
+folder resumes per pair. The parts:
+
+- `protocol`: the protocol version (`prunebench.core.version.PROTOCOL`);
+- `model`: the architecture's name and the checkpoint's weights hash;
+- `task`: name, split, the parameters that define the data (not its location), and a hash of the
+  evaluated clip ids (the listed test clips: evaluated ones and skipped ones);
+- `corruption`, `bucket`: the variant's corruption and length bucket, with their parameters;
+- `method`: the normalised spec, every parameter with its default filled in; a method named by a
+  speed target is that target (its other parameters and `target_speedup`), not the keep rate the
+  tuning found;
+- `measure`: the settings that change results (dtype, device kind, feature storage);
+- `seed`: the run's seed (noise and random selections are drawn from it).
+
+Every part is read back from a record's own content, so a record whose stored key does not match
+what it says is caught (`check`), and records written before identities existed (schemas 2 and 3)
+get theirs computed from their content on reading.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+from prunebench.core.version import PROTOCOL
+
+PARTS = ("protocol", "model", "task", "corruption", "bucket", "method", "measure", "seed")
+SPEED_TARGET = "target_speedup"  # a method block naming a speed target rather than a keep rate
+
+
+def canonical(value: Any) -> str:
+    """The one JSON text a value hashes as (sorted keys, no spaces)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def clips_hash(ids: Iterable[str]) -> str:
+    """The evaluated clips, order free."""
+    return hashlib.sha256(canonical(sorted(str(i) for i in ids)).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Identity:
+    parts: Mapping[str, Any]
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(canonical(dict(self.parts)).encode()).hexdigest()[:20]
+
+    def without_checkpoint(self) -> "Identity":
+        """The parts a plan knows before the model is prepared (the checkpoint's hash comes later)."""
+        return Identity({**self.parts, "model": {**self.parts["model"], "checkpoint_sha256": None}})
+
+    def differences(self, other: "Identity") -> List[str]:
+        """`part.field: mine -> other's` for every field that differs, the first part first."""
+        out: List[str] = []
+        for part in PARTS:
+            mine, theirs = self.parts.get(part), other.parts.get(part)
+            if mine == theirs:
+                continue
+            if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+                for name in sorted(set(mine) | set(theirs)):
+                    if mine.get(name) != theirs.get(name):
+                        out.append(f"{part}.{name}: {_short(mine.get(name))} -> {_short(theirs.get(name))}")
+            else:
+                out.append(f"{part}: {_short(mine)} -> {_short(theirs)}")
+        return out
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"key": self.key, "parts": dict(self.parts)}
+
+
+def _short(value: Any) -> str:
+    text = canonical(value)
+    return text if len(text) <= 48 else text[:45] + "..."
+
+
+def measure_part(dtype: str, device: str, feature_dtype: str) -> Dict[str, Any]:
+    """The measure settings that change results; `device` as run (`cuda:1` counts as `cuda`)."""
+    return {"dtype": dtype, "device": str(device).split(":")[0], "feature_dtype": feature_dtype}
+
+
+def method_part(method: Mapping[str, Any]) -> Dict[str, Any]:
+    """The normalised method from a record's method block (params hold every default)."""
+    params = dict(method.get("params") or {})
+    if method.get(SPEED_TARGET) is not None:  # the target is the spec; the keep rate is its outcome
+        params.pop("keep_rate", None)
+        params[SPEED_TARGET] = method[SPEED_TARGET]
+    return {"name": method["name"], "params": params}
+
+
+def task_part(task: Mapping[str, Any], clip_ids: Iterable[str]) -> Dict[str, Any]:
+    params = {k: v for k, v in (task.get("params") or {}).items() if k != "root"}  # a moved dataset is the same data
+    return {"name": task["name"], "split": task["split"], "params": params, "clips": clips_hash(clip_ids)}
+
+
+def _variant_part(block: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    return None if not block else {"id": block.get("id"), "params": block.get("params") or {}}
+
+
+def identity_of(model: Mapping[str, Any], method: Mapping[str, Any], task: Mapping[str, Any],
+                measure: Mapping[str, Any], clip_ids: Iterable[str], seed: int) -> Identity:
+    """The identity of a pair from the blocks a record holds (model, method, task, measure, the
+    seed in its provenance)."""
+    return Identity({
+        "protocol": PROTOCOL,
+        "model": {"name": model["name"], "checkpoint_sha256": model.get("checkpoint_sha256")},
+        "task": task_part(task, clip_ids),
+        "corruption": _variant_part(task.get("corruption")),
+        "bucket": _variant_part(task.get("bucket")),
+        "method": method_part(method),
+        "measure": dict(measure),
+        "seed": seed,
+    })
