@@ -122,7 +122,7 @@ def measure_in_this_process(spec: Dict[str, Any]) -> MemoryReading:
     from prunebench.core.registry import METHODS
     from prunebench.measure.shapes import InputShape, make_batch
     from prunebench.core.device import autocast_for, resolve_dtype
-    from prunebench.measure.throughput import bound_forward
+    from prunebench.measure.forward import bound_forward
 
     for path in spec["plugin_files"]:
         load_plugin_file(path)

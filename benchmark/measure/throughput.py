@@ -30,6 +30,7 @@ from prunebench.core.device import autocast_for, resolve_device, resolve_dtype
 from prunebench.core.errors import ConfigError
 from prunebench.core.progress import Progress
 from prunebench.core.registry import BASELINE
+from prunebench.measure.forward import bound_forward
 from prunebench.measure.kernels import attention_backend, choose_backend, is_out_of_memory
 from prunebench.measure.memory import ForwardSpec, MemoryReading, cpu_peak_in_fresh_process, cuda_peak, process_spec
 from prunebench.method_api import Method
@@ -72,27 +73,6 @@ class Throughput:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class BoundForward(torch.nn.Module):
-    """One method's inference forward as a module of its own (what torch.compile compiles)."""
-
-    def __init__(self, model: torch.nn.Module, method: Method):
-        super().__init__()
-        self.model = model
-        self.method = method
-
-    def forward(self, fbank: torch.Tensor, valid_frames: Optional[torch.Tensor]) -> torch.Tensor:
-        return self.model.forward_with_state(fbank, self.method, valid_frames, track_provenance=False)[0]
-
-
-def bound_forward(model: torch.nn.Module, method: Method, fbank: torch.Tensor, valid: Optional[torch.Tensor],
-                  compile_backend: Optional[str] = None) -> Callable[[], torch.Tensor]:
-    """A no-argument step: the model's forward with `method` on this batch (compiled if asked)."""
-    module = BoundForward(model, method)
-    if compile_backend:
-        module = torch.compile(module, backend=compile_backend, dynamic=False)
-    return lambda: module(fbank, valid)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 from prunebench.core.errors import DataError
 from prunebench.models.audio_vit import AudioViTConfig
-from prunebench.models.formats import StateDict, WeightReader, Weights, check_structure, register_weight_reader
+from prunebench.models.formats import check_structure
+from prunebench.models.weights import StateDict, WeightReader, Weights, register_weight_reader
 
 FORMAT = "dinov2-onnx"
 CLS_TOKEN = "backbone.embeddings.cls_token"
