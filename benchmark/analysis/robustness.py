@@ -27,7 +27,7 @@ Pure functions of records (dicts as written by the runner, or `Record`s).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -123,6 +123,7 @@ def compare(records: Sequence[RecordLike], seed: int = 0, unusable: Optional[Lis
     index = index_records(r for r in as_records(records) if r.ok)
     out = []
     map_cache: Dict[Tuple, Tuple[float, List[float]]] = {}  # shared by the comparisons of this call
+    invalid_cache: Dict[int, Set[int]] = {}  # id(record) -> its invalid clips, likewise
     for key, noisy in sorted(index.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
         *group, method_id, corruption = key
         if corruption is None or method_id == BASELINE:
@@ -133,7 +134,7 @@ def compare(records: Sequence[RecordLike], seed: int = 0, unusable: Optional[Lis
         base_noisy = index.get(group + (BASELINE, corruption))
         if clean is None or base_clean is None or base_noisy is None:
             continue
-        reason = unusable_reason([clean, noisy, base_clean, base_noisy])
+        reason = unusable_reason([clean, noisy, base_clean, base_noisy], invalid_cache)
         if reason is not None:
             if unusable is not None:
                 unusable.append(NoVerdict(group[0], group[1], group[2], method_id, clean.method.name,
@@ -160,11 +161,13 @@ class NoVerdict:
     reason: str
 
 
-def unusable_reason(records: Sequence[Record]) -> Optional[str]:
+def unusable_reason(records: Sequence[Record], cache: Optional[Dict[int, Set[int]]] = None) -> Optional[str]:
     """Why these records (method clean and noisy, baseline clean and noisy) cannot be compared, or
     None: a record without clips, no clip common to all, or a clip whose outcome is not right or
     wrong (NaN, None) or whose scores are not finite. A NaN counted as right would be a silent
-    guess, so the comparison gets no verdict instead."""
+    guess, so the comparison gets no verdict instead. `cache`: each record's invalid clips, checked
+    once per record (a baseline's records recur in every comparison)."""
+    cache = {} if cache is None else cache
     for r in records:
         if not r.clips.ids:
             return f"{_label(r)} holds no clips"
@@ -172,19 +175,27 @@ def unusable_reason(records: Sequence[Record]) -> Optional[str]:
     if not ids:
         return "the four records share no clip"
     for r in records:
-        positions = _positions(r, ids)
-        if r.clips.correct is not None:
-            bad = next((i for i in positions if not _is_outcome(r.clips.correct[i])), None)
-            if bad is not None:
-                return f"{_label(r)}: clip {r.clips.ids[bad]} has outcome {r.clips.correct[bad]!r}, not right or wrong"
-        elif r.clips.scores is not None:
-            scores = np.asarray(r.clips.scores, dtype=np.float64)[positions]
-            if not np.isfinite(scores).all():
-                bad = positions[int(np.nonzero(~np.isfinite(scores).all(axis=tuple(range(1, scores.ndim))))[0][0])]
-                return f"{_label(r)}: clip {r.clips.ids[bad]} has a score that is not a number"
-        else:
+        if r.clips.correct is None and r.clips.scores is None:
             return f"{_label(r)} holds no per-clip outcomes or scores"
+        if id(r) not in cache:
+            cache[id(r)] = _invalid_clips(r)
+        invalid = cache[id(r)]
+        bad = next((i for i in _positions(r, ids) if i in invalid), None) if invalid else None
+        if bad is not None:
+            what = (f"outcome {r.clips.correct[bad]!r}, not right or wrong" if r.clips.correct is not None
+                    else "a score that is not a number")
+            return f"{_label(r)}: clip {r.clips.ids[bad]} has {what}"
     return None
+
+
+def _invalid_clips(record: Record) -> Set[int]:
+    """Positions of the clips whose outcome is not right or wrong (accuracy-like metrics) or whose
+    scores are not all finite (score-based metrics such as mAP)."""
+    if record.clips.correct is not None:
+        return {i for i, value in enumerate(record.clips.correct) if not _is_outcome(value)}
+    scores = np.asarray(record.clips.scores, dtype=np.float32)
+    finite = np.isfinite(scores).reshape(len(scores), -1).all(axis=1)
+    return set(np.nonzero(~finite)[0].tolist())
 
 
 def _is_outcome(value: Any) -> bool:
