@@ -19,8 +19,9 @@ def load_model(name, checkpoint=None, num_classes=None):
     """A model whose forward takes a normalised fbank (batch, frames, mel_bins) and returns logits.
 
     `checkpoint`: None (random weights), a local file or folder (prunebench, official AST .pth,
-    Transformers AST folder or safetensors, AudioMAE), a Hugging Face Hub id or a zoo name
-    (`prunebench list`); the format is read from the contents."""
+    Transformers AST folder or safetensors, AudioMAE, Whisper), a Hugging Face Hub id or a zoo name
+    (`prunebench list`); the format is read from the contents. A pretrained backbone without a head
+    (e.g. the zoo's whisper-base) needs `num_classes`: its encoder with a fresh, untrained head."""
     from prunebench.models import load_model as _load
 
     return _load(name, checkpoint=checkpoint, num_classes=num_classes)

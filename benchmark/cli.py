@@ -173,8 +173,9 @@ def cmd_list(args) -> int:
     print("checkpoints (the name works as checkpoint: or --init):")
     for entry in ZOO.values():
         source = f"Hub {', '.join(entry.hub_ids)}" if entry.hub_ids else f"download {entry.original}"
-        if entry.installed_path() is not None:
-            source = f"installed at {entry.installed_path()}; " + source
+        if entry.installed_path() is not None:  # with the folders of a split file's later parts
+            folders = (entry.installed_path(),) + entry.installed_parts_folders()
+            source = f"installed at {' + '.join(str(f) for f in folders)}; " + source
         print(f"  {entry.name:<25} {entry.model:<14} {entry.about}; {source}; licence {entry.licence}")
     return 0
 

@@ -30,18 +30,20 @@ import numpy as np
 import torch
 
 from prunebench.core.errors import DataError
-from prunebench.models.formats import CHECKPOINT_FORMAT, StateDict, Weights, _load_file, _read_json, _unwrap, weight_files
+from prunebench.models.weights import (CHECKPOINT_FORMAT, StateDict, Weights, load_file as _load_file,
+                                       read_json as _read_json, unwrap as _unwrap, weight_files)
+from prunebench.models.split_file import SplitFile, find_split
 
 CT2_DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
 CT2_VERSIONS = (5, 6)
 STRUCTURAL = ("embed_dim", "depth", "num_heads", "num_mel_bins", "mlp_ratio")
 
 
-def is_ctranslate2(path: Path) -> bool:
+def is_ctranslate2(path: "Path | SplitFile") -> bool:
     """A CTranslate2 model.bin starts with its binary version and a spec name string, not a zip,
     pickle or safetensors header."""
     try:
-        with open(path, "rb") as f:
+        with _open(path) as f:
             head = f.read(8)
     except OSError:
         return False
@@ -55,7 +57,7 @@ def read_whisper_weights(path: Path, arch) -> Weights:
     """The Whisper encoder weights at `path` (file or folder) in WhisperEncoder names, checked
     against the registered config `arch` (width, depth, heads, mel bins)."""
     weight_file, config_file = whisper_files(Path(path))
-    files = [weight_file] + ([config_file] if config_file else [])
+    files = _listed(weight_file) + ([config_file] if config_file else [])
     if is_ctranslate2(weight_file):
         weights = _from_ctranslate2(weight_file, files)
     else:
@@ -67,16 +69,33 @@ def read_whisper_weights(path: Path, arch) -> Weights:
         else:
             hf = _read_json(config_file) if config_file else None
             weights = _from_transformers(_unwrap(raw, weight_file), files, hf)
-    check_structure(weights.config, arch, weight_file)
+    check_structure(weights.config, arch, _shown(weight_file))
     return weights
 
 
-def whisper_files(path: Path) -> Tuple[Path, Optional[Path]]:
-    """(weights file, config.json or None); a CTranslate2 folder's model.bin is its weights."""
-    if path.is_dir() and (path / "model.bin").is_file() and is_ctranslate2(path / "model.bin"):
+def whisper_files(path: Path) -> Tuple["Path | SplitFile", Optional[Path]]:
+    """(weights, config.json or None); a CTranslate2 folder's model.bin is its weights, whole or
+    split into parts (model.bin.part1, ...: read in place, see split_file.py)."""
+    if path.is_dir():
         config = path / "config.json"
-        return path / "model.bin", config if config.is_file() else None
+        config = config if config.is_file() else None
+        if (path / "model.bin").is_file() and is_ctranslate2(path / "model.bin"):
+            return path / "model.bin", config
+        split = ctranslate2_split(path)
+        if split is not None:
+            return split, config
     return weight_files(path)
+
+
+def ctranslate2_split(folder: Path) -> Optional[SplitFile]:
+    """The split model.bin of a CTranslate2 folder (its later parts beside it, or in the further
+    packages of its zoo entry), or None."""
+    from prunebench.models.zoo import split_part_folders
+
+    if not (folder / "model.bin.part1").is_file():
+        return None
+    more, hint = split_part_folders(folder)
+    return find_split(folder, "model.bin", more, hint)
 
 
 def check_structure(config: Dict[str, Any], arch, source: Path) -> None:
@@ -88,7 +107,7 @@ def check_structure(config: Dict[str, Any], arch, source: Path) -> None:
 
 def _suggest(config: Dict[str, Any]) -> str:
     from prunebench.core.registry import MODELS
-    from prunebench.models.checkpoint import registered_config
+    from prunebench.models.registered import registered_config
 
     fits = [name for name in MODELS.names() if name.startswith("whisper-")
             and all(getattr(registered_config(name), k) == config[k] for k in STRUCTURAL if k in config)]
@@ -96,47 +115,120 @@ def _suggest(config: Dict[str, Any]) -> str:
 
 
 # -- CTranslate2 --------------------------------------------------------------------------------
-def read_ctranslate2(path: Path) -> Dict[str, torch.Tensor]:
-    """Every variable of a CTranslate2 model.bin as a tensor (quantised ones dequantised); aliases resolved."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        version = _unpack(f, "<I", path)[0]
+def read_ctranslate2(path: "Path | SplitFile", prefix: str = "") -> Dict[str, torch.Tensor]:
+    """Every variable of a CTranslate2 model.bin (a file, or a split file read across its parts)
+    whose name starts with `prefix`, as a tensor (quantised ones dequantised); aliases resolved.
+    The other variables' headers are checked and their data skipped, not read."""
+    source = path if isinstance(path, SplitFile) else SplitFile(Path(path).name, (Path(path),), ())
+    reader = _Reader(source)
+    with source.open() as f:
+        reader.f = f
+        version = reader.unpack("<I")[0]
         if version not in CT2_VERSIONS:
-            raise DataError(f"{path}: CTranslate2 binary version {version}; prunebench reads versions {CT2_VERSIONS}")
-        _string(f, path)  # spec name
-        _unpack(f, "<I", path)  # revision
-        count = _unpack(f, "<I", path)[0]
+            raise DataError(f"{reader.where(0)}: CTranslate2 binary version {version}; prunebench reads versions "
+                            f"{CT2_VERSIONS}")
+        reader.string()  # spec name
+        reader.unpack("<I")  # revision
+        count = reader.unpack("<I")[0]
         raw: Dict[str, np.ndarray] = {}
         for _ in range(count):
-            name, array = _variable(f, path, size)
-            raw[name] = array
-        for _ in range(_unpack(f, "<I", path)[0]):
-            alias, target = _string(f, path), _string(f, path)
+            name, array = reader.variable(prefix)
+            if array is not None:
+                raw[name] = array
+        for _ in range(reader.unpack("<I")[0]):
+            alias, target = reader.string(), reader.string()
             if target in raw:
                 raw[alias] = raw[target]
     return _dequantise(raw)
 
 
-def _variable(f: BinaryIO, path: Path, size: int) -> Tuple[str, np.ndarray]:
-    name = _string(f, path)
-    rank = _unpack(f, "<B", path)[0]
-    shape = _unpack(f, "<" + "I" * rank, path) if rank else ()
-    dtype_id, nbytes = _unpack(f, "<B", path)[0], _unpack(f, "<I", path)[0]
-    if dtype_id >= len(CT2_DTYPES):
-        raise DataError(f"{path}: variable {name!r} has unknown dtype id {dtype_id}")
-    dtype = CT2_DTYPES[dtype_id]
-    if f.tell() + nbytes > size:
-        raise DataError(f"{path}: truncated: variable {name!r} needs {nbytes} bytes at offset {f.tell()}, "
-                        f"the file has {size - f.tell()} left")
-    data = f.read(nbytes)
-    if dtype == "bfloat16":
-        array = (np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-    else:
-        array = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
-    expected = int(np.prod(shape)) if shape else 1
-    if array.size != expected:
-        raise DataError(f"{path}: variable {name!r}: {array.size} values for shape {tuple(shape)}")
-    return name, array.reshape(shape)
+class _Reader:
+    """CTranslate2's binary layout read from one stream; each error names the file (the part of a
+    split file) and the offset where the bytes stop making sense."""
+
+    def __init__(self, source: SplitFile):
+        self.source, self.size, self.f = source, source.size, None
+
+    def where(self, offset: int) -> str:
+        part, inside = self.source.locate(offset)
+        if len(self.source.parts) == 1:
+            return f"{part}"
+        return f"{part} (byte {inside} of this part, {offset} of the joined {self.source.name})"
+
+    def ended(self, what: str, needed: int) -> DataError:
+        """The stream ended inside `what`: a missing next part, or a truncated last one."""
+        at = self.f.tell()
+        left = self.size - at
+        s = self.source
+        if len(s.parts) > 1 or s.parts[0].name != s.name:  # a split file
+            if s.last_part_is_full():
+                folders = ", ".join(str(f) for f in s.searched)
+                return DataError(f"{s.parts[-1]}: the model continues past this part ({what} needs {needed} bytes at "
+                                 f"byte {at} of the joined {s.name}, {left} left) and {s.next_part} is not in "
+                                 f"{folders}: a missing part" + (f" ({s.hint})" if s.hint else ""))
+            part, inside = s.locate(at)
+            return DataError(f"{s.parts[-1]}: truncated: {what} needs {needed} bytes at byte {inside} of this part "
+                             f"({at} of the joined {s.name}), the part has {left} left")
+        return DataError(f"{s.parts[0]}: truncated: {what} needs {needed} bytes at offset {at}, the file has {left} left")
+
+    def read(self, n: int, what: str) -> bytes:
+        if self.f.tell() + n > self.size:
+            raise self.ended(what, n)
+        return self.f.read(n)
+
+    def skip(self, n: int, what: str) -> None:
+        if self.f.tell() + n > self.size:
+            raise self.ended(what, n)
+        self.f.seek(n, 1)
+
+    def unpack(self, fmt: str, what: str = "the header") -> tuple:
+        return struct.unpack(fmt, self.read(struct.calcsize(fmt), what))
+
+    def string(self) -> str:
+        length = self.unpack("<H", "a name")[0]
+        return self.read(length, "a name")[:-1].decode("utf-8", errors="replace")
+
+    def variable(self, prefix: str = "") -> Tuple[str, Optional[np.ndarray]]:
+        """(name, values), or (name, None) for a name outside `prefix` (its data skipped)."""
+        start = self.f.tell()
+        name = self.string()
+        what = f"variable {name!r}"
+        rank = self.unpack("<B", what)[0]
+        shape = self.unpack("<" + "I" * rank, what) if rank else ()
+        dtype_id, nbytes = self.unpack("<B", what)[0], self.unpack("<I", what)[0]
+        if dtype_id >= len(CT2_DTYPES):
+            raise DataError(f"{self.where(start)}: {what} has unknown dtype id {dtype_id}" + MISALIGNED)
+        dtype = CT2_DTYPES[dtype_id]
+        itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+        expected = int(np.prod(shape)) if shape else 1
+        if nbytes != expected * itemsize:
+            raise DataError(f"{self.where(start)}: {what}: {nbytes} bytes for shape {tuple(shape)} of {dtype}"
+                            + MISALIGNED)
+        if not name.startswith(prefix):
+            self.skip(nbytes, what)
+            return name, None
+        data = self.read(nbytes, what)
+        if dtype == "bfloat16":
+            array = (np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            array = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
+        return name, array.reshape(shape)
+
+
+MISALIGNED = " (not a CTranslate2 variable header: a damaged file, or a part before it truncated or out of order)"
+
+
+def _open(path: "Path | SplitFile") -> BinaryIO:
+    return path.open() if isinstance(path, SplitFile) else open(path, "rb")
+
+
+def _listed(weights: "Path | SplitFile") -> List[Path]:
+    return list(weights.parts) if isinstance(weights, SplitFile) else [weights]
+
+
+def _shown(weights: "Path | SplitFile") -> Path:
+    """The file an error names: a split file's first part."""
+    return weights.parts[0] if isinstance(weights, SplitFile) else weights
 
 
 def _dequantise(raw: Dict[str, np.ndarray]) -> Dict[str, torch.Tensor]:
@@ -153,24 +245,9 @@ def _dequantise(raw: Dict[str, np.ndarray]) -> Dict[str, torch.Tensor]:
     return out
 
 
-def _string(f: BinaryIO, path: Path) -> str:
-    length = _unpack(f, "<H", path)[0]
-    data = f.read(length)
-    if len(data) != length:
-        raise DataError(f"{path}: truncated CTranslate2 model (a name cut off at offset {f.tell()})")
-    return data[:-1].decode("utf-8", errors="replace")
-
-
-def _unpack(f: BinaryIO, fmt: str, path: Path) -> tuple:
-    n = struct.calcsize(fmt)
-    data = f.read(n)
-    if len(data) != n:
-        raise DataError(f"{path}: truncated CTranslate2 model (ends at offset {f.tell()})")
-    return struct.unpack(fmt, data)
-
-
-def _from_ctranslate2(path: Path, files: List[Path]) -> Weights:
-    v = read_ctranslate2(path)
+def _from_ctranslate2(weights: "Path | SplitFile", files: List[Path]) -> Weights:
+    v = read_ctranslate2(weights, prefix="encoder/")  # the decoder (two thirds of the bytes) is skipped
+    path = _shown(weights)
     if "encoder/conv1/weight" not in v or "encoder/num_heads" not in v:
         raise DataError(f"{path}: a CTranslate2 model without a Whisper encoder (no encoder/conv1/weight); "
                         f"first variables: {', '.join(sorted(v)[:4])}")

