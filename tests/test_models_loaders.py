@@ -272,6 +272,36 @@ def test_audiomae_pretrained_encoder_loads_for_finetuning(tmp_path):
         close(model.eval()(x), ref(x.unsqueeze(1)))
 
 
+def test_load_model_gives_a_backbone_a_fresh_head_with_num_classes(tmp_path, caplog):
+    """Any backbone-only checkpoint (here AudioMAE's MAE encoder), as timm's create_model(...,
+    num_classes=N): the encoder's weights as in the file, a fresh head of N classes, one warning;
+    without num_classes the refusal names it; a run's loader (load_classifier) refuses either way."""
+    import logging
+
+    from prunebench.models import load_classifier
+
+    ref = audiomae_reference()
+    encoder = {k: v for k, v in ref.state_dict().items() if not k.startswith(("fc_norm", "head"))}
+    path = tmp_path / "pretrained.pth"
+    torch.save({"model": {**encoder, "mask_token": torch.zeros(1, 1, 32)}}, path)
+    with pytest.raises(DataError, match="audiomae backbone without a classifier head: pass num_classes=N"):
+        load_model("test-audiomae", path)
+    with caplog.at_level(logging.WARNING, logger="prunebench.models.checkpoint"):
+        model = load_model("test-audiomae", path, num_classes=5)
+    lines = [r.getMessage() for r in caplog.records if r.name == "prunebench.models.checkpoint"]
+    assert len(lines) == 1 and "fresh 5-class head" in lines[0] and str(path) in lines[0]
+    assert not model.training and model.head[1].out_features == 5
+    assert torch.equal(model.vit.blocks[1].mlp.fc2.weight, encoder["blocks.1.mlp.fc2.weight"])
+    ref.fc_norm.load_state_dict(model.head[0].state_dict())  # the fresh head, the same on both sides
+    ref.head = nn.Linear(WIDTH, 5)
+    ref.head.load_state_dict(model.head[1].state_dict())
+    x = fbank(160)
+    with torch.no_grad():
+        close(model(x), ref.eval()(x.unsqueeze(1)))
+    with pytest.raises(DataError, match="fine-tune it first"):
+        load_classifier("test-audiomae", path, num_classes=5)
+
+
 def test_audiomae_weights_do_not_fit_an_ast_model(tmp_path):
     torch.save({"model": audiomae_reference().state_dict()}, tmp_path / "finetuned.pth")
     with pytest.raises(DataError, match="distillation_token=False.*test-audiomae"):

