@@ -18,9 +18,11 @@ PARTS = ("patch_embed", "qkv", "attn_qk", "attn_av", "proj", "mlp", "head", "met
 
 def macs_by_part(
     embed_dim: int, mlp_ratio: float, embed_macs: int, num_classes: int, trace: List[BlockTrace],
+    head_inputs: Optional[int] = None,
 ) -> Dict[str, int]:
     """MACs per sample of one forward, by part; `embed_macs` is the model's input embedding (a
-    patch convolution, Whisper's two-convolution stem), `trace` holds one entry per block."""
+    patch convolution, Whisper's two-convolution stem), `trace` holds one entry per block,
+    `head_inputs` the width the head reads (None: embed_dim; CLS + mean pooling: twice it)."""
     d = embed_dim
     hidden = int(d * mlp_ratio)
     parts = dict.fromkeys(PARTS, 0)
@@ -33,14 +35,15 @@ def macs_by_part(
         parts["proj"] += n * d * d
         parts["mlp"] += 2 * m * d * hidden
         parts["method"] += block.method_macs
-    parts["head"] = d * num_classes
+    parts["head"] = (head_inputs or d) * num_classes
     return parts
 
 
 def model_macs(model, grid: Tuple[int, int], trace: List[BlockTrace]) -> Dict[str, int]:
     """`macs_by_part` for a model (any family) and a forward's trace."""
     c = model.config
-    return macs_by_part(c.embed_dim, c.mlp_ratio, model.embed_macs(tuple(grid)), c.num_classes, trace)
+    head_inputs = 2 * c.embed_dim if getattr(c, "pooling", None) == "cls+mean" else c.embed_dim
+    return macs_by_part(c.embed_dim, c.mlp_ratio, model.embed_macs(tuple(grid)), c.num_classes, trace, head_inputs)
 
 
 FLOPS_PER_MAC = 2  # one multiply-accumulate = one multiply + one add
