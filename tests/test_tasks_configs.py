@@ -62,6 +62,21 @@ def test_whisper_configs(tmp_path):
     assert [t.task.split for t in folds.tasks] == [f"fold{f}" for f in range(1, 6)]
 
 
+def test_whisper_base_configs():
+    """Whisper base: its fold-5 grid (5 methods, 4 of them at keep 0.7 and 0.5; clean + white and
+    pink at 20 and 10 dB) and the 5-fold probe, both from the zoo entry whisper-base."""
+    grid = parse_config(yaml.safe_load((CONFIGS / "whisper-base-esc50.yaml").read_text()))
+    assert [m.name for m in grid.models] == ["whisper-base"] and grid.models[0].checkpoint is None
+    assert sorted((m.name, m.params.get("keep_rate")) for m in grid.methods) == sorted(
+        [("none", None)] + [(n, k) for n in ("topk", "tome", "random", "intensity") for k in (0.7, 0.5)])
+    assert [v.id for v in grid.tasks[0].variants] == ["esc50/fold5"] + [
+        f"esc50/fold5+{n}@{db}dB" for n in ("white", "pink") for db in (20, 10)]
+    assert resolve_train(grid.train, family="whisper")["recipe"] == "probe" and grid.train["init"] == "whisper-base"
+    folds = parse_config(yaml.safe_load((CONFIGS / "whisper-base-esc50-5fold.yaml").read_text()))
+    assert [t.task.split for t in folds.tasks] == [f"fold{f}" for f in range(1, 6)]
+    assert folds.train == {"recipe": "probe", "init": "whisper-base"}
+
+
 def test_one_second_config_runs_and_trains_at_its_length():
     from prunebench.data.length import input_frames_for
     from prunebench.models import registered_config
