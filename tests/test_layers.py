@@ -97,3 +97,78 @@ def test_the_check_sees_top_level_and_nested_relative_imports(tmp_path, source, 
     path = tmp_path / "mod.py"
     path.write_text(source)
     assert [layer_of(t) for t in imported(path, "prunebench.data.mod")] == [expected]
+
+
+# -- no cycles between modules ------------------------------------------------------------------
+def import_graph(module_paths) -> dict:
+    """module -> the prunebench modules it imports (every import, also inside functions). `from
+    package import name` depends on the module `package.name` where that is one, else on `package`."""
+    known = {module for module, _ in module_paths}
+    graph = {}
+    for module, path in module_paths:
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = next(iter(imported_from(node, path, module)), None)
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+            edges.update(t for t in targets if t in known and t != module)
+        graph[module] = edges
+    return graph
+
+
+def imported_from(node: ast.ImportFrom, path: Path, module: str):
+    is_package = path.name == "__init__.py"
+    if node.level:
+        base = module.split(".")[: len(module.split(".")) - node.level + is_package]
+        yield ".".join(base + ([node.module] if node.module else []))
+    else:
+        yield node.module
+
+
+def cycles(graph: dict) -> list:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on_stack, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles_between_modules():
+    found = cycles(import_graph(list(modules())))
+    assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_cycle_check_finds_a_planted_cycle(tmp_path):
+    """Two modules of a layer that import each other, one of them only inside a function."""
+    (tmp_path / "a.py").write_text("from prunebench.measure.b import f\n")
+    (tmp_path / "b.py").write_text("def f():\n    from prunebench.measure import a\n")
+    (tmp_path / "c.py").write_text("from prunebench.measure.a import f\n")  # depends on the cycle, not in it
+    planted = [(f"prunebench.measure.{n}", tmp_path / f"{n}.py") for n in "abc"]
+    assert cycles(import_graph(planted)) == [["prunebench.measure.a", "prunebench.measure.b"]]
