@@ -5,6 +5,7 @@ from typing import Any
 
 from prunebench.core.registry import register_model
 from prunebench.models.audio_vit import AudioViT, AudioViTConfig
+from prunebench.models import formats  # noqa: F401  the audio ViT family's weights reader registers itself
 
 
 @register_model("ast-tiny", description="AST-style ViT, 192 wide, 6 deep, 3 heads, 16x16 stride 16, 512 frames (CPU default)")

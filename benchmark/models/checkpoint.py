@@ -19,11 +19,10 @@ from prunebench.core.files import atomic_write, file_sha256
 from prunebench.core.errors import DataError, PrunebenchError
 from prunebench.core.registry import MODELS
 from prunebench.models.audio_vit import AudioViT, adapt_positions
-from prunebench.models.formats import read_weights
-from prunebench.models.weights import CHECKPOINT_FORMAT, StateDict, Weights, weight_files
+from prunebench.models.weights import CHECKPOINT_FORMAT, StateDict, Weights, read_family_weights, weight_files
 from prunebench.models.hub import resolve_checkpoint
 from prunebench.models.registered import registered_config
-from prunebench.models.whisper_formats import ctranslate2_split, read_whisper_weights
+from prunebench.models.whisper_formats import ctranslate2_split
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +38,7 @@ def read_checkpoint_weights(name: str, checkpoint: str | Path) -> Weights:
     """The weights a checkpoint argument (file, folder or Hub id) holds, mapped for model `name`."""
     arch = registered_config(name)
     path = resolve_checkpoint(checkpoint)
-    if arch.family == "whisper":
-        return read_whisper_weights(path, arch)
-    return read_weights(path, arch)
+    return read_family_weights(path, arch)
 
 
 def load_model(name: str, checkpoint: Optional[str | Path] = None, num_classes: Optional[int] = None) -> AudioViT:

@@ -28,13 +28,14 @@ import torch
 from prunebench.core.errors import DataError
 from prunebench.models.audio_vit import AudioViTConfig, grid_for
 from prunebench.models.weights import (CHECKPOINT_FORMAT, StateDict, Weights, load_file as _load_file, read_json as _read_json,
-                                       registered_readers, unwrap as _unwrap, weight_files)
+                                       register_family_reader, registered_readers, unwrap as _unwrap, weight_files)
 
 # Fields of AudioViTConfig that define the architecture: weights that disagree do not fit the model.
 STRUCTURAL = ("embed_dim", "depth", "num_heads", "mlp_ratio", "patch_size", "fstride", "tstride",
               "num_mel_bins", "distillation_token", "pooling", "final_norm")
 
 
+@register_family_reader("vit")
 def read_weights(path: Path, arch: AudioViTConfig) -> Weights:
     """The weights stored at `path` (a file or a folder), mapped onto AudioViT names.
 

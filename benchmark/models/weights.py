@@ -34,6 +34,27 @@ class WeightReader:
 
 
 WEIGHT_READERS: Dict[str, WeightReader] = {}
+# model family -> the function that reads a checkpoint for a model of that family (path, arch)
+FAMILY_READERS: Dict[str, Callable[[Path, Any], "Weights"]] = {}
+
+
+def register_family_reader(family: str) -> Callable:
+    """Decorator: the weights reader of a model family (`EncoderConfig.family`), declared in the
+    family's own files, so loading a checkpoint switches on no family name."""
+    def register(read: Callable[[Path, Any], "Weights"]) -> Callable[[Path, Any], "Weights"]:
+        FAMILY_READERS[family] = read
+        return read
+
+    return register
+
+
+def read_family_weights(path: Path, arch: Any) -> "Weights":
+    """The weights at `path` read by the reader of `arch`'s family."""
+    registered_readers()  # the built-in model modules, which import their family's reader, are loaded
+    read = FAMILY_READERS.get(arch.family)
+    if read is None:
+        raise DataError(f"{path}: model family {arch.family!r} has no weights reader (register_family_reader)")
+    return read(path, arch)
 
 
 def register_weight_reader(reader: WeightReader) -> WeightReader:

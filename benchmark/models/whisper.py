@@ -29,6 +29,7 @@ from prunebench.method_api import Method, ModelDims
 from prunebench.core.registry import MODELS
 from prunebench.audio.whisper import FRAMES_PER_TOKEN, PAD30_FRAMES, WhisperFrontEnd
 from prunebench.models.encoder import EncoderConfig, TokenEncoder
+from prunebench.models import whisper_formats  # noqa: F401  the Whisper family's weights reader registers itself
 
 INPUT_MODES = ("native", "pad30")
 NATIVE_NOMINAL_FRAMES = 500  # 5 s: the nominal length of the native mode (timing, validation)

@@ -31,7 +31,7 @@ import torch
 
 from prunebench.core.errors import DataError
 from prunebench.models.weights import (CHECKPOINT_FORMAT, StateDict, Weights, load_file as _load_file,
-                                       read_json as _read_json, unwrap as _unwrap, weight_files)
+                                       read_json as _read_json, register_family_reader, unwrap as _unwrap, weight_files)
 from prunebench.models.split_file import SplitFile, find_split
 
 CT2_DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
@@ -53,6 +53,7 @@ def is_ctranslate2(path: "Path | SplitFile") -> bool:
     return version in CT2_VERSIONS and 0 < length < 256
 
 
+@register_family_reader("whisper")
 def read_whisper_weights(path: Path, arch) -> Weights:
     """The Whisper encoder weights at `path` (file or folder) in WhisperEncoder names, checked
     against the registered config `arch` (width, depth, heads, mel bins)."""
