@@ -51,6 +51,7 @@ from prunebench.train.schedule import keep_rate_at, lr_lambda, make_optimizer
 log = logging.getLogger(__name__)
 EVAL_BATCH_SIZE = 64
 STEP_LOG_SECONDS = 60  # without a bar: a progress line at most this often within an epoch
+RECENT_EPOCHS = 2  # time left is estimated at the pace of this many last epochs
 
 
 def train_model(
@@ -269,10 +270,12 @@ def train_step(training: Training, examples: Examples, idx: torch.Tensor, step: 
 
 
 def log_epoch(training: Training) -> None:
-    """The progress line when there is no bar: epoch i/N, loss, seconds, time left (at the mean epoch's pace)."""
+    """The progress line when there is no bar: epoch i/N, loss, seconds, time left (at the pace of
+    the last RECENT_EPOCHS epochs: a shared machine's load changes)."""
     state, epochs = training.state, training.spec.cfg["epochs"]
     seconds = state.epoch_seconds
-    left = (epochs - state.epoch) * sum(seconds) / len(seconds)
+    recent = seconds[-RECENT_EPOCHS:]
+    left = (epochs - state.epoch) * sum(recent) / len(recent)
     held_out = f", held-out {training.metric} {state.test_scores[-1]:.4f}" if state.test_scores else ""
     log.info("train %s on %s: epoch %d/%d, loss %.4f%s, %.1f s, about %s left", training.spec.model_name,
              training.spec.task.id, state.epoch, epochs, state.history[-1], held_out, seconds[-1], _duration(left))
@@ -280,9 +283,9 @@ def log_epoch(training: Training) -> None:
 
 def log_step(training: Training, epoch: int, steps: int, seconds: float, loss: float) -> None:
     """A progress line within an epoch: steps done, seconds per step, time left in the training
-    (at this epoch's pace, plus the remaining epochs at the mean finished epoch's)."""
+    (at this epoch's pace, plus the remaining epochs at the last finished epochs' pace)."""
     state, epochs, per_epoch = training.state, training.spec.cfg["epochs"], training.steps_per_epoch
-    done = state.epoch_seconds
+    done = state.epoch_seconds[-RECENT_EPOCHS:]
     epoch_pace = sum(done) / len(done) if done else seconds / steps * per_epoch
     left = seconds / steps * (per_epoch - steps) + (epochs - epoch - 1) * epoch_pace
     log.info("train %s on %s: epoch %d/%d, step %d/%d, %.2f s/step (%s), loss %.4f, about %s left",
