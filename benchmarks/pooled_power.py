@@ -99,17 +99,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     from prunebench.analysis.paired import flip_differences, flip_shares, pooled_detectable_effect
     from prunebench.analysis.robustness import compare, index_records, pooled_vectors
     from prunebench.core.registry import BASELINE
-    try:  # the records layer's reader, by its current name (records.store.load_records before)
-        from prunebench.records.record import load_results as load_records
-    except ImportError:
-        from prunebench.records.store import load_records
+    from prunebench.records.record import load_results
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results")
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    records = [r for r in load_records(args.results) if r.ok]
+    records = [r for r in load_results(args.results) if r.ok]
     index = index_records(records)
     groups = {}
     for c in compare(records, args.seed):
