@@ -100,3 +100,8 @@ def record_documents(out: Path, include_failed: bool = False) -> List[Dict[str, 
     from prunebench.records.record import load_results
 
     return [{**r.to_dict(), "_path": r.path} for r in load_results(out, include_failed)]
+
+
+def reidentified(record: Dict[str, Any]) -> Dict[str, Any]:
+    """A hand-edited record with the identity its edited content gives (as a writer would store it)."""
+    return {**record, "identity": Record.from_dict(as_old(record)).identity_from_content().to_dict()}
