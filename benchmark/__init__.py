@@ -15,16 +15,18 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'prunebench' has no attribute {name!r}")
 
 
-def load_model(name, checkpoint=None, num_classes=None):
+def load_model(name, checkpoint=None, num_classes=None, execution="auto"):
     """A model whose forward takes a normalised fbank (batch, frames, mel_bins) and returns logits.
 
     `checkpoint`: None (random weights), a local file or folder (prunebench, official AST .pth,
     Transformers AST folder or safetensors, AudioMAE, Whisper), a Hugging Face Hub id or a zoo name
     (`prunebench list`); the format is read from the contents. A pretrained backbone without a head
-    (e.g. the zoo's whisper-base) needs `num_classes`: its encoder with a fresh, untrained head."""
+    (e.g. the zoo's whisper-base) needs `num_classes`: its encoder with a fresh, untrained head.
+    `execution`: the CPU inference path, "auto" (fast where oneDNN runs), "fast" or "eager"
+    (docs/cpu-speed.md)."""
     from prunebench.models import load_model as _load
 
-    return _load(name, checkpoint=checkpoint, num_classes=num_classes)
+    return _load(name, checkpoint=checkpoint, num_classes=num_classes, execution=execution)
 
 
 __all__ = ["AttentionInfo", "MergePlan", "Method", "ScorePruning", "TokenState", "load_model", "patch_statistic",

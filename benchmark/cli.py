@@ -111,6 +111,7 @@ def _add_profile(sub) -> None:
                    help="SDPA backend for all methods (auto: the fastest every method runs on)")
     p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND", help="torch.compile each method (default backend inductor)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    _add_execution(p)
     p.add_argument("--no-memory", action="store_true", help="skip peak memory (on CPU one fresh process per method)")
     p.add_argument("--runs", type=int, default=1, help="repeat the whole measurement and report agreement (repeatability)")
     p.add_argument("--check-macs", action="store_true", help="instead of timing: analytic MACs against FlopCounterMode and ptflops (aten), math attention")
@@ -132,8 +133,15 @@ def _add_tune(sub) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement")
     p.add_argument("--tolerance", type=float, default=0.05, help="accept a measured speedup within this share of the target")
     p.add_argument("--max-measurements", type=int, default=6)
+    _add_execution(p)
     p.add_argument("--plugins", action="append", metavar="FILE")
     p.set_defaults(func=cmd_tune)
+
+
+def _add_execution(p) -> None:
+    p.add_argument("--execution", default="auto", choices=["auto", "fast", "eager"],
+                   help="CPU inference path: fast (oneDNN, packed weights, fused GELU), eager (PyTorch's modules); "
+                        "auto: fast on a CPU (docs/cpu-speed.md)")
 
 
 def _add_report(sub) -> None:
@@ -293,7 +301,8 @@ def cmd_profile(args) -> int:
     rows = profile(args.model, args.method, seconds=args.seconds, batch_size=args.batch_size, device=args.device,
                    dtype=args.dtype, repeats=args.repeats, warmup=args.warmup, buckets=args.bucket,
                    min_repeat_s=args.min_time, attention=args.attention, compile_backend=args.compile,
-                   memory=not args.no_memory, threads=args.threads, runs=args.runs, plugin_files=args.plugins or [])
+                   memory=not args.no_memory, threads=args.threads, runs=args.runs, plugin_files=args.plugins or [],
+                   execution=args.execution)
     print(f"machine: {machine_description(rows[0]['device'])}")
     print(format_profile(rows))
     if args.runs > 1:
@@ -307,14 +316,13 @@ def cmd_profile(args) -> int:
 def cmd_tune(args) -> int:
     import torch
 
-    from prunebench.measure.profile import input_shapes, model_frontend
+    from prunebench.measure.profile import inference_model, input_shapes, model_frontend
     from prunebench.measure.throughput import TimingSettings
     from prunebench.measure.tune import tune
     from prunebench.method_api import parse_method_spec
-    from prunebench.models import build_model
 
     torch.manual_seed(0)
-    model = build_model(args.model).eval()
+    model = inference_model(args.model, args.device, args.dtype, args.execution)
     name, params = parse_method_spec(args.method)
     params.pop("keep_rate", None)
     shape = input_shapes(model.config.target_frames, [args.bucket] if args.bucket else [], None, model_frontend(model))[0]

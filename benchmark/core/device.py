@@ -74,6 +74,14 @@ def cpu_dtypes() -> Tuple[str, ...]:
     return ("float32",) + (("bfloat16",) if bf16 else ()) + (("float16",) if fp16 else ())
 
 
+def cpu_capability() -> str:
+    """What this CPU's kernels can use, as a record states it: ATen's vector ISA level
+    (torch.backends.cpu.get_cpu_capability: avx512, avx2, default, ...) and the native low-precision
+    flags it has (`avx512+avx512_bf16+amx_bf16`)."""
+    isa = torch.backends.cpu.get_cpu_capability().lower()
+    return "+".join([isa, *(f for f in BF16_FLAGS + FP16_FLAGS if f in cpu_flags())])
+
+
 def check_dtype(device: torch.device, dtype: str, setting: str) -> None:
     """ConfigError naming `setting` when `dtype` was asked for a CPU that cannot run it natively."""
     if device.type == "cpu" and dtype not in cpu_dtypes():

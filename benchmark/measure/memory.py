@@ -68,6 +68,7 @@ class ForwardSpec:
     threads: int
     plugin_files: Sequence[str] = ()
     seed: int = 0
+    execution: str = "eager"  # the path the measured model is on (prunebench.models.execution)
 
 
 def process_spec(model: torch.nn.Module, method, forward: ForwardSpec) -> Dict[str, Any]:
@@ -80,6 +81,7 @@ def process_spec(model: torch.nn.Module, method, forward: ForwardSpec) -> Dict[s
         "frames": forward.frames, "valid_frames": forward.valid_frames, "batch_size": forward.batch_size,
         "dtype": forward.dtype, "attention": forward.attention, "threads": forward.threads,
         "plugin_files": [str(Path(p).resolve()) for p in forward.plugin_files], "seed": forward.seed,
+        "execution": forward.execution,
     }
 
 
@@ -123,11 +125,13 @@ def measure_in_this_process(spec: Dict[str, Any]) -> MemoryReading:
     from prunebench.measure.shapes import InputShape, make_batch
     from prunebench.core.device import autocast_for, resolve_dtype
     from prunebench.measure.forward import bound_forward
+    from prunebench.models.execution import set_execution
 
     for path in spec["plugin_files"]:
         load_plugin_file(path)
     torch.set_num_threads(spec["threads"])
     model = _load(spec["model_class"])(_load(spec["config_class"])(**spec["config"])).eval()
+    set_execution(model, spec.get("execution", "eager"))
     method = METHODS.get(spec["method"]["name"])(**spec["method"]["params"])
     frames = spec["frames"]
     shape = InputShape(frames, spec["valid_frames"] or frames, "memory")

@@ -25,7 +25,8 @@ from prunebench.method_api import Method, parse_method_spec
 from prunebench.models import build_model
 from prunebench.core.registry import METHODS
 from prunebench.measure.shapes import InputShape, bucket_shape, make_batch, nominal_shape, parse_bucket
-from prunebench.core.device import resolve_device, resolve_dtype
+from prunebench.core.device import check_dtype, resolve_device, resolve_dtype
+from prunebench.models.execution import resolve_execution, set_execution
 from prunebench.measure.throughput import measure_interleaved, relative_range
 
 REPEATABILITY_TOLERANCE = 0.05  # medians of repeated runs of one configuration agree within 5%
@@ -98,11 +99,10 @@ def profile(model_name: str, specs: Sequence[str], seconds: Optional[float] = No
             buckets: Sequence[str] = (), min_repeat_s: float = 0.2, attention: str = "auto",
             compile_backend: Optional[str] = None, memory: bool = True, threads: Optional[int] = None,
             runs: int = 1, plugin_files: Sequence[str] = (), model_overrides: Optional[Dict[str, Any]] = None,
-            seed: int = 0) -> List[Dict[str, Any]]:
+            seed: int = 0, execution: str = "auto") -> List[Dict[str, Any]]:
     """One row per (input shape, method); `none` first in each shape. See the module docstring."""
-    resolve_device(device), resolve_dtype(dtype)  # fail before building anything
     torch.manual_seed(seed)
-    model = build_model(model_name, **(model_overrides or {})).eval()
+    model = inference_model(model_name, device, dtype, execution, model_overrides)
     methods = build_methods(specs)
     rows: List[Dict[str, Any]] = []
     shapes = input_shapes(model.config.target_frames, buckets, seconds, model_frontend(model))
@@ -123,6 +123,17 @@ def profile(model_name: str, specs: Sequence[str], seconds: Optional[float] = No
                 references.append(statistics.median(before.gflops_per_s + after.gflops_per_s))
             rows += _rows(model_name, shape, methods, macs, runs_out, references, dtype)
     return rows
+
+
+def inference_model(model_name: str, device: str, dtype: str, execution: str,
+                    overrides: Optional[Dict[str, Any]] = None) -> torch.nn.Module:
+    """A random-init registered model on the execution path asked (prunebench.models.execution);
+    a device, dtype or path this machine cannot run is a ConfigError before anything is built."""
+    dev = resolve_device(device)
+    resolve_dtype(dtype)
+    check_dtype(dev, dtype, "--dtype")
+    path = resolve_execution(execution, dev, "--execution")
+    return set_execution(build_model(model_name, **(overrides or {})).eval(), path)
 
 
 def _rows(model_name: str, shape: InputShape, methods: Sequence[Method], macs, runs_out,
@@ -149,6 +160,7 @@ def _rows(model_name: str, shape: InputShape, methods: Sequence[Method], macs, r
             "model": model_name, **shape.describe(), "batch_size": first.batch_size,
             "requested_batch_size": first.requested_batch_size, "device": first.device, "dtype": first.dtype,
             "threads": first.threads, "attention_backend": first.attention_backend, "compiled": first.compiled,
+            "execution": first.execution,
             "timer": first.timer, "repeats": first.repeats, "steps_per_repeat": first.steps_per_repeat,
             "min_repeat_s": first.min_repeat_s, "resting_memory_bytes": first.resting_memory_bytes,
             "memory_kind": first.memory_kind,
@@ -175,7 +187,8 @@ def format_profile(rows: List[Dict[str, Any]]) -> str:
         if first["requested_batch_size"] not in (None, first["batch_size"]):
             batch += f" (out of memory at {first['requested_batch_size']}: halved)"
         head = (f"{first['model']}, {label}: {first['frames']} frames ({first['valid_frames']} real), batch {batch}, "
-                f"{first['device']}, {first['dtype']}, {first['threads']} threads, attention {first['attention_backend']}"
+                f"{first['device']}, {first['dtype']}, {first['execution']} path, {first['threads']} threads, "
+                f"attention {first['attention_backend']}"
                 f"{', compiled (' + first['compiled'] + ')' if first['compiled'] else ''}, {first['timer']}, "
                 f"median of {first['repeats']} repeats x {first['steps_per_repeat']}+ steps")
         table = [[r["method_id"], f"{r['macs_per_sample'] / 1e9:.4g}", f"{r['mac_ratio']:.2f}", f"{r['samples_per_s']:.4g}",

@@ -12,7 +12,8 @@
   method is the median over rounds of its throughput divided by `none`'s in the same round;
 - a fixed batch size; out of memory, the batch is halved for all methods and the measurement
   restarts (recorded: `requested_batch_size`, `batch_size`);
-- threads, dtype, float32 matmul precision, timer and attention backend recorded with the numbers.
+- threads, dtype, float32 matmul precision, timer, attention backend and execution path (fast or
+  eager, prunebench.models.execution) recorded with the numbers.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from prunebench.measure.memory import ForwardSpec, MemoryReading, cpu_peak_in_fr
 from prunebench.method_api import Method
 from prunebench.measure.shapes import InputShape, make_batch
 from prunebench.measure.timing import StepTimer
+from prunebench.models.execution import execution_of
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class Throughput:
     peak_memory_bytes: Optional[int] = None  # one forward, above resting (see benchmark/measure/memory.py)
     resting_memory_bytes: Optional[int] = None
     memory_kind: Optional[str] = None
+    execution: Optional[str] = None  # the CPU path the model ran on: fast or eager (prunebench.models.execution)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,6 +142,7 @@ class _Timings:
     seconds: Dict[str, List[float]]
     rates: Dict[str, List[float]]
     memory: Dict[str, MemoryReading]
+    execution: str = "eager"
 
 
 def _measure(model, methods: Sequence[Method], frames: int, s: TimingSettings, dev: torch.device,
@@ -161,6 +165,7 @@ def _measure(model, methods: Sequence[Method], frames: int, s: TimingSettings, d
             steps = {m.id: bound_forward(model, m, fbank, valid, s.compile_backend) for m in methods}
             timings = _time_rounds(methods, steps, timer, s)
             timings.backend = backend
+            timings.execution = execution_of(model)
             timings.memory = _memory(model, methods, steps, shape, dev, s, backend) if s.memory else {}
     results = {m.id: _throughput(m.id, timings, s, shape, dev, requested, timer.kind) for m in methods}
     _add_speedups(results, timings.rates)
@@ -207,7 +212,7 @@ def _throughput(method_id: str, t: _Timings, s: TimingSettings, shape: InputShap
         float32_matmul_precision=torch.get_float32_matmul_precision(),
         interop_threads=torch.get_num_interop_threads(),
         peak_memory_bytes=reading.peak_bytes, resting_memory_bytes=reading.resting_bytes,
-        memory_kind=reading.kind,
+        memory_kind=reading.kind, execution=t.execution,
     )
 
 
@@ -243,7 +248,7 @@ def _memory(model, methods: Sequence[Method], steps, shape: InputShape, dev: tor
         return {m.id: MemoryReading(None, None, "unavailable", note) for m in methods}
     valid = shape.valid_frames if shape.valid_frames < shape.frames else None
     forward = ForwardSpec(shape.frames, valid, s.batch_size, s.dtype, backend, torch.get_num_threads(),
-                          tuple(s.plugin_files), s.seed)
+                          tuple(s.plugin_files), s.seed, execution_of(model))
     return {m.id: cpu_peak_in_fresh_process(process_spec(model, m, forward)) for m in methods}
 
 

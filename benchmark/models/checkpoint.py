@@ -19,6 +19,7 @@ from prunebench.core.files import atomic_write, file_sha256
 from prunebench.core.errors import DataError, PrunebenchError
 from prunebench.core.registry import MODELS
 from prunebench.models.audio_vit import AudioViT, adapt_positions
+from prunebench.models.execution import resolve_execution, set_execution
 from prunebench.models.weights import CHECKPOINT_FORMAT, StateDict, Weights, read_family_weights, weight_files
 from prunebench.models.hub import resolve_checkpoint
 from prunebench.models.registered import registered_config
@@ -41,7 +42,8 @@ def read_checkpoint_weights(name: str, checkpoint: str | Path) -> Weights:
     return read_family_weights(path, arch)
 
 
-def load_model(name: str, checkpoint: Optional[str | Path] = None, num_classes: Optional[int] = None) -> AudioViT:
+def load_model(name: str, checkpoint: Optional[str | Path] = None, num_classes: Optional[int] = None,
+               execution: str = "auto") -> AudioViT:
     """A model whose forward takes a normalised fbank (batch, frames, mel_bins) and returns logits.
 
     `checkpoint`: None (random weights), or a local file or folder (prunebench, official AST .pth,
@@ -51,7 +53,16 @@ def load_model(name: str, checkpoint: Optional[str | Path] = None, num_classes: 
     MAE-pretrained AudioMAE, an ImageNet ViT) needs `num_classes`: the pretrained encoder then gets a
     fresh, untrained head of that size and one warning says so, as timm's `create_model(...,
     num_classes=N)` does; without it, an error names what to pass.
+
+    `execution`: the CPU path its inference runs on (prunebench.models.execution): "auto" (fast on
+    a CPU with oneDNN), "fast" or "eager" (PyTorch's own modules); a path this build cannot run is
+    a ConfigError. The model is returned on the CPU, in eval mode.
     """
+    path = resolve_execution(execution, torch.device("cpu"), "load_model: execution")
+    return set_execution(_load_model(name, checkpoint, num_classes), path)
+
+
+def _load_model(name: str, checkpoint: Optional[str | Path], num_classes: Optional[int]) -> AudioViT:
     if checkpoint is None:
         overrides = {} if num_classes is None else {"num_classes": num_classes}
         return build_model(name, **overrides).eval()

@@ -12,7 +12,10 @@ folder resumes per pair. The parts:
 - `method`: the normalised spec, every parameter with its default filled in; a method named by a
   speed target is that target (its other parameters and `target_speedup`), not the keep rate the
   tuning found;
-- `measure`: the settings that change results (dtype, device kind, feature storage);
+- `measure`: the settings that change results (dtype, device kind, feature storage, and since
+  issue 29 the execution path and, on a CPU, its capability); a block without `execution` is a
+  record from before, made on the eager path on an unrecorded CPU, and compares as one
+  (`comparable_measures`), so such a folder still resumes with `execution: eager`;
 - `seed`: the run's seed (noise and random selections are drawn from it).
 
 Every part is read back from a record's own content, so a record whose stored key does not match
@@ -24,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from prunebench.core.version import PROTOCOL
 
@@ -59,6 +62,8 @@ class Identity:
         out: List[str] = []
         for part in PARTS:
             mine, theirs = self.parts.get(part), other.parts.get(part)
+            if part == "measure" and isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+                mine, theirs = comparable_measures(mine, theirs)
             if mine == theirs:
                 continue
             if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
@@ -78,9 +83,37 @@ def _short(value: Any) -> str:
     return text if len(text) <= 48 else text[:45] + "..."
 
 
-def measure_part(dtype: str, device: str, feature_dtype: str) -> Dict[str, Any]:
-    """The measure settings that change results; `device` as run (`cuda:1` counts as `cuda`)."""
-    return {"dtype": dtype, "device": str(device).split(":")[0], "feature_dtype": feature_dtype}
+def measure_part(dtype: str, device: str, feature_dtype: str, execution: Optional[str] = None,
+                 cpu: Optional[str] = None) -> Dict[str, Any]:
+    """The measure settings that change results; `device` as run (`cuda:1` counts as `cuda`);
+    `execution` the path that ran (prunebench.models.execution: fast or eager) and `cpu` the CPU's
+    capability on a CPU run (prunebench.core.device.cpu_capability). Records from before those
+    two existed lack them (see comparable_measures)."""
+    part = {"dtype": dtype, "device": str(device).split(":")[0], "feature_dtype": feature_dtype}
+    if execution is not None:
+        part["execution"] = execution
+    if cpu is not None:
+        part["cpu"] = cpu
+    return part
+
+
+LEGACY_MEASURE = {"execution": "eager"}  # what every record without the field ran on
+
+
+def comparable_measures(a: Mapping[str, Any], b: Mapping[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Two measure blocks as they compare: an absent `execution` is the eager path, and a CPU
+    capability counts only where both blocks state one (a record from before states none)."""
+    a, b = {**LEGACY_MEASURE, **a}, {**LEGACY_MEASURE, **b}
+    if "cpu" not in a or "cpu" not in b:
+        a.pop("cpu", None)
+        b.pop("cpu", None)
+    return a, b
+
+
+def same_measure(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether records of these measure blocks were made alike (comparable_measures)."""
+    mine, theirs = comparable_measures(a, b)
+    return mine == theirs
 
 
 def method_part(method: Mapping[str, Any]) -> Dict[str, Any]:

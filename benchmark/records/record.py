@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from prunebench.core.errors import DataError, PrunebenchError
 from prunebench.core.feature_dtype import feature_storage
 from prunebench.core.registry import BASELINE
-from prunebench.records.identity import SPEED_TARGET, Identity, identity_of, measure_part
+from prunebench.records.identity import SPEED_TARGET, Identity, identity_of, measure_part, same_measure
 from prunebench.records.sidecar import ARRAYS, SIDECAR, Sidecar
 from prunebench.records.store import FAILED, OK, SCHEMA, iter_result_files, read_record, result_path, write_record
 
@@ -565,7 +565,7 @@ def load_results(out: Union[str, Path], include_failed: bool = False) -> List[Re
         if not r.ok:
             continue
         first = made_with.setdefault((r.model, r.task_id), r)
-        if (first.checkpoint_sha256, first.measure) != (r.checkpoint_sha256, r.measure):
+        if first.checkpoint_sha256 != r.checkpoint_sha256 or not same_measure(first.measure, r.measure):
             what = "checkpoint" if first.checkpoint_sha256 != r.checkpoint_sha256 else "measure settings"
             raise DataError(f"results {first.path} and {r.path} were made with different {what}: "
                             f"they cannot be compared; keep them in separate folders")

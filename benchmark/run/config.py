@@ -19,6 +19,7 @@ import yaml
 from prunebench.core.feature_dtype import FEATURE_DTYPES, feature_storage as storage_for
 from prunebench.core.errors import ConfigError, PluginError, did_you_mean
 from prunebench.method_api import Method
+from prunebench.models.execution import EXECUTIONS
 from prunebench.run.speed_target import KEY as SPEED_KEY, SpeedTarget, speed_target
 from prunebench.train.recipes import TRAIN_DEFAULTS, resolve_train  # noqa: F401  TRAIN_DEFAULTS re-exported
 from prunebench.core.registry import CORRUPTIONS, METHODS, MODELS, TASKS
@@ -29,7 +30,8 @@ from prunebench.data.variant import TaskVariant
 
 TOP_KEYS = ("seed", "models", "tasks", "methods", "measure", "train", "on_bad_clip")
 MEASURE_DEFAULTS = {"throughput": True, "batch_size": 32, "device": "auto", "dtype": "float32", "warmup": 2, "repeats": 5,
-                    "min_repeat_s": 0.2, "feature_dtype": "auto"}
+                    "min_repeat_s": 0.2, "feature_dtype": "auto",
+                    "execution": "auto"}
 MODEL_KEYS = ("name", "checkpoint", "overrides", "frames")
 # noisy_buckets: also every corruption at every length bucket (by default buckets are clean only).
 TASK_EXTRA_KEYS = ("corruptions", "buckets", "include_clean", "noisy_buckets")
@@ -322,6 +324,8 @@ def _check_measure(measure: Dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: min_repeat_s must be a number of seconds in [0, 600], got {seconds!r}")
     if measure["dtype"] not in ("float32", "float16", "bfloat16"):
         raise ConfigError(f"{where}: dtype must be float32, float16 or bfloat16, got {measure['dtype']!r}")
+    if measure["execution"] not in EXECUTIONS:
+        raise ConfigError(f"{where}: execution must be one of {', '.join(EXECUTIONS)}, got {measure['execution']!r}")
     if measure["feature_dtype"] not in FEATURE_DTYPES:
         raise ConfigError(f"{where}: feature_dtype must be one of {', '.join(FEATURE_DTYPES)}, got {measure['feature_dtype']!r}")
     device = measure["device"]

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Set, Tuple
 
-from prunebench.core.device import resolve_device
 from prunebench.core.errors import DataError
-from prunebench.records.identity import Identity, measure_part
+from prunebench.records.identity import Identity, same_measure
 from prunebench.records.record import Pair, Record
 from prunebench.records.store import iter_result_files, result_path
-from prunebench.run.config import RunConfig, feature_storage
+from prunebench.run.config import RunConfig
+from prunebench.run.measure_settings import resolve_measure
 from prunebench.run.work import EvalUnit
 
 
@@ -67,8 +67,7 @@ class _Changed:
 
 def plan_run(config: RunConfig, out: str | Path, overwrite: bool = False) -> Plan:
     out = Path(out)
-    measure = config.measure
-    measure_block = measure_part(measure["dtype"], str(resolve_device(measure["device"])), feature_storage(measure))
+    measure_block = resolve_measure(config.measure).block
     groups: List[Group] = []
     done: List[Tuple[Path, Record]] = []
     retried: List[Path] = []
@@ -122,6 +121,6 @@ def _check_comparable(out: Path, grid_paths: Set[Path], config: RunConfig, measu
         if path in grid_paths:
             continue
         record = Record.read(path)
-        if record.ok and (record.model, record.task_id) in ours and record.measure != measure_block:
+        if record.ok and (record.model, record.task_id) in ours and not same_measure(record.measure, measure_block):
             first = Identity({"measure": record.measure}).differences(Identity({"measure": measure_block}))[0]
             changed.add(path, f"the measure settings of {record.model} on {record.task_id}", first)

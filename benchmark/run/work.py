@@ -26,12 +26,13 @@ from prunebench.measure.evaluate import evaluate
 from prunebench.data.features import FeatureSet, FeatureStore, frontend_for
 from prunebench.audio.kaldi import FrontEnd
 from prunebench.run.integrity import WeightsGuard
+from prunebench.run.measure_settings import resolve_measure
 from prunebench.method_api import Method
 from prunebench.data.examples import example_spectrograms
 from prunebench.models import build_model, checkpoint_sha256, file_sha256, load_classifier, resolve_checkpoint
 from prunebench.models.encoder import EncoderConfig, TokenEncoder
+from prunebench.models.execution import set_execution
 from prunebench.core.registry import METHODS
-from prunebench.records.identity import measure_part
 from prunebench.records.record import Failure, Pair, Record
 from prunebench.records.store import provenance
 from prunebench.core.device import resolve_device
@@ -89,6 +90,7 @@ class PreparedModel:
     sha256: str
     config: EncoderConfig
     state_dict: Optional[Dict[str, torch.Tensor]] = None
+    execution: str = "eager"  # the path a built model runs on (prunebench.models.execution)
 
     def without_weights(self) -> "PreparedModel":
         return replace(self, state_dict=None)
@@ -102,7 +104,7 @@ class PreparedModel:
         params = {k: v for k, v in self.config.to_dict().items() if k != "name"}
         model = build_model(self.name, **params)
         model.load_state_dict(self.state_dict, strict=True)
-        return model.eval()
+        return set_execution(model.eval(), self.execution)
 
     def describe(self) -> Dict[str, Any]:
         return {"name": self.name, "checkpoint": self.checkpoint, "checkpoint_sha256": self.sha256,
@@ -138,8 +140,9 @@ class Work:
         measure = config.measure
         self.store = FeatureStore(on_bad_clip=config.on_bad_clip, run_seed=config.seed, progress=progress,
                                   store_dtype=feature_storage(measure))
-        self.device = str(resolve_device(measure["device"]))
-        self.measure_block = measure_part(measure["dtype"], self.device, feature_storage(measure))
+        self.measure = resolve_measure(measure)
+        self.device = str(self.measure.device)
+        self.measure_block = self.measure.block
         self.timing_settings = TimingSettings(batch_size=measure["batch_size"], device=measure["device"],
                                               dtype=measure["dtype"], warmup=measure["warmup"],
                                               repeats=measure["repeats"], seed=config.seed,
@@ -172,7 +175,7 @@ class Work:
         frames = entry.frames if entry.frames is not None else entry.overrides.get("target_frames")
         model = fit_to_task(load_classifier(entry.name, checkpoint, num_classes=task.num_classes), task, frames, checkpoint)
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        return PreparedModel(entry.name, str(checkpoint), sha, model.config, state)
+        return PreparedModel(entry.name, str(checkpoint), sha, model.config, state, self.measure.execution)
 
     def _checkpoint(self, entry: ModelEntry, task) -> Tuple[Path, str]:
         given = entry.checkpoint_for(task)  # one per held-out split (fold): a file or folder, a Hub id or a zoo name
