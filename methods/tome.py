@@ -11,6 +11,11 @@ Schedules:
   keeps, so the methods are compared at equal MACs. One bipartite round removes at most half the
   tokens; a lower keep rate runs further rounds on the merged keys.
 - `constant`: ToMe's own schedule, r tokens fewer after every block (at most half of them).
+
+Padding (under a key-padding mask): each row merges its real tokens exactly as the clip alone
+would (its own count, rounds and bipartite split over its real tokens, which come first); a real
+token is only matched with a real one, padding is never merged into anything, and the padding
+tokens a row does not need to fill the batch's widest row are dropped.
 """
 from __future__ import annotations
 
@@ -73,6 +78,43 @@ def bipartite_soft_matching(keys: torch.Tensor, r: int) -> BipartitePlan:
     src_idx = order[:, :r]
     unm_idx = order[:, r:].sort(dim=-1).values  # staying A tokens keep their relative order
     return BipartitePlan(unm_idx, src_idx, partner.gather(1, src_idx), n)
+
+
+def masked_bipartite_plan(keys: torch.Tensor, padding: torch.Tensor, r: torch.Tensor) -> MergePlan:
+    """One bipartite round under a key-padding mask, each row merging its own `r[b]` real tokens.
+
+    keys: (b, n, c) of the patch tokens, each row's real tokens first (`padding` (b, n) flags the
+    rest). Over its real tokens a row is split, matched and ordered exactly as
+    `bipartite_soft_matching` does for the clip alone (staying A tokens, then B tokens); its
+    padding tokens follow, as many as the widest row needs, the rest dropped."""
+    b, n, _ = keys.shape
+    device = keys.device
+    real = (~padding).sum(dim=1)
+    a_real, b_real = ~padding[:, 0::2], ~padding[:, 1::2]
+    metric = F.normalize(keys, dim=-1)
+    scores = metric[:, 0::2] @ metric[:, 1::2].transpose(1, 2)
+    scores = scores.masked_fill(~b_real[:, None, :], float("-inf"))  # a real A token only meets real B tokens
+    best, partner = scores.max(dim=-1)
+    best = best.masked_fill(~a_real, float("-inf"))  # padding A tokens sort last: never merged
+    order = torch.sort(best, dim=-1, descending=True, stable=True).indices
+    n_a = order.shape[1]
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(n_a, device=device).expand(b, -1))
+    merging = rank < r[:, None]
+    staying = a_real & ~merging
+    n_stay = staying.sum(dim=1, keepdim=True)
+    none = torch.full_like(partner, -1)
+    new_a = torch.where(staying, staying.cumsum(dim=1) - 1, torch.where(merging, n_stay + partner, none))
+    new_b = torch.where(b_real, n_stay + torch.arange(n // 2, device=device), torch.full_like(b_real, -1, dtype=torch.long))
+    new_index = torch.empty(b, n, dtype=torch.long, device=device)
+    new_index[:, 0::2] = new_a
+    new_index[:, 1::2] = new_b
+    real_out = real - r
+    width = int(real_out.max())
+    if bool(((width - real_out) > (n - real)).any()):
+        raise RuntimeError("tome: a row has too few padding tokens to fill the batch's widest row")
+    slot = real_out[:, None] + padding.long().cumsum(dim=1) - 1  # padding tokens fill each row, in order
+    new_index = torch.where(padding, torch.where(slot < width, slot, torch.full_like(slot, -1)), new_index)
+    return MergePlan(new_index, width)
 
 
 def merge_rounds(n: int, target: int) -> List[Tuple[int, int]]:
@@ -139,6 +181,8 @@ class ToMe(Method):
 
     # -- the merge --------------------------------------------------------------------------
     def reduce(self, x: torch.Tensor, state: TokenState, info: AttentionInfo, layer: int, dims: ModelDims) -> torch.Tensor:
+        if state.padding is not None:
+            return self._reduce_masked(x, state, info)
         p = state.num_prefix
         rounds = merge_rounds(x.shape[1] - p, self._target(x.shape[1] - p))
         keys = info.keys
@@ -149,6 +193,23 @@ class ToMe(Method):
                 keys = plan.sum(keys * w) / plan.sum(w)
             x = state.merge(x, plan)
         if rounds:
+            state.proportional_attention = self.params["prop_attn"]
+        return x
+
+    def _reduce_masked(self, x: torch.Tensor, state: TokenState, info: AttentionInfo) -> torch.Tensor:
+        """Each row's own rounds on its real tokens (see the module docstring)."""
+        p = state.num_prefix
+        real = state.real_counts().tolist()
+        rows = [merge_rounds(n, self._target(n)) for n in real]
+        keys = info.keys
+        for i in range(max(len(r) for r in rows)):
+            r = torch.tensor([row[i][1] if i < len(row) else 0 for row in rows], dtype=torch.long, device=x.device)
+            plan = masked_bipartite_plan(keys, state.padding, r)
+            if i + 1 < max(len(row) for row in rows):
+                w = state.sizes[:, p:, None] if state.sizes is not None else keys.new_ones(keys.shape[0], keys.shape[1], 1)
+                keys = plan.sum(keys * w) / plan.sum(w)
+            x = state.merge(x, plan)
+        if any(rows):
             state.proportional_attention = self.params["prop_attn"]
         return x
 

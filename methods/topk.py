@@ -5,6 +5,10 @@ no CLS token to speak for the output, the mean attention a patch receives from t
 (the ECAI 2025 AudioMAE code's `attn[:, :, 1:, 1:].mean((1, 2))`). With `fuse`, the dropped tokens
 are fused into one token: their sum weighted by their scores, unnormalised, as EViT's code does
 (`fuse_normalised: true`: the weighted average instead).
+
+Padding (under a key-padding mask): padding keys are out of the softmax, so a real token's score
+is what the clip alone gives; each row keeps its own ceil(k * real) best real tokens, never a
+padding token while a real one is dropped, and `fuse` fuses only the row's dropped real tokens.
 """
 from __future__ import annotations
 
@@ -36,6 +40,11 @@ class TopK(ScorePruning):
     def select(self, x: torch.Tensor, state: TokenState, scores: torch.Tensor, keep: int) -> torch.Tensor:
         if not self.params["fuse"]:
             return super().select(x, state, scores, keep)
+        if state.padding is not None:
+            keep_idx = self.kept_indices(state, scores, keep)
+            kept = torch.zeros_like(state.padding).scatter_(1, keep_idx, True)
+            return state.keep_and_fuse_rows(x, keep_idx, ~kept & ~state.padding, scores,
+                                            normalise=self.params["fuse_normalised"])
         order = scores.argsort(dim=1, descending=True)
         keep_idx = order[:, :keep].sort(dim=1).values
         return state.keep_and_fuse(x, keep_idx, order[:, keep:], scores, normalise=self.params["fuse_normalised"])

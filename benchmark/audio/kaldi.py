@@ -94,6 +94,15 @@ class FrontEnd:
         """What a zero-padded frame becomes after normalisation (+0.47 AudioSet, +0.62 ESC-50)."""
         return (0.0 - self.norm_mean) / (self.norm_std * 2)
 
+    def pad_features(self, fbank: torch.Tensor, frames: int) -> torch.Tensor:
+        """A clip's normalised fbank padded (or cropped) to `frames`, exactly as `__call__` pads:
+        zero log-mel frames, normalised."""
+        n = fbank.shape[0]
+        if n >= frames:
+            return fbank[:frames]
+        tail = torch.full((frames - n, fbank.shape[1]), self.padding_value(), dtype=fbank.dtype)
+        return torch.cat([fbank, tail])
+
 
 def fit_frames(fbank: torch.Tensor, frames: int) -> torch.Tensor:
     """Crop or zero-pad (at the end, before normalisation, as AST) to exactly `frames` frames."""

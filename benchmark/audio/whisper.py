@@ -62,6 +62,18 @@ class WhisperFrontEnd:
         measurement batches, whose content does not change the compute."""
         return (0.0 - DYNAMIC_RANGE + 4.0) / 4.0
 
+    def pad_features(self, fbank: torch.Tensor, frames: int) -> torch.Tensor:
+        """A native-length clip's log-mel padded (or cropped) to `frames` with what silence past its
+        end becomes: the clip's floor, its maximum less 80 dB ((max - 8 + 4) / 4 in normalised
+        units), at most the log of 1e-10. The STFT frames at the clip's end read reflected samples
+        here and zeros in a waveform padded before the STFT: those frames differ slightly."""
+        n = fbank.shape[0]
+        if n >= frames:
+            return fbank[:frames]
+        floor = max(float(fbank.max()) - DYNAMIC_RANGE / 4.0, (-10.0 + 4.0) / 4.0)
+        tail = torch.full((frames - n, fbank.shape[1]), floor, dtype=fbank.dtype)
+        return torch.cat([fbank, tail])
+
     def _check(self, waveform: torch.Tensor, source: str) -> None:
         if waveform.ndim != 1:
             raise DataError(f"{source}: expected a mono waveform, got shape {tuple(waveform.shape)}")

@@ -1,6 +1,8 @@
 """Features of a task variant: computed once per clip and variant, shared by every method.
 
-clip -> waveform -> corruption (seeded per clip) -> length bucket crop -> front end -> fbank.
+clip -> waveform -> its length (`lengths`: trimmed, or a seeded length) -> corruption (seeded per
+clip) -> length bucket crop -> front end -> fbank. A variant with `lengths` keeps every clip at its
+own frame count (the batching strategy pads, prunebench.data.batching).
 Results are kept on disk in the cache folder (prunebench.data.shards: shards of clips in the
 dtype the model runs, memory-mapped and read per batch), keyed by everything that defines them (data fingerprint,
 variant, front end, seed, storage format), so reruns and resumed runs reuse them; the run keeps a
@@ -155,6 +157,7 @@ class FeatureStore:
             "corruption": None if corruption is None else corruption.params,
             "corruption_data": None if corruption is None else corruption.fingerprint(),
             "bucket": None if variant.bucket is None else variant.bucket.params,
+            **({} if variant.lengths is None else {"lengths": variant.lengths.params}),
             "on_bad_clip": self.on_bad_clip, "store": STORAGE[self.store_dtype].__name__, "shard_clips": SHARD_CLIPS,
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -237,6 +240,8 @@ def clip_features(variant: TaskVariant, frontend: FrontEnd, clip, run_seed: int,
     `stats`, when given, receives the clean clip's `silent_fraction` (over the bucket's crop)."""
     task = variant.task
     wave = task.load(clip)
+    if variant.lengths is not None:
+        wave = variant.lengths(wave, task.sample_rate, clip.id, str(clip.path))
     if stats is not None:
         clean = variant.bucket.crop(wave, task.sample_rate) if variant.bucket is not None else wave
         stats["silent_fraction"] = silent_fraction(clean, task.sample_rate)

@@ -46,6 +46,25 @@ def model_macs(model, grid: Tuple[int, int], trace: List[BlockTrace]) -> Dict[st
     return macs_by_part(c.embed_dim, c.mlp_ratio, model.embed_macs(tuple(grid)), c.num_classes, trace, head_inputs)
 
 
+def clip_macs(model, method, frames: int) -> int:
+    """MACs per sample of `method` on one clip of `frames` real frames run alone (its own grid, no
+    padding): the trace its schedule gives (`patch_tokens_after`, which validate-method holds every
+    method to, and which under a key-padding mask each row's real tokens follow). The compute a
+    batch spends beyond this is spent on padding."""
+    grid = model.grid_for_frames(int(frames))
+    dims = model.dims(grid)
+    n, p = grid[0] * grid[1], dims.num_prefix
+    layers = set(method.reduction_layers(dims.depth)) if method is not None else set()
+    trace = []
+    for index in range(dims.depth):
+        tokens_in, overhead = n + p, 0
+        if index in layers:
+            overhead = method.overhead_macs(tokens_in, dims)
+            n = method.patch_tokens_after(n, index, dims)
+        trace.append(BlockTrace(tokens_in, n + p, overhead))
+    return sum(model_macs(model, grid, trace).values())
+
+
 FLOPS_PER_MAC = 2  # one multiply-accumulate = one multiply + one add
 
 

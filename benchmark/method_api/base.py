@@ -38,6 +38,24 @@ def kept_count(keep_rate: float, n_tokens: int) -> int:
     return max(1, min(n_tokens, math.ceil(round(keep_rate * n_tokens, 6))))
 
 
+def kept_counts(keep_rate: float, n_tokens: torch.Tensor) -> torch.Tensor:
+    """`kept_count` of each row's count (b,): under a key-padding mask, each row's real tokens."""
+    return torch.tensor([kept_count(keep_rate, int(n)) for n in n_tokens.tolist()], dtype=torch.long,
+                        device=n_tokens.device)
+
+
+def top_real_tokens(scores: torch.Tensor, padding: torch.Tensor, keep_real: torch.Tensor, width: int) -> torch.Tensor:
+    """(b, width) ascending token indices under a key-padding mask: each row's `keep_real` best
+    real tokens, then its first padding tokens to fill the row (padding is never kept while a real
+    token of its row is dropped). `scores` (b, n) of padding tokens are ignored."""
+    masked = scores.masked_fill(padding, float("-inf"))
+    order = masked.argsort(dim=1, descending=True, stable=True)  # real by score, then padding in index order
+    real = (~padding).sum(dim=1, keepdim=True)
+    pos = torch.arange(width, device=scores.device).expand(scores.shape[0], -1)
+    take = torch.where(pos < keep_real[:, None], pos, real + pos - keep_real[:, None])
+    return order.gather(1, take).sort(dim=1).values
+
+
 @dataclass
 class ModelDims:
     """What a method may need to know of the model, for scheduling and MAC accounting."""
@@ -61,7 +79,10 @@ class AttentionInfo:
     """What the attention of a reduction block hands to the method, computed only if asked.
 
     Every field is indexed like `TokenState`'s token indices: position i is the i-th current
-    patch token, prefix tokens excluded, so a score and a key at the same index are one token."""
+    patch token, prefix tokens excluded, so a score and a key at the same index are one token.
+    Under a key-padding mask (`TokenState.padding`), padding keys are masked out of the softmax:
+    `cls_scores` and `received` are 0 at padding tokens and `received` averages over real queries
+    only, exactly what the clip alone gives; `keys` of padding tokens are computed but mean nothing."""
 
     cls_scores: Optional[torch.Tensor] = None  # (b, n_patch) CLS row, head-averaged
     received: Optional[torch.Tensor] = None  # (b, n_patch) mean attention each patch receives
@@ -119,12 +140,19 @@ class Method(Configurable):
 
     # -- per-forward hooks ------------------------------------------------------------------
     def begin(self, fbank: torch.Tensor, state: TokenState, dims: ModelDims, valid_frames: Optional[torch.Tensor]) -> None:
-        """Called once at the start of every forward (per-forward reset); default: nothing."""
+        """Called once at the start of every forward (per-forward reset); default: nothing.
+        Values put in `state.carried` are per original patch, in grid order; under a key-padding
+        mask the model then moves them with their tokens (real tokens first)."""
 
     def reduce(
         self, x: torch.Tensor, state: TokenState, info: AttentionInfo, layer: int, dims: ModelDims
     ) -> torch.Tensor:
-        """Called between attention and MLP at a reduction layer; returns the new hidden states."""
+        """Called between attention and MLP at a reduction layer; returns the new hidden states.
+
+        Padding: `state.padding` (b, n_patch) flags the padding tokens under a key-padding mask
+        (None: all real). The contract, checked by `validate-method`: never keep a padding token
+        while a real one of its row is dropped, never mix padding into a real token, and leave each
+        row's real tokens first. The built-ins give each row what the clip alone would get."""
         return x
 
     def overhead_macs(self, tokens: int, dims: ModelDims) -> int:
@@ -157,13 +185,30 @@ class ScorePruning(Method):
 
     def select(self, x: torch.Tensor, state: TokenState, scores: torch.Tensor, keep: int) -> torch.Tensor:
         """The new hidden states given the scores, when `keep` of the patch tokens survive:
-        by default the `keep` best, in their original order, and the rest dropped."""
-        keep_idx = scores.topk(keep, dim=1, sorted=False).indices.sort(dim=1).values
-        return state.keep(x, keep_idx)
+        by default the `keep` best, in their original order, and the rest dropped. Under a
+        key-padding mask `keep` is the widest row's count and `kept_indices` gives each row its own."""
+        return state.keep(x, self.kept_indices(state, scores, keep))
+
+    def kept_indices(self, state: TokenState, scores: torch.Tensor, keep: int) -> torch.Tensor:
+        """(b, keep) ascending indices of the kept tokens: the `keep` best; under a key-padding
+        mask, each row's ceil(k * real) best real tokens, then padding to fill the row."""
+        if state.padding is None:
+            return scores.topk(keep, dim=1, sorted=False).indices.sort(dim=1).values
+        return top_real_tokens(scores, state.padding, self.row_keep(state), keep)
+
+    def row_keep(self, state: TokenState) -> torch.Tensor:
+        """(b,) real tokens each row keeps under a key-padding mask: what the clip alone keeps."""
+        return kept_counts(self.params["keep_rate"], state.real_counts())
 
     def reduce(self, x, state, info, layer, dims):
         scores = self.score(x, state, info)
         n_patch = x.shape[1] - state.num_prefix
+        if state.padding is not None:
+            # each row keeps what the clip alone would; the widest row sets the width, padding fills the rest
+            real, keep_real = state.real_counts(), self.row_keep(state)
+            if torch.equal(keep_real, real) and int(real.max()) == n_patch:
+                return x
+            return self.select(x, state, scores.masked_fill(state.padding, float("-inf")), int(keep_real.max()))
         keep = kept_count(self.params["keep_rate"], n_patch)
         if keep >= n_patch:
             return x

@@ -5,6 +5,12 @@ Two index spaces never mix here:
 - a *patch id* is a position in the original patch grid (0 .. num_patches - 1, freq-major).
 Published pruning code has shifted one into the other (gathering patch ids from the full sequence,
 prefix included); keeping them in separate, named tensors is the guard.
+
+Padding. Under a key-padding mask (clips of different lengths in one batch, `pad-batch`), the
+patch tokens made only of padding frames are flagged in `TokenState.padding`; they take no part
+in attention (masked keys), in pooling, or in any score. The model puts each row's real tokens
+first (in grid order) and the padding after them, and the built-in methods keep that layout:
+each row's real tokens are a prefix, as many as the clip alone would have (see `real_counts`).
 """
 from __future__ import annotations
 
@@ -42,6 +48,9 @@ class BlockTrace:
     attention_tokens: int
     mlp_tokens: int
     method_macs: int = 0  # the method's own work at this block (scoring, matching), per sample
+    # Under a key-padding mask: each row's real tokens (prefix included) at attention and MLP, (b,)
+    real_attention: Optional[torch.Tensor] = None
+    real_mlp: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -61,6 +70,10 @@ class TokenState:
     # Per-patch-token values that travel with the tokens (for example input intensity), (b, n_patch).
     carried: Dict[str, torch.Tensor] = field(default_factory=dict)
     trace: List[BlockTrace] = field(default_factory=list)
+    # (b, n_patch) bool: the current patch tokens that are padding, under a key-padding mask; None:
+    # every token is real (no mask). Real tokens come first in each row.
+    padding: Optional[torch.Tensor] = None
+    real_patches: Optional[torch.Tensor] = None  # (b,) real patches of each clip's grid, under a mask
 
     @classmethod
     def start(
@@ -85,6 +98,8 @@ class TokenState:
             self.sizes = torch.cat([self.sizes[:, :p], self.sizes[:, p:].gather(1, keep_idx)], dim=1)
         for name, values in self.carried.items():
             self.carried[name] = values.gather(1, keep_idx)
+        if self.padding is not None:
+            self.padding = self.padding.gather(1, keep_idx)
         if self.owner is not None:
             new_index = torch.full((batch, n_tokens), -1, dtype=torch.long, device=x.device)
             ranks = torch.arange(keep_idx.shape[1], device=x.device).expand(batch, -1)
@@ -97,6 +112,7 @@ class TokenState:
         normalise: bool = False,
     ) -> torch.Tensor:
         """Keep `keep_idx` and fuse the `drop_idx` tokens into one appended token (EViT).
+        Without a key-padding mask only (under one, `keep_and_fuse_rows`).
 
         The fused token is the `weights`-weighted sum of the dropped tokens, as EViT's code has it
         (`sum(non_topk * non_topk_attn)`, the CLS attention not renormalised), or with `normalise`
@@ -151,9 +167,69 @@ class TokenState:
         for name, values in self.carried.items():
             self.carried[name] = (plan.sum(values.unsqueeze(-1) * weight) / new_sizes).squeeze(-1)
         self.sizes = torch.cat([sizes[:, :p], new_sizes.squeeze(-1)], dim=1)
+        if self.padding is not None:  # a new token is real when it holds a real token
+            real = plan.sum((~self.padding).unsqueeze(-1).to(torch.float32))
+            self.padding = real.squeeze(-1) <= 0
         self.relabel(plan.new_index)
         self.merged = True
         return torch.cat([x[:, :p], merged], dim=1)
+
+    def keep_and_fuse_rows(
+        self, x: torch.Tensor, keep_idx: torch.Tensor, dropped: torch.Tensor, weights: torch.Tensor,
+        normalise: bool = False,
+    ) -> torch.Tensor:
+        """`keep_and_fuse` under a key-padding mask: each row keeps `keep_idx` (ascending; its real
+        tokens first, then padding) and fuses its own dropped real tokens (`dropped`, (b, n_patch)
+        bool) into one token placed right after its kept real tokens, so real tokens stay a prefix.
+        A row that dropped no real token gets an empty padding token there instead. Padding is
+        never fused: it has no weight, no size and no patch in the fused token."""
+        p = self.num_prefix
+        batch, n_tokens, dim = x.shape[0], x.shape[1] - p, x.shape[-1]
+        device = x.device
+        w = weights.masked_fill(~dropped, 0).to(x.dtype)
+        if normalise:
+            w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        fused = w.unsqueeze(1) @ x[:, p:]  # (b, 1, dim)
+        sizes = self.sizes if self.sizes is not None else self._unit_sizes(x)
+        dropped_sizes = sizes[:, p:] * dropped
+        has = dropped.any(dim=1)
+        fused_size = dropped_sizes.sum(dim=1, keepdim=True)
+        self.carried.setdefault("fused", torch.zeros(batch, n_tokens, device=device))
+        fused_values = {name: (v * dropped_sizes).sum(1, keepdim=True) / fused_size.clamp_min(1e-12)
+                        for name, v in self.carried.items()}
+        fused_values["fused"] = has.to(self.carried["fused"].dtype).unsqueeze(1)
+        padding = self.padding if self.padding is not None else torch.zeros_like(dropped)
+        kept_real = (~padding).gather(1, keep_idx).sum(dim=1)  # (b,)
+        k = keep_idx.shape[1]
+        rank = torch.arange(k, device=device).expand(batch, -1)
+        slot = rank + (rank >= kept_real[:, None]).long()  # kept rank j -> slot j, or j + 1 after the fused one
+        width = int((kept_real + has.long()).max())
+        # slot s reads source s (< kept_real), the fused token (k), or source s - 1
+        slots = torch.arange(k + 1, device=device).expand(batch, -1)
+        source = torch.where(slots < kept_real[:, None], slots,
+                             torch.where(slots == kept_real[:, None], torch.full_like(slots, k), slots - 1))[:, :width]
+        if self.owner is not None:
+            new_index = torch.full((batch, n_tokens), -1, dtype=torch.long, device=device)
+            new_index.scatter_(1, keep_idx, slot)
+            new_index = torch.where(dropped, kept_real[:, None].expand(-1, n_tokens), new_index)
+            self.relabel(torch.where(new_index < width, new_index, torch.full_like(new_index, -1)))
+
+        def place(kept_part: torch.Tensor, fused_part: torch.Tensor) -> torch.Tensor:
+            both = torch.cat([kept_part, fused_part], dim=1)
+            index = source if both.ndim == 2 else source.unsqueeze(-1).expand(-1, -1, both.shape[-1])
+            return both.gather(1, index)
+
+        patches = place(x[:, p:].gather(1, keep_idx.unsqueeze(-1).expand(-1, -1, dim)), fused.to(x.dtype))
+        patch_sizes = place(sizes[:, p:].gather(1, keep_idx), torch.where(has[:, None], fused_size, torch.ones_like(fused_size)))
+        self.sizes = torch.cat([sizes[:, :p], patch_sizes], dim=1)
+        for name in list(self.carried):
+            self.carried[name] = place(self.carried[name].gather(1, keep_idx), fused_values[name])
+        self.padding = place(padding.gather(1, keep_idx), (~has).unsqueeze(1))
+        return torch.cat([x[:, :p], patches], dim=1)
+
+    def real_counts(self) -> Optional[torch.Tensor]:
+        """(b,) real patch tokens of each row (a prefix of the row); None without a mask."""
+        return None if self.padding is None else (~self.padding).sum(dim=1)
 
     @staticmethod
     def _unit_sizes(x: torch.Tensor) -> torch.Tensor:

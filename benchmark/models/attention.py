@@ -6,6 +6,11 @@ proportional attention too: a float mask (log token sizes) still runs the fused 
 (`_scaled_dot_product_flash_attention_for_cpu`, checked in tests/test_methods.py), it does not fall
 back to the math path. Scores a method needs are computed on
 the side, cheaply: the CLS row is one query against all keys, not the N x N attention matrix.
+
+Key padding: with `padding` (b, n_patch) bool, padding keys get -inf in the attention logits
+(added to any proportional-attention bias), so a real token attends exactly as it would in its
+clip alone; the mean received attention averages over real queries only. Padding queries still
+compute (their rows are never read by a real token).
 """
 from __future__ import annotations
 
@@ -25,13 +30,19 @@ def attention_forward(
     want_cls_scores: bool = False,
     want_received: bool = False,
     want_keys: bool = False,
+    padding: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, AttentionInfo]:
-    """Run timm's `Attention` module `attn` on x (b, n, c); return (output, requested extras)."""
+    """Run timm's `Attention` module `attn` on x (b, n, c); return (output, requested extras).
+    `padding`: (b, n_patch) bool, the patch tokens that are padding (masked as keys)."""
     b, n, _ = x.shape
     gate = attn.gate(x).sigmoid() if getattr(attn, "gate", None) is not None else None
     qkv = attn.qkv(x).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
+    if padding is not None:
+        keys_out = torch.cat([padding.new_zeros(b, num_prefix), padding], dim=1)[:, None, None, :]
+        mask = torch.zeros(keys_out.shape, dtype=q.dtype, device=q.device).masked_fill(keys_out, float("-inf"))
+        bias = mask if bias is None else bias.to(q.dtype) + mask
     if bias is not None:
         bias = bias.to(q.dtype)  # sizes are float32; the kernels want the mask in the query's dtype
     out = F.scaled_dot_product_attention(
@@ -44,7 +55,8 @@ def attention_forward(
             logits = logits + bias
         info.cls_scores = logits.softmax(dim=-1).mean(dim=1)[:, 0, num_prefix:]
     if want_received:
-        info.received = _received_attention(q * attn.scale, k, bias, num_prefix)
+        info.received = _received_attention(q * attn.scale, k, bias, num_prefix,
+                                            query_real=None if padding is None else ~padding)
     if want_keys:
         info.keys = k.mean(dim=1)[:, num_prefix:]
     out = out.transpose(1, 2).reshape(b, n, -1)
@@ -56,7 +68,7 @@ def attention_forward(
 
 
 def _received_attention(q: torch.Tensor, k: torch.Tensor, bias: Optional[torch.Tensor], num_prefix: int = 0,
-                        chunk_elements: int = 1 << 21) -> torch.Tensor:
+                        chunk_elements: int = 1 << 21, query_real: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mean attention each patch token receives from the patch queries, over heads: (b, n_patch).
 
     The published AudioMAE pruning code's `attn[:, :, 1:, 1:].mean((1, 2))`: the rows are softmaxed
@@ -66,7 +78,8 @@ def _received_attention(q: torch.Tensor, k: torch.Tensor, bias: Optional[torch.T
     Needs every attention row, so it costs as much as QK^T; computed in blocks of about
     `chunk_elements` logits (several samples, or one sample's query rows) that stay in the CPU's
     cache: measured at 1500 tokens, batch 32, 6 heads on 2 cores, 1.4 s against 3.0 s for chunks
-    of 256 query rows across the whole batch; the same numbers either way."""
+    of 256 query rows across the whole batch; the same numbers either way. `query_real` (b, n_query)
+    bool: only those patch queries are averaged (padding queries are left out)."""
     q = q[:, :, num_prefix:]
     b, h, n_query, _ = q.shape
     n = k.shape[2]
@@ -82,5 +95,10 @@ def _received_attention(q: torch.Tensor, k: torch.Tensor, bias: Optional[torch.T
             logits = q[s0:s1, :, start:start + rows] @ kt[s0:s1]
             if mask is not None:
                 logits = logits + mask
-            total[s0:s1] += logits.softmax(dim=-1).sum(dim=(1, 2))
-    return total[:, num_prefix:] / (h * n_query)
+            weights = logits.softmax(dim=-1)
+            if query_real is not None:
+                weights = weights * query_real[s0:s1, None, start:start + rows, None].to(weights.dtype)
+            total[s0:s1] += weights.sum(dim=(1, 2))
+    if query_real is None:
+        return total[:, num_prefix:] / (h * n_query)
+    return total[:, num_prefix:] / (h * query_real.sum(dim=1, keepdim=True).clamp_min(1).to(total.dtype))

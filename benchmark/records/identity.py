@@ -9,6 +9,8 @@ folder resumes per pair. The parts:
 - `task`: name, split, the parameters that define the data (not its location), and a hash of the
   evaluated clip ids (the listed test clips: evaluated ones and skipped ones);
 - `corruption`, `bucket`: the variant's corruption and length bucket, with their parameters;
+- `lengths`: the variant's clip lengths (trimmed, or drawn per clip), only where it has them: a
+  record without (every clip at the task's nominal length) keeps the key it always had;
 - `method`: the normalised spec, every parameter with its default filled in; a method named by a
   speed target is that target (its other parameters and `target_speedup`), not the keep rate the
   tuning found;
@@ -31,7 +33,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from prunebench.core.version import PROTOCOL
 
-PARTS = ("protocol", "model", "task", "corruption", "bucket", "method", "measure", "seed")
+PARTS = ("protocol", "model", "task", "corruption", "bucket", "lengths", "method", "measure", "seed")
+PAD_FIXED = "pad-fixed"  # the batching every record before strategies had (prunebench.data.batching)
 SPEED_TARGET = "target_speedup"  # a method block naming a speed target rather than a keep rate
 
 
@@ -84,7 +87,7 @@ def _short(value: Any) -> str:
 
 
 def measure_part(dtype: str, device: str, feature_dtype: str, execution: Optional[str] = None,
-                 cpu: Optional[str] = None) -> Dict[str, Any]:
+                 cpu: Optional[str] = None, batching: str = PAD_FIXED) -> Dict[str, Any]:
     """The measure settings that change results; `device` as run (`cuda:1` counts as `cuda`);
     `execution` the path that ran (prunebench.models.execution: fast or eager) and `cpu` the CPU's
     capability on a CPU run (prunebench.core.device.cpu_capability). Records from before those
@@ -94,6 +97,8 @@ def measure_part(dtype: str, device: str, feature_dtype: str, execution: Optiona
         part["execution"] = execution
     if cpu is not None:
         part["cpu"] = cpu
+    if batching != PAD_FIXED:  # the batching strategy; absent (older records): pad-fixed
+        part["batching"] = batching
     return part
 
 
@@ -138,7 +143,7 @@ def identity_of(model: Mapping[str, Any], method: Mapping[str, Any], task: Mappi
                 measure: Mapping[str, Any], clip_ids: Iterable[str], seed: int) -> Identity:
     """The identity of a pair from the blocks a record holds (model, method, task, measure, the
     seed in its provenance)."""
-    return Identity({
+    parts = {
         "protocol": PROTOCOL,
         "model": {"name": model["name"], "checkpoint_sha256": model.get("checkpoint_sha256")},
         "task": task_part(task, clip_ids),
@@ -147,4 +152,7 @@ def identity_of(model: Mapping[str, Any], method: Mapping[str, Any], task: Mappi
         "method": method_part(method),
         "measure": dict(measure),
         "seed": seed,
-    })
+    }
+    if task.get("lengths"):  # only where the variant has them: older records keep their keys
+        parts["lengths"] = _variant_part(task["lengths"])
+    return Identity(parts)

@@ -193,7 +193,7 @@ class BucketRef:
         return (True, self.mode, self.seconds if self.seconds is not None else 0.0, self.id)
 
 
-CLIP_LISTS = ("ids", "correct", "pred", "scores", "labels", "kept_patches", "silent_fraction")
+CLIP_LISTS = ("ids", "correct", "pred", "scores", "labels", "kept_patches", "silent_fraction", "frames")
 
 
 @dataclass(frozen=True)
@@ -231,6 +231,11 @@ class Clips:
     def kept_patches(self) -> Optional[List[Optional[str]]]:
         """Packed masks of the patches kept (hex, bit p = patch p)."""
         return self._array("kept_patches")
+
+    @property
+    def frames(self) -> Optional[List[int]]:
+        """Each clip's real input frames (records of clips at their own length; None before)."""
+        return self._array("frames")
 
     def _array(self, name: str) -> Any:
         if name in self.inline:

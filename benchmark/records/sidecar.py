@@ -1,8 +1,9 @@
 """The per-clip arrays of a record that are too big for its JSON, in a compressed sidecar beside it.
 
-`per_clip.scores` (class scores of mAP tasks, clips x classes) and `per_clip.kept_patches` (a
-patch mask per clip) go into `<record stem>.npz` beside `<record stem>.json`: scores as float16,
-masks as packed bits. The JSON names the sidecar with its size and sha256 in `per_clip.sidecar`.
+`per_clip.scores` (class scores of mAP tasks, clips x classes), `per_clip.kept_patches` (a
+patch mask per clip) and `per_clip.frames` (each clip's real input frames, where clips have
+lengths of their own) go into `<record stem>.npz` beside `<record stem>.json`: scores as float16,
+masks as packed bits, frames as int32. The JSON names the sidecar with its size and sha256 in `per_clip.sidecar`.
 Reading a record checks that the sidecar is there at its size; its arrays are read (and the
 sha256 checked) only when a reader asks for them. A missing, truncated or altered sidecar is a
 DataError naming the record and the sidecar. Records that hold the lists inline (written before
@@ -22,7 +23,7 @@ import numpy as np
 from prunebench.core.errors import DataError
 from prunebench.core.files import atomic_write
 
-ARRAYS = ("scores", "kept_patches")  # the per_clip keys a sidecar holds
+ARRAYS = ("scores", "kept_patches", "frames")  # the per_clip keys a sidecar holds
 SIDECAR = "sidecar"  # the per_clip key naming it
 
 
@@ -56,6 +57,9 @@ def encode(per_clip: Dict[str, Any]) -> Optional[bytes]:
     masks = per_clip.get("kept_patches")
     if masks is not None:
         arrays.update(pack_masks(list(masks)))
+    frames = per_clip.get("frames")
+    if frames is not None:
+        arrays["frames"] = np.asarray(frames, dtype=np.int32)
     if not arrays:
         return None
     return npz_bytes(arrays)
@@ -105,7 +109,8 @@ class Sidecar:
         self._arrays: Optional[Dict[str, Any]] = None
 
     def get(self, name: str) -> Any:
-        """`scores` (clips x classes float32 array) or `kept_patches` (hex masks); None if absent."""
+        """`scores` (clips x classes float32 array), `kept_patches` (hex masks) or `frames` (ints);
+        None if absent."""
         if self._arrays is None:
             self._arrays = self._load()
         return self._arrays.get(name)
@@ -125,4 +130,6 @@ class Sidecar:
                 arrays["scores"] = npz["scores"].astype(np.float32)
             if "kept_patches_bits" in npz:
                 arrays["kept_patches"] = unpack_masks(npz["kept_patches_bits"], npz["kept_patches_width"])
+            if "frames" in npz:
+                arrays["frames"] = npz["frames"].astype(int).tolist()
         return arrays

@@ -173,7 +173,7 @@ def _validate_ok(record: Dict[str, Any], where: str) -> None:
             raise InvalidRecord(f"result {where}: metrics.{name}.ci95 must be [low, high], got {_short_repr(interval)}")
     per_clip = record["per_clip"]
     n = len(per_clip["ids"])
-    for key in ("pred", "correct", "scores", "kept_patches"):
+    for key in ("pred", "correct", "scores", "kept_patches", "frames"):
         values = per_clip.get(key)
         if values is not None and (not isinstance(values, (list, np.ndarray)) or len(values) != n):
             raise InvalidRecord(f"result {where}: per_clip.{key} must be a list of {n} entries, one per clip id")

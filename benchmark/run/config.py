@@ -26,15 +26,18 @@ from prunebench.core.registry import CORRUPTIONS, METHODS, MODELS, TASKS
 from prunebench.tasks.buckets import LengthBucket
 from prunebench.tasks.corruption import Corruption
 from prunebench.tasks.base import Task
+from prunebench.data.batching import DEFAULT_STRATEGY, check_strategy
 from prunebench.data.variant import TaskVariant
+from prunebench.tasks.lengths import lengths_from
 
 TOP_KEYS = ("seed", "models", "tasks", "methods", "measure", "train", "on_bad_clip")
 MEASURE_DEFAULTS = {"throughput": True, "batch_size": 32, "device": "auto", "dtype": "float32", "warmup": 2, "repeats": 5,
-                    "min_repeat_s": 0.2, "feature_dtype": "auto",
+                    "min_repeat_s": 0.2, "feature_dtype": "auto", "batching": DEFAULT_STRATEGY,
                     "execution": "auto"}
 MODEL_KEYS = ("name", "checkpoint", "overrides", "frames")
 # noisy_buckets: also every corruption at every length bucket (by default buckets are clean only).
-TASK_EXTRA_KEYS = ("corruptions", "buckets", "include_clean", "noisy_buckets")
+# lengths: every variant's clips at their own length (prunebench.tasks.lengths).
+TASK_EXTRA_KEYS = ("corruptions", "buckets", "include_clean", "noisy_buckets", "lengths")
 
 
 @dataclass
@@ -270,14 +273,15 @@ def _task(entry: Any, where: str, on_bad_clip: str) -> TaskEntry:
             b["seconds"] = list(task.default_bucket_seconds)
         for p in expand(b):
             buckets.append(LengthBucket(**p))
+    lengths = lengths_from(entry.get("lengths"), where)
     variants = []
     if entry.get("include_clean", True):
-        variants.append(TaskVariant(task))
-    variants += [TaskVariant(task, corruption=c) for c in corruptions]
+        variants.append(TaskVariant(task, lengths=lengths))
+    variants += [TaskVariant(task, corruption=c, lengths=lengths) for c in corruptions]
     for b in buckets:
-        variants.append(TaskVariant(task, bucket=b))
+        variants.append(TaskVariant(task, bucket=b, lengths=lengths))
         if entry.get("noisy_buckets", False):
-            variants += [TaskVariant(task, corruption=c, bucket=b) for c in corruptions]
+            variants += [TaskVariant(task, corruption=c, bucket=b, lengths=lengths) for c in corruptions]
     _require_unique([v.id for v in variants], f"{where}: variants")
     return TaskEntry(task, variants)
 
@@ -326,6 +330,7 @@ def _check_measure(measure: Dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: dtype must be float32, float16 or bfloat16, got {measure['dtype']!r}")
     if measure["execution"] not in EXECUTIONS:
         raise ConfigError(f"{where}: execution must be one of {', '.join(EXECUTIONS)}, got {measure['execution']!r}")
+    check_strategy(measure["batching"], where)
     if measure["feature_dtype"] not in FEATURE_DTYPES:
         raise ConfigError(f"{where}: feature_dtype must be one of {', '.join(FEATURE_DTYPES)}, got {measure['feature_dtype']!r}")
     device = measure["device"]

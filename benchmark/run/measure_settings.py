@@ -12,7 +12,7 @@ import torch
 from prunebench.core.device import check_dtype, cpu_capability, resolve_device
 from prunebench.core.feature_dtype import feature_storage
 from prunebench.models.execution import resolve_execution
-from prunebench.records.identity import measure_part
+from prunebench.records.identity import PAD_FIXED, measure_part
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,11 @@ class RunMeasure:
     execution: str  # fast or eager
     cpu: Optional[str]  # the CPU's capability on a CPU run; None on an accelerator
     feature_dtype: str  # the feature cache's storage
+    batching: str = PAD_FIXED  # the batching strategy (prunebench.data.batching)
 
     @property
     def block(self) -> Dict[str, Any]:
-        return measure_part(self.dtype, str(self.device), self.feature_dtype, self.execution, self.cpu)
+        return measure_part(self.dtype, str(self.device), self.feature_dtype, self.execution, self.cpu, self.batching)
 
 
 def resolve_measure(measure: Dict[str, Any]) -> RunMeasure:
@@ -35,4 +36,5 @@ def resolve_measure(measure: Dict[str, Any]) -> RunMeasure:
     check_dtype(device, measure["dtype"], "measure: dtype")
     execution = resolve_execution(measure["execution"], device, "measure: execution")
     cpu = cpu_capability() if device.type == "cpu" else None
-    return RunMeasure(device, measure["dtype"], execution, cpu, feature_storage(measure["dtype"], measure["feature_dtype"]))
+    return RunMeasure(device, measure["dtype"], execution, cpu, feature_storage(measure["dtype"], measure["feature_dtype"]),
+                      measure.get("batching", PAD_FIXED))

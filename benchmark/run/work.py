@@ -37,6 +37,7 @@ from prunebench.records.record import Failure, Pair, Record
 from prunebench.records.store import provenance
 from prunebench.core.device import resolve_device
 from prunebench.measure.shapes import InputShape
+from prunebench.measure.strategies import measure_strategies
 from prunebench.measure.throughput import TimingSettings, measure_interleaved
 from prunebench.measure.tune import tune
 from prunebench.run.speed_target import SpeedTarget
@@ -44,6 +45,8 @@ from prunebench.train.checkpoints import default_checkpoint_path
 from prunebench.train.loop import train_model
 from prunebench.data.length import check_frames, input_frames_for
 from prunebench.data.variant import TaskVariant
+from prunebench.data.batching import DEFAULT_STRATEGY, MASKED, Batching
+from prunebench.core.errors import ConfigError
 from prunebench.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -205,15 +208,36 @@ class Work:
         self.echo(self.store.last)  # features are computed once per clip and variant: counted here
         return features
 
-    def timing_frames(self, prepared: PreparedModel, unit: EvalUnit) -> int:
+    def batching(self, prepared: PreparedModel, unit: EvalUnit, model: TokenEncoder) -> Batching:
+        """The run's batching strategy for a unit; true-length clips pad (pad-fixed) to the model's
+        input. A masked strategy on a model without key-padding support is one line naming both."""
+        strategy = self.config.measure.get("batching", DEFAULT_STRATEGY)
+        if strategy in MASKED and not getattr(model, "supports_key_padding", False):
+            raise ConfigError(f"measure: batching {strategy!r} needs a key-padding mask, which model "
+                              f"{prepared.name!r} does not support (use pad-fixed or native)")
+        frames = prepared.config.target_frames if self.variant(unit).lengths is not None else None
+        return Batching(strategy, self.timing_settings.batch_size, frames)
+
+    def tuning_frames(self, prepared: PreparedModel, unit: EvalUnit) -> int:
+        """The input length a speed target is tuned at: the model input's frames."""
         return input_frames(self.frontend(prepared, unit), self.variant(unit))
+
+    def timing_frames(self, prepared: PreparedModel, unit: EvalUnit) -> Any:
+        """The key a unit's pairs are timed under: the input's frame count (one fixed shape), or
+        for clips at their own length or a strategy other than pad-fixed, the strategy and the
+        clean variant ("sorted:esc50/fold5+trim"): timed over the clips' own lengths."""
+        strategy = self.config.measure.get("batching", DEFAULT_STRATEGY)
+        variant = self.variant(unit)
+        if variant.lengths is None and strategy == DEFAULT_STRATEGY:
+            return self.tuning_frames(prepared, unit)
+        return f"{strategy}:{variant.clean.id}"
 
     # -- resolve: speed targets to concrete methods, before timing and evaluation --------------
     def resolve(self, prepared: PreparedModel, model: TokenEncoder, units: List[EvalUnit]) -> None:
         """Each speed target of `units` tuned (prunebench.measure.tune) to a keep rate at each input
         length it is evaluated at; a tuning that raises stands as the failure of its pairs."""
         for unit in units:
-            frames = self.timing_frames(prepared, unit)
+            frames = self.tuning_frames(prepared, unit)
             for target in self.targets(unit):
                 key = (prepared.sha256, frames, target.id)
                 if key in self.resolved:
@@ -232,7 +256,7 @@ class Work:
     def jobs(self, prepared: PreparedModel, unit: EvalUnit) -> List[Tuple[Dict[str, Any], Any]]:
         """The unit's pairs in order, each as (the method block of its spec, a Job to run, or the
         Failure of a speed target that could not be tuned)."""
-        frames = self.timing_frames(prepared, unit)
+        frames = self.tuning_frames(prepared, unit)
         jobs: List[Tuple[Dict[str, Any], Any]] = [(m.describe(), Job(m, m.describe())) for m in self.methods(unit)]
         for target in self.targets(unit):
             resolved = self.resolved.get((prepared.sha256, frames, target.id),
@@ -248,17 +272,22 @@ class Work:
         timed once per input shape against `none`; returns the (possibly rebuilt) model too.
         Speed targets are resolved first (their tuning failures stand as their timing errors)."""
         self.resolve(prepared, model, units)
-        groups: Dict[int, Dict[str, Any]] = {}  # frames -> {pair's method id: Job or Failure}
+        groups: Dict[Any, Dict[str, Any]] = {}  # timing key -> {pair's method id: Job or Failure}
+        first_unit: Dict[Any, EvalUnit] = {}
         for unit in units:
-            groups.setdefault(self.timing_frames(prepared, unit), {}).update(
-                (spec["id"], job) for spec, job in self.jobs(prepared, unit))
+            key = self.timing_frames(prepared, unit)
+            first_unit.setdefault(key, unit)
+            groups.setdefault(key, {}).update((spec["id"], job) for spec, job in self.jobs(prepared, unit))
         speeds = {}
         for frames, jobs in groups.items():
             methods: Dict[str, Method] = {}
             for job in jobs.values():
                 if isinstance(job, Job):
                     methods.setdefault(job.method.id, job.method)
-            timed, model = self._time_group(prepared, model, frames, list(methods.values()))
+            if isinstance(frames, str):  # clips at their own lengths, batched by the strategy
+                timed, model = self._time_strategy(prepared, model, first_unit[frames], list(methods.values()))
+            else:
+                timed, model = self._time_group(prepared, model, frames, list(methods.values()))
             speeds[frames] = {pair_id: ({"error": job.to_dict()} if isinstance(job, Failure) else timed.get(job.method.id))
                               for pair_id, job in jobs.items()}
         return speeds, model
@@ -301,6 +330,38 @@ class Work:
         result.update({method_id: t.to_dict() for method_id, t in speeds.items()})
         return result, model
 
+    def _time_strategy(self, prepared: PreparedModel, model: TokenEncoder, unit: EvalUnit,
+                       methods: List[Method]) -> Tuple[Dict[str, Any], TokenEncoder]:
+        """Clips/s of the methods over the variant's own clip lengths under the run's strategy,
+        interleaved with `none` under it and under pad-fixed (prunebench.measure.strategies)."""
+        strategy = self.config.measure.get("batching", DEFAULT_STRATEGY)
+        baseline = next((m for m in methods if m.id == "none"), None) or METHODS.get("none")()
+        timed = [baseline] + [m for m in methods if m.id != baseline.id]
+        guard = WeightsGuard(prepared.state_dict)
+        try:
+            lengths = [int(v) for v in self.features(prepared, unit).valid_frames.tolist()]
+            self.echo(f"timing {len(timed)} methods over {len(lengths)} clips at their own lengths, {strategy}, "
+                      f"batch {self.timing_settings.batch_size} on {self.device}")
+            results = measure_strategies(model, timed, lengths, [strategy], self.timing_settings,
+                                         frames=prepared.config.target_frames)
+            changed = guard.check(model)
+            if changed:
+                raise RuntimeError(f"the model's weights changed during the timing pass ({changed})")
+        except Exception as exc:
+            error = Failure.from_exception(exc, "timing").to_dict()
+            return {m.id: {"error": error} for m in timed}, prepared.build()
+        out = {}
+        for m in timed:
+            r = results[(strategy, m.id)]
+            out[m.id] = {"samples_per_s": r.clips_per_s, "spread": r.spread, "batch_size": r.batch_size,
+                         "repeats": self.timing_settings.repeats, "device": self.device, "dtype": self.timing_settings.dtype,
+                         "threads": torch.get_num_threads(), "speedup_vs_none": r.speedup_vs_none,
+                         "samples_per_s_repeats": r.clips_per_s_rounds, "batching": strategy, "clips": r.clips,
+                         "batches": r.batches, "speedup_vs_pad_fixed_none": r.speedup_vs_pad_fixed_none,
+                         "pad_fixed_none_clips_per_s": results[(DEFAULT_STRATEGY, "none")].clips_per_s,
+                         "padding_mac_share": r.padding_share}
+        return out, model
+
     # -- evaluate ---------------------------------------------------------------------------
     def evaluate(self, prepared: PreparedModel, model: TokenEncoder, unit: EvalUnit,
                  features: FeatureSet) -> Tuple[List[Record], TokenEncoder]:
@@ -333,14 +394,16 @@ class Work:
         """The record of one (model, method, task variant) pair; throughput is attached later."""
         settings = self.timing_settings
         ev = evaluate(model, job.method, features, self.variant(unit).task.metric, batch_size=settings.batch_size,
-                      device=settings.device, dtype=settings.dtype, seed=self.config.seed, progress=self.progress)
+                      device=settings.device, dtype=settings.dtype, seed=self.config.seed, progress=self.progress,
+                      batching=self.batching(prepared, unit, model), padder=self.frontend(prepared, unit))
         outcome = {
             "metrics": {ev.metric: ev.score},  # keyed by the metric's registered name
             "data": {"clips": len(features), "skipped": [{"id": i, "reason": r} for i, r in features.skipped],
                      "cropped": len(features.cropped)},
             "per_clip": ev.per_clip,
             "macs": {"per_sample": sum(ev.macs_by_part.values()), "units": "MAC", "flops_per_mac": 2,
-                     "by_part": ev.macs_by_part, "grid": list(model.grid_for_frames(features.fbanks[0].shape[0]))},
+                     "by_part": ev.macs_by_part, "grid": list(model.grid_for_frames(features.fbanks[0].shape[0])),
+                     **padding_macs(sum(ev.macs_by_part.values()), ev.real_macs)},
             "tokens": {"per_layer": ev.tokens_per_layer, "reduction_layers": list(job.method.reduction_layers(model.config.depth))},
             "selection": ev.selection,
             "examples": examples,
@@ -367,6 +430,15 @@ class Work:
         return provenance(self.config.seed, self.config.raw, self.config.hash, self.device, self.executor_info)
 
 
+def padding_macs(spent: float, alone: Optional[float]) -> Dict[str, Any]:
+    """The record's split of the MACs a clip cost into its own (`real_per_sample`: the clip alone at
+    its length) and padding's (the rest: `padding_per_sample`, `padding_share`)."""
+    if alone is None or spent <= 0:
+        return {}
+    padding = max(0.0, spent - alone)
+    return {"real_per_sample": alone, "padding_per_sample": padding, "padding_share": padding / spent}
+
+
 def integrity_failure(method: Method, changed: str, stage: str) -> Failure:
     message = (f"method {method.id!r} changed the model's weights ({changed}): its result is void, and the model "
                f"was reloaded for the next pair")
@@ -387,8 +459,8 @@ def fit_to_task(model: TokenEncoder, task: Task, frames: Optional[int], source: 
 def variant_frontend(base: FrontEnd, variant: TaskVariant, nominal_frames: Optional[int] = None) -> FrontEnd:
     """Native-length buckets keep the clip's own frame count; pad buckets pad to the model's
     nominal length (`nominal_frames`, for a model whose own mode is native); the rest as `base`."""
-    if variant.bucket is not None and variant.bucket.native:
-        return replace(base, target_frames=None)
+    if variant.lengths is not None or (variant.bucket is not None and variant.bucket.native):
+        return replace(base, target_frames=None)  # each clip at its own length
     if variant.bucket is not None and base.target_frames is None and nominal_frames:
         return replace(base, target_frames=nominal_frames)
     return base
