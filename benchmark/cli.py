@@ -207,14 +207,14 @@ def cmd_run(args) -> int:
         print(summary_table(summary.records))
     print(f"{len(summary.written) - len(summary.failed)} records written, {len(summary.skipped)} already present, "
           f"{len(summary.failed)} failed, in {summary.seconds:.0f} s; results in {args.out}/")
-    if summary.records or summary.failed_records:
+    if summary.records or summary.failed_records or summary.testbed.written:
         page = render_leaderboard(args.out, Path(args.out) / "leaderboard.html",
                                   warn=_warn)
         print(f"leaderboard: {page}")
-    if summary.failed:
-        for line in failure_lines(summary.failed):
+    if summary.all_failed:
+        for line in failure_lines(summary.all_failed):
             print(f"FAILED {line}", file=sys.stderr)
-        print(f"{len(summary.failed)} pairs failed: their records in {args.out}/ hold the error and traceback; "
+        print(f"{len(summary.all_failed)} pairs failed: their records in {args.out}/ hold the error and traceback; "
               f"rerun the same command to retry them", file=sys.stderr)
         return 2 if summary.only_input_errors else 1
     return 0

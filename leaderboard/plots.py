@@ -97,12 +97,12 @@ class _Frame:
     """Axes, grid and scales of one plot."""
 
     def __init__(self, xs: Sequence[float], ys: Sequence[float], x_title: str, y_title: str, title: str,
-                 x_ticks: Optional[List[Tuple[float, str]]] = None):
+                 x_ticks: Optional[List[Tuple[float, str]]] = None, y_ticks: Optional[List[Tuple[float, str]]] = None):
         self.x_lo, self.x_hi = _padded(xs)
         self.y_lo, self.y_hi = _padded(ys)
         self.parts: List[str] = []
         self.w, self.h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-        self._axes(x_title, y_title, title, x_ticks)
+        self._axes(x_title, y_title, title, x_ticks, y_ticks)
 
     def sx(self, x: float) -> float:
         return LEFT + (x - self.x_lo) / (self.x_hi - self.x_lo) * self.w
@@ -110,14 +110,16 @@ class _Frame:
     def sy(self, y: float) -> float:
         return TOP + self.h - (y - self.y_lo) / (self.y_hi - self.y_lo) * self.h
 
-    def _axes(self, x_title: str, y_title: str, title: str, x_ticks) -> None:
+    def _axes(self, x_title: str, y_title: str, title: str, x_ticks, y_ticks=None) -> None:
         p = self.parts
         p.append(f'<text class="title" x="{LEFT}" y="{TOP - 12}">{escape(title)}</text>')
-        yt = nice_ticks(self.y_lo, self.y_hi)
-        for t in yt:
+        if y_ticks is None:
+            yt = nice_ticks(self.y_lo, self.y_hi)
+            y_ticks = [(t, _tick_text(t, yt)) for t in yt]
+        for t, text in y_ticks:
             y = self.sy(t)
             p.append(f'<line class="grid" x1="{LEFT}" x2="{LEFT + self.w}" y1="{y:.1f}" y2="{y:.1f}"/>')
-            p.append(f'<text class="tick" x="{LEFT - 6}" y="{y + 3.5:.1f}" text-anchor="end">{escape(_tick_text(t, yt))}</text>')
+            p.append(f'<text class="tick" x="{LEFT - 6}" y="{y + 3.5:.1f}" text-anchor="end">{escape(text)}</text>')
         if x_ticks is None:
             xt = nice_ticks(self.x_lo, self.x_hi)
             x_ticks = [(t, _tick_text(t, xt)) for t in xt]

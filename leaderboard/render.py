@@ -16,10 +16,12 @@ from typing import Any, Callable, Dict, List, Optional
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from prunebench.analysis.effective import effective_robustness
 from prunebench.analysis.merge import ResultSet, collect, merge
 from prunebench.analysis.robustness import compare
 from prunebench.analysis.table import main_table
 from prunebench.leaderboard.buckets import bucket_table
+from prunebench.leaderboard.effective_view import effective_groups
 from prunebench.leaderboard.figures import Y_OPTIONS, pareto_figures, snr_figures
 from prunebench.leaderboard.kept_patches import kept_patch_groups
 from prunebench.leaderboard.plots import colors_for
@@ -75,6 +77,8 @@ def page_context(result: ResultSet) -> Dict[str, Any]:
         "result": result,
         "table": table,
         "verdicts": verdict_table(comps),
+        # testbed members (result.testbed) feed this alone
+        "effective": effective_groups(effective_robustness(records + result.testbed), colors),
         "speed": speed_groups(records, comps),
         "iso_headers": ISO_HEADERS,
         "details": detail_table(comps),

@@ -39,6 +39,7 @@ class ResultSet:
     conflicts: List[Conflict] = field(default_factory=list)
     duplicates: List[Duplicate] = field(default_factory=list)
     files: int = 0
+    testbed: List[Record] = field(default_factory=list)  # testbed members (effective robustness), ok, one per key
 
 
 def collect(results_dir: str | Path) -> ResultSet:
@@ -67,7 +68,8 @@ def merge(records: Iterable[RecordLike]) -> ResultSet:
         if differences:
             out.conflicts.append(Conflict(key, [_path(r) for r in ok], differences, ok))
             continue
-        out.records.append(ok[0])
+        # testbed members feed effective robustness alone: no table or comparison sees them
+        (out.testbed if ok[0].testbed is not None else out.records).append(ok[0])
         if len(group) > 1:
             out.duplicates.append(Duplicate(key, [_path(r) for r in ok] + [_path(r) for r in group if not r.ok]))
     return out

@@ -27,6 +27,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from tabulate import tabulate
 
+from prunebench.analysis.effective import effective_robustness
+from prunebench.analysis.effective_report import effective_section
 from prunebench.analysis.paired import ALPHA
 from prunebench.analysis.speed import ISO_SPEEDS, iso_speed_table, speed_curves
 from prunebench.analysis.robustness import (DEGRADES, IMPROVES, NO_EFFECT, NO_VERDICT, Comparison, Key, NoVerdict, Pooled,
@@ -51,11 +53,15 @@ QUESTION = [
 
 
 def report_folder(results_dir: str | Path, seed: int = 0) -> str:
-    return build_report(load_results(results_dir), str(results_dir), seed)
+    return build_report(load_results(results_dir, testbed=True), str(results_dir), seed)
 
 
 def build_report(records: Sequence[RecordLike], source: str = "records", seed: int = 0) -> str:
-    records = as_records(records)
+    """The report of the grid's records; testbed members among them feed the effective-robustness
+    section alone."""
+    every = as_records(records)
+    effective, effective_answers = effective_section(effective_robustness(every, seed))
+    records = [r for r in every if r.testbed is None]
     ok = [r for r in records if r.ok]
     not_ok = len(records) - len(ok)
     pooled = pool_folds(ok)
@@ -85,6 +91,8 @@ def build_report(records: Sequence[RecordLike], source: str = "records", seed: i
     no_verdict = _no_verdict_lines(unusable)
     lines += [""] + no_verdict if no_verdict else []
     answers += no_verdict
+    lines += effective
+    answers += effective_answers
     lines += _speed_section(ok)
     lines += _iso_speed_section(ok, comparisons, seed)
     missing = _missing_baselines(ok)

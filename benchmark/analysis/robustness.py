@@ -110,8 +110,9 @@ def record_key(record: Record) -> Key:
 
 
 def index_records(records: Iterable[Record]) -> Dict[Key, Record]:
-    """Records by (model, task, bucket, method id, corruption id); a later record of a key wins."""
-    return {record_key(r): r for r in records}
+    """Records by (model, task, bucket, method id, corruption id); a later record of a key wins.
+    Testbed members (effective robustness) are not the grid's models: left out."""
+    return {record_key(r): r for r in records if r.testbed is None}
 
 
 def compare(records: Sequence[RecordLike], seed: int = 0, unusable: Optional[List["NoVerdict"]] = None

@@ -112,6 +112,18 @@ class TokenEncoder(nn.Module):
         x, state = self.hidden_states(fbank, method, valid_frames, track_provenance=False, key_padding=key_padding)
         return self._pool(x, state), state
 
+    def encode_per_block(self, fbank: torch.Tensor) -> torch.Tensor:
+        """(b, depth, dim): after each block k, the pooled representation a copy of this model cut
+        after block k (`depth: k`, the same final norm) reads. One unpruned forward for all k."""
+        x, grid = self.embed(fbank)
+        state = TokenState.start(x.shape[0], self.num_prefix_tokens, grid, x.device, False)
+        dims = self.dims(grid)
+        pooled = []
+        for index, block in enumerate(self.blocks):
+            x = self._block(block, x, state, None, index, dims)
+            pooled.append(self._pool(self.final_norm(x), state))
+        return torch.stack(pooled, dim=1)
+
     def hidden_states(
         self,
         fbank: torch.Tensor,

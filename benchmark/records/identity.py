@@ -5,7 +5,9 @@ Two runs that ask for the same pair get the same key, whatever else their config
 folder resumes per pair. The parts:
 
 - `protocol`: the protocol version (`prunebench.core.version.PROTOCOL`);
-- `model`: the architecture's name and the checkpoint's weights hash;
+- `model`: the architecture's name and the checkpoint's weights hash; for a testbed member
+  (effective robustness: prunebench.train.testbed) also its spec (block, training share, probe
+  settings, the checkpoint it was cut from);
 - `task`: name, split, the parameters that define the data (not its location), and a hash of the
   evaluated clip ids (the listed test clips: evaluated ones and skipped ones);
 - `corruption`, `bucket`: the variant's corruption and length bucket, with their parameters;
@@ -139,13 +141,25 @@ def _variant_part(block: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]
     return None if not block else {"id": block.get("id"), "params": block.get("params") or {}}
 
 
+TESTBED = "testbed"  # the model block of a testbed member holds its spec under this key
+TESTBED_SPEC = ("member", "block", "train_fraction", "l2", "max_iter", "base_checkpoint_sha256")
+
+
+def _model_part(model: Mapping[str, Any]) -> Dict[str, Any]:
+    part = {"name": model["name"], "checkpoint_sha256": model.get("checkpoint_sha256")}
+    member = model.get(TESTBED)
+    if member:  # only members carry it: every other record's key is as it was
+        part[TESTBED] = {k: member.get(k) for k in TESTBED_SPEC}
+    return part
+
+
 def identity_of(model: Mapping[str, Any], method: Mapping[str, Any], task: Mapping[str, Any],
                 measure: Mapping[str, Any], clip_ids: Iterable[str], seed: int) -> Identity:
     """The identity of a pair from the blocks a record holds (model, method, task, measure, the
     seed in its provenance)."""
     parts = {
         "protocol": PROTOCOL,
-        "model": {"name": model["name"], "checkpoint_sha256": model.get("checkpoint_sha256")},
+        "model": _model_part(model),
         "task": task_part(task, clip_ids),
         "corruption": _variant_part(task.get("corruption")),
         "bucket": _variant_part(task.get("bucket")),

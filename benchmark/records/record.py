@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from prunebench.core.errors import DataError, PrunebenchError
 from prunebench.core.feature_dtype import feature_storage
 from prunebench.core.registry import BASELINE
-from prunebench.records.identity import SPEED_TARGET, Identity, identity_of, measure_part, same_measure
+from prunebench.records.identity import SPEED_TARGET, TESTBED, Identity, identity_of, measure_part, same_measure
 from prunebench.records.sidecar import ARRAYS, SIDECAR, Sidecar
 from prunebench.records.store import FAILED, OK, SCHEMA, iter_result_files, read_record, result_path, write_record
 
@@ -247,6 +247,32 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+@dataclass(frozen=True)
+class TestbedRef:
+    """A testbed member's spec (effective robustness, prunebench.train.testbed): an unpruned
+    probe on the encoder cut after `block`, fitted on a share of the training clips."""
+
+    member: str  # `block2-train25`
+    block: int
+    train_fraction: float
+    train_clips: Optional[int]
+
+    @classmethod
+    def read(cls, block: Optional[Mapping[str, Any]]) -> Optional["TestbedRef"]:
+        if not block:
+            return None
+        clips = block.get("train_clips")
+        return cls(str(block["member"]), int(block["block"]), float(block["train_fraction"]),
+                   None if clips is None else int(clips))
+
+
+def model_key(model: Mapping[str, Any]) -> str:
+    """The model part of a record's key: the model's name, and a testbed member's name after it
+    (`whisper-tiny+testbed-block2-train25`), so members never share a key with the grid's models."""
+    member = model.get(TESTBED)
+    return str(model["name"]) + (f"+testbed-{member['member']}" if member else "")
+
+
 # -- the record -------------------------------------------------------------------------------
 GroupKey = Tuple[str, str, Optional[str]]  # model, task (name/split), bucket id
 PairKey = Tuple[str, str, str]  # model, method id, task variant
@@ -272,7 +298,7 @@ class Pair:
 
     @property
     def key(self) -> PairKey:
-        return (str(self.model["name"]), str(self.method["id"]), str(self.task["variant"]))
+        return (model_key(self.model), str(self.method["id"]), str(self.task["variant"]))
 
     def blocks(self) -> Dict[str, Any]:
         """The record's blocks that say what it is of."""
@@ -307,6 +333,7 @@ class Record:
     selection: Dict[str, Any]  # statistics of the patches the method kept
     provenance: Dict[str, Any]  # commit, versions, device, seed, config
     path: Optional[str]  # the file it was read from, where a reader noted it
+    testbed: Optional[TestbedRef] = None  # a testbed member (effective robustness): None for the grid's models
 
     # -- building ---------------------------------------------------------------------------------
     @classmethod
@@ -400,6 +427,7 @@ class Record:
             macs=(raw.get("macs") or {}).get("per_sample"), throughput=raw.get("throughput") or {},
             tokens_per_layer=(raw.get("tokens") or {}).get("per_layer") or [], selection=raw.get("selection") or {},
             provenance=raw.get("provenance") or {}, path=None if raw.get("_path") is None else str(raw["_path"]),
+            testbed=TestbedRef.read(model.get(TESTBED)),
         )
 
     @property
@@ -474,8 +502,9 @@ class Record:
 
     @property
     def key(self) -> PairKey:
-        """One result per key in a results folder: model, method id, task variant."""
-        return (self.model, self.method.id, self.variant)
+        """One result per key in a results folder: model (with a testbed member's name), method id,
+        task variant."""
+        return (model_key(self.document["model"]), self.method.id, self.variant)
 
     # -- orders: one rule each, for every table and report ----------------------------------------
     @property
@@ -554,9 +583,10 @@ def pair_key(record: RecordLike) -> PairKey:
     return as_record(record).key
 
 
-def load_results(out: Union[str, Path], include_failed: bool = False) -> List[Record]:
+def load_results(out: Union[str, Path], include_failed: bool = False, testbed: bool = False) -> List[Record]:
     """The records of one results folder, for a report: every file read and checked (a bad one is
-    an error naming it), the failed ones too with `include_failed`. A folder may hold the records
+    an error naming it), the failed ones too with `include_failed`, testbed members (effective
+    robustness) only with `testbed` (every other reader compares the grid's models alone). A folder may hold the records
     of several runs, pair by pair, as long as they can be compared: two files claiming one pair,
     or records of one model and split made with different checkpoints or measure settings, are an
     error naming both files."""
@@ -569,9 +599,9 @@ def load_results(out: Union[str, Path], include_failed: bool = False) -> List[Re
         seen[r.key] = r
         if not r.ok:
             continue
-        first = made_with.setdefault((r.model, r.task_id), r)
+        first = made_with.setdefault((r.key[0], r.task_id), r)  # each testbed member is its own model
         if first.checkpoint_sha256 != r.checkpoint_sha256 or not same_measure(first.measure, r.measure):
             what = "checkpoint" if first.checkpoint_sha256 != r.checkpoint_sha256 else "measure settings"
             raise DataError(f"results {first.path} and {r.path} were made with different {what}: "
                             f"they cannot be compared; keep them in separate folders")
-    return [r for r in records if include_failed or r.ok]
+    return [r for r in records if (include_failed or r.ok) and (testbed or r.testbed is None)]

@@ -22,6 +22,7 @@ from prunebench.method_api import Method
 from prunebench.models.execution import EXECUTIONS
 from prunebench.run.speed_target import KEY as SPEED_KEY, SpeedTarget, speed_target
 from prunebench.train.recipes import TRAIN_DEFAULTS, resolve_train  # noqa: F401  TRAIN_DEFAULTS re-exported
+from prunebench.train.testbed import TestbedSettings, parse_testbed
 from prunebench.core.registry import CORRUPTIONS, METHODS, MODELS, TASKS
 from prunebench.tasks.buckets import LengthBucket
 from prunebench.tasks.corruption import Corruption
@@ -30,7 +31,7 @@ from prunebench.data.batching import DEFAULT_STRATEGY, check_strategy
 from prunebench.data.variant import TaskVariant
 from prunebench.tasks.lengths import lengths_from
 
-TOP_KEYS = ("seed", "models", "tasks", "methods", "measure", "train", "on_bad_clip")
+TOP_KEYS = ("seed", "models", "tasks", "methods", "measure", "train", "on_bad_clip", "testbed")
 MEASURE_DEFAULTS = {"throughput": True, "batch_size": 32, "device": "auto", "dtype": "float32", "warmup": 2, "repeats": 5,
                     "min_repeat_s": 0.2, "feature_dtype": "auto", "batching": DEFAULT_STRATEGY,
                     "execution": "auto"}
@@ -80,6 +81,7 @@ class RunConfig:
     train: Dict[str, Any]
     on_bad_clip: str
     raw: Dict[str, Any]
+    testbed: Optional[TestbedSettings] = None  # effective robustness: unpruned probes after the grid
 
     @property
     def hash(self) -> str:
@@ -157,7 +159,8 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     if not isinstance(train, dict):
         raise ConfigError(f"{source}: train must be a mapping")
     resolve_train(train, f"{source}: train")  # checked now; completed per task when one is trained
-    return RunConfig(seed, models, tasks, methods, targets, measure, train, on_bad_clip, raw)
+    testbed = parse_testbed(raw.get("testbed"), f"{source}: testbed")
+    return RunConfig(seed, models, tasks, methods, targets, measure, train, on_bad_clip, raw, testbed)
 
 
 def _require_unique(ids: List[str], where: str) -> None:

@@ -25,6 +25,7 @@ from prunebench.run.plan import Group, Plan, plan_run
 from prunebench.core.plugins import loaded_plugin_sources
 from prunebench.records.record import Failure, Record
 from prunebench.records.store import InvalidRecord, remove_stale_temporaries
+from prunebench.run.testbed import TestbedSummary, run_testbed
 from prunebench.run.work import EvalUnit
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,18 @@ class RunSummary:
     records: List[Record] = field(default_factory=list)  # ok records, new and skipped
     failed_records: List[Record] = field(default_factory=list)
     retried: List[Path] = field(default_factory=list)  # failed records of an earlier run, run again
+    testbed: TestbedSummary = field(default_factory=TestbedSummary)  # the testbed's records (effective robustness)
     seconds: float = 0.0
 
     @property
     def only_input_errors(self) -> bool:
         """Every failure was bad input (config, data): the CLI exits 2 rather than 1."""
         return bool(self.failed_records) and all(r.failure.input_error for r in self.failed_records)
+
+    @property
+    def all_failed(self) -> List[Tuple[str, str]]:
+        """(pair, one-line error) of the grid's and the testbed's failed pairs."""
+        return self.failed + self.testbed.failed
 
 
 class Runner:
@@ -80,6 +87,10 @@ class Runner:
                 sink.close()
             if self.executor.name == "local":
                 self.echo(str(COUNTER))
+        if self.config.testbed is not None:  # after the grid: its records stand whatever the testbed does
+            summary.testbed = run_testbed(self.config, self.out, self.overwrite, self.progress, self.echo)
+            self.echo(f"testbed: {len(summary.testbed.written)} records written, {summary.testbed.skipped} already present"
+                      + (f", {len(summary.testbed.failed)} failed" if summary.testbed.failed else ""))
         summary.seconds = time.perf_counter() - started
         return summary
 

@@ -1,0 +1,153 @@
+"""The testbed of effective robustness: config, members as real models, records, resume."""
+import pytest
+import torch
+import yaml
+
+from conftest import TINY, run_config
+from prunebench.cli import main
+from prunebench.core.errors import ConfigError
+from prunebench.measure.evaluate import evaluate
+from prunebench.method_api import parse_method_spec  # noqa: F401  (the method registry is importable)
+from prunebench.models import build_model, load_classifier
+from prunebench.analysis.merge import collect
+from prunebench.records.record import Record, load_results
+from prunebench.core.registry import METHODS
+from prunebench.run.config import parse_config
+from prunebench.train.testbed import parse_testbed, stratified_subset
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"train_fraction": [0.5]}, "unknown key 'train_fraction'"),
+    ({"train_fractions": [0, 0.5]}, "train_fractions must be a list of shares in (0, 1]"),
+    ({"train_fractions": [0.5, 0.5]}, "lists a share twice"),
+    ({"blocks": [0, 2]}, "blocks must be 'all' or a list of block numbers >= 1"),
+    ({"blocks": "some"}, "blocks must be 'all'"),
+    ({"l2": -1}, "l2 must be a number >= 0"),
+    ([0.5], "expected a mapping"),
+])
+def test_bad_testbed_sections_name_the_key(raw, message):
+    with pytest.raises(ConfigError, match=None) as info:
+        parse_testbed(raw, "run.yaml: testbed")
+    assert message in str(info.value) and str(info.value).startswith("run.yaml: testbed")
+
+
+def test_testbed_members_are_blocks_times_fractions_and_a_block_beyond_the_model_is_an_error():
+    settings = parse_testbed({"blocks": [1, 3], "train_fractions": [1.0, 0.25]}, "t")
+    members = settings.members(4, {"probe_l2": 0.01})
+    assert [m.name for m in members] == ["block1-train25", "block1-train100", "block3-train25", "block3-train100"]
+    assert all(m.l2 == 0.01 for m in members)
+    assert [m.block for m in parse_testbed(True, "t").members(2, {})] == [1, 1, 1, 1, 2, 2, 2, 2]
+    with pytest.raises(ConfigError, match="blocks: 5 is beyond the model's 4 blocks"):
+        parse_testbed({"blocks": [5]}, "t").members(4, {})
+
+
+def test_a_config_parses_its_testbed_section(tmp_path, tiny_checkpoint):
+    root, checkpoint = tiny_checkpoint
+    config = parse_config(run_config(root, checkpoint, testbed={"train_fractions": [0.5, 1.0]}))
+    assert config.testbed.train_fractions == (0.5, 1.0) and config.testbed.blocks is None
+    assert parse_config(run_config(root, checkpoint)).testbed is None
+
+
+def test_stratified_subsets_take_the_share_of_every_class_and_nest():
+    labels = torch.tensor([c for c in range(5) for _ in range(20)])
+    small, large = stratified_subset(labels, 0.1, 0), stratified_subset(labels, 0.5, 0)
+    assert torch.bincount(labels[small]).tolist() == [2] * 5 and torch.bincount(labels[large]).tolist() == [10] * 5
+    assert set(small.tolist()) <= set(large.tolist())
+    assert stratified_subset(labels, 1.0, 0).tolist() == list(range(100))
+    assert torch.bincount(labels[stratified_subset(labels, 0.01, 0)]).tolist() == [1] * 5  # at least one a class
+
+
+def test_encode_per_block_ends_with_what_the_head_reads_and_matches_cut_models(tiny_model):
+    torch.manual_seed(1)
+    fbank = torch.randn(3, 128, 128)
+    with torch.no_grad():
+        per_block = tiny_model.encode_per_block(fbank)
+        assert per_block.shape[:2] == (3, 4)
+        assert torch.allclose(per_block[:, -1], tiny_model.encode(fbank)[0], atol=1e-5)
+        cut = build_model("ast-tiny", num_classes=5, **{**TINY, "depth": 2}).eval()
+        state = {k: v for k, v in tiny_model.state_dict().items() if ".blocks.2." not in k and ".blocks.3." not in k}
+        cut.load_state_dict(state)
+        assert torch.allclose(per_block[:, 1], cut.encode(fbank)[0], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def testbed_run(tmp_path_factory, tiny_checkpoint):
+    root, checkpoint = tiny_checkpoint
+    tmp = tmp_path_factory.mktemp("testbed")
+    raw = run_config(root, checkpoint, methods=[{"name": "none"}, {"name": "topk", "keep_rate": 0.5}], snr_db=(20, 0),
+                     testbed={"blocks": [2, 4], "train_fractions": [0.5, 1.0]})
+    config = tmp / "run.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["run", "--config", str(config), "--out", str(tmp / "results"), "--no-progress"]) == 0
+    return tmp, config
+
+
+def test_members_write_ordinary_records_marked_as_testbed(testbed_run):
+    tmp, _ = testbed_run
+    every = load_results(tmp / "results", testbed=True)
+    members = [r for r in every if r.testbed is not None]
+    assert len(members) == 4 * 3  # 4 members x (clean + 2 noisy)
+    assert {r.testbed.member for r in members} == {"block2-train50", "block2-train100", "block4-train50", "block4-train100"}
+    assert {r.key[0] for r in members} == {f"ast-tiny+testbed-{m}" for m in
+                                          ("block2-train50", "block2-train100", "block4-train50", "block4-train100")}
+    assert all(r.method.id == "none" and r.model == "ast-tiny" for r in members)
+    half = next(r for r in members if r.testbed.member == "block2-train50")
+    assert half.testbed.train_clips == 40 and half.model_config["depth"] == 2  # 10 classes x 4 of 8 training clips
+    assert half.macs < next(r for r in every if r.testbed is None and r.method.id == "none").macs
+    # the other readers see the grid alone
+    assert all(r.testbed is None for r in load_results(tmp / "results"))
+    result = collect(tmp / "results")
+    assert len(result.testbed) == 12 and all(r.testbed is None for r in result.records)
+
+
+def test_a_member_checkpoint_evaluated_as_a_run_evaluates_gives_the_records_predictions(testbed_run):
+    tmp, _ = testbed_run
+    from prunebench.data.features import FeatureStore, frontend_for
+    from prunebench.data.variant import TaskVariant
+    from prunebench.run.config import load_config
+
+    config = load_config(tmp / "run.yaml")
+    variant = config.tasks[0].variants[1]  # white@20dB
+    record = next(r for r in load_results(tmp / "results", testbed=True)
+                  if r.testbed is not None and r.testbed.member == "block2-train50" and r.variant == variant.id)
+    model = load_classifier("ast-tiny", record.document["model"]["checkpoint"])
+    store = FeatureStore(run_seed=0, progress=False)
+    features = store.get(variant, frontend_for(model.config, variant.task))
+    ev = evaluate(model, METHODS.get("none")(), features, "accuracy")
+    assert ev.per_clip["ids"] == record.clips.ids
+    assert ev.per_clip["pred"] == record.clips.pred
+    assert ev.score["value"] == pytest.approx(record.score)
+
+
+def test_a_rerun_skips_every_member_and_a_changed_member_is_refused(testbed_run, capsys):
+    tmp, config = testbed_run
+    before = {r.path: r.document["provenance"].get("date") for r in load_results(tmp / "results", testbed=True)}
+    assert main(["run", "--config", str(config), "--out", str(tmp / "results"), "--no-progress"]) == 0
+    assert "testbed: 0 records written, 12 already present" in capsys.readouterr().out
+    after = {r.path: r.document["provenance"].get("date") for r in load_results(tmp / "results", testbed=True)}
+    assert after == before
+    raw = yaml.safe_load(config.read_text())
+    raw["testbed"]["l2"] = 0.5
+    changed = tmp / "changed.yaml"
+    changed.write_text(yaml.safe_dump(raw))
+    assert main(["run", "--config", str(changed), "--out", str(tmp / "results"), "--no-progress"]) == 2
+    assert "testbed member block2-train50 changed (model.testbed" in capsys.readouterr().err
+
+
+def test_report_and_leaderboard_show_the_effective_robustness_figure(testbed_run):
+    tmp, _ = testbed_run
+    from prunebench.analysis.report import report_folder
+
+    text = report_folder(tmp / "results")
+    section = text[text.index("EFFECTIVE ROBUSTNESS"):]
+    assert "== ast-tiny on synth-esc/fold5 (20 clips; testbed: 4 members" in section
+    assert "white@20dB" in section and "white@0dB" in section
+    assert section.count("topk") >= 2 and "none" in section  # every grid model has its ER, `none` too
+    html = (tmp / "results" / "leaderboard.html").read_text()
+    effective = html[html.index('<h2 id="effective">'):html.index('<h2 id="speed">')]
+    assert effective.count('class="plot effective"') == 2  # one figure per noise condition
+    assert effective.count('class="member"') == 8  # 4 members on each
+    assert ">topk 0.5</text>" in effective and ">none</text>" in effective  # the grid's models, labelled
+    assert "testbed block2-train50: clean" in effective
+    # the members are not rows of the leaderboard's tables
+    assert "+testbed-" not in html[html.index('<h2 id="leaderboard">'):html.index('<h2 id="pareto">')]
