@@ -4,7 +4,10 @@ from prunebench.core.version import VERSION as __version__
 
 # The method API, so that a plugin is one import line: `from prunebench import ScorePruning, register_method`.
 # Resolved on first use, so that importing the package loads no torch.
-_METHOD_API = ("AttentionInfo", "MergePlan", "Method", "ScorePruning", "TokenState", "patch_statistic")
+_METHOD_API = ("AttentionInfo", "MergePlan", "Method", "ModelDims", "ScorePruning", "TokenState", "default_reduction_layers",
+               "kept_count", "patch_statistic")
+# What a plugin refuses bad parameters with (one line naming the key, exit 2 from the CLI).
+_PARAMS_API = ("ConfigError", "require_number")
 
 
 def __getattr__(name: str):
@@ -12,6 +15,14 @@ def __getattr__(name: str):
         import prunebench.method_api as method_api
 
         return getattr(method_api, name)
+    if name == "ConfigError":
+        from prunebench.core.errors import ConfigError
+
+        return ConfigError
+    if name == "require_number":
+        from prunebench.core.params import require_number
+
+        return require_number
     raise AttributeError(f"module 'prunebench' has no attribute {name!r}")
 
 
@@ -29,5 +40,6 @@ def load_model(name, checkpoint=None, num_classes=None, execution="auto"):
     return _load(name, checkpoint=checkpoint, num_classes=num_classes, execution=execution)
 
 
-__all__ = ["AttentionInfo", "MergePlan", "Method", "ScorePruning", "TokenState", "load_model", "patch_statistic",
-           "register_corruption", "register_method", "register_metric", "register_model", "register_task", "__version__"]
+__all__ = ["AttentionInfo", "ConfigError", "MergePlan", "Method", "ModelDims", "ScorePruning", "TokenState",
+           "default_reduction_layers", "kept_count", "load_model", "patch_statistic", "register_corruption",
+           "register_method", "register_metric", "register_model", "register_task", "require_number", "__version__"]
