@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunebench", description="Token pruning in audio transformers, clean and under noise.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_list, _add_run, _add_train, _add_profile, _add_tune, _add_report, _add_validate_method, _add_leaderboard):
+    for add in (_add_list, _add_run, _add_train, _add_profile, _add_tune, _add_report, _add_validate_method, _add_leaderboard,
+                _add_tracks, _add_submit, _add_verify):
         add(sub)
     return parser
 
@@ -163,11 +164,50 @@ def _add_validate_method(sub) -> None:
 
 
 def _add_leaderboard(sub) -> None:
-    p = sub.add_parser("leaderboard", help="render a results folder into one self-contained HTML file")
-    p.add_argument("results")
-    p.add_argument("-o", "--output", default=None, help="HTML file (default: RESULTS/leaderboard.html)")
+    p = sub.add_parser("leaderboard", help="render a results folder, or (no folder) the published board, into one HTML file; "
+                                           "--add a verified submission bundle to the store")
+    p.add_argument("results", nargs="?", help="a results folder (default: the published board of the results store)")
+    p.add_argument("-o", "--output", default=None,
+                   help="HTML file (default: RESULTS/leaderboard.html; the published board: leaderboard.html)")
+    p.add_argument("--store", default=None, help="the results store (default: the one shipped in the package)")
+    p.add_argument("--add", metavar="BUNDLE", help="verify a submission bundle and merge it into the store")
+    p.add_argument("--division", default="closed", choices=("closed", "open"),
+                   help="with --add: open waives the equality with the published none (another checkpoint) and marks the rows open")
+    p.add_argument("--publish", metavar="RESULTS", help="the project's own complete run of --track as the track's published entry")
+    p.add_argument("--track", help="with --publish: the track the run is of")
+    p.add_argument("--root", help="with --add: the dataset's folder on this machine (default: the track's)")
     p.add_argument("--plugins", action="append", metavar="FILE", help="load a plugin file (a metric the records use)")
     p.set_defaults(func=cmd_leaderboard)
+
+
+def _add_tracks(sub) -> None:
+    p = sub.add_parser("tracks", help="the shipped tracks (versioned protocols), with their expected runtime on a 2-core CPU")
+    p.set_defaults(func=cmd_tracks)
+
+
+def _add_submit(sub) -> None:
+    p = sub.add_parser("submit", help="run a track for one method and none, timed on this machine; write a bundle and verify it")
+    p.add_argument("--plugins", action="append", metavar="FILE", required=True, help="the plugin file registering the method")
+    p.add_argument("--method", required=True, metavar="SPEC", help="name or name:key=value,... (default: the track's operating points)")
+    p.add_argument("--track", required=True, help="a track (prunebench tracks) or a track file")
+    p.add_argument("--out", required=True, help="the bundle's folder (a rerun resumes it)")
+    p.add_argument("--root", help="the dataset's folder on this machine (default: the track's)")
+    p.add_argument("--store", default=None, help="the results store verify compares none with (default: the shipped one)")
+    p.add_argument("--division", default="closed", choices=("closed", "open"), help="the division verify checks for")
+    p.add_argument("--overwrite", action="store_true", help="recompute every pair")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_submit)
+
+
+def _add_verify(sub) -> None:
+    p = sub.add_parser("verify", help="every check of a submission bundle with its verdict; exit 0 when it verifies")
+    p.add_argument("bundle")
+    p.add_argument("--division", default="closed", choices=("closed", "open"),
+                   help="open: waive the equality with the published none (another checkpoint, fine-tuned weights)")
+    p.add_argument("--store", default=None, help="the results store holding the track's published run (default: the shipped one)")
+    p.add_argument("--root", help="the dataset's folder on this machine (default: the track's)")
+    p.add_argument("--sample", type=int, default=8, help="clips rerun per sampled record (default 8)")
+    p.set_defaults(func=cmd_verify)
 
 
 def cmd_list(args) -> int:
@@ -387,12 +427,93 @@ def cmd_validate_method(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
+    from prunebench.core.errors import ConfigError
+
+    store = _store(args.store)
+    if args.add:
+        return _add_bundle(args, store)
+    if args.publish:
+        from prunebench.submit.store import publish
+        from prunebench.submit.system import system_description
+
+        if not args.track:
+            raise ConfigError("--publish needs --track: the track the run is of")
+        entry = publish(args.track, Path(args.publish), store, system_description("auto", "float32"))
+        print(f"published {args.publish} as {entry}")
+        return 0
+    if args.results is None:
+        import time
+
+        from prunebench.leaderboard.board import render_board
+
+        started = time.perf_counter()
+        page = render_board(store, args.output or "leaderboard.html")
+        print(f"published board of {store}: {page} ({time.perf_counter() - started:.1f} s)")
+        return 0
     from prunebench.leaderboard import render_leaderboard
 
     out = args.output or str(Path(args.results) / "leaderboard.html")
     page = render_leaderboard(args.results, out, warn=_warn)
     print(f"leaderboard: {page}")
     return 0
+
+
+def _store(path: Optional[str]) -> Path:
+    from prunebench.leaderboard.board import STORE
+
+    return Path(path) if path else STORE
+
+
+def _add_bundle(args, store: Path) -> int:
+    from prunebench.submit.store import Refused, add_bundle
+    from prunebench.submit.verify import VerifySettings
+
+    settings = VerifySettings(Path(args.add), store, division=args.division, root=args.root, stop_at_failure=True)
+    try:
+        entry, _ = add_bundle(settings)
+    except Refused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"added {args.add} to the store as {entry} ({args.division} division)")
+    return 0
+
+
+def cmd_tracks(args) -> int:
+    from prunebench.tracks.track import all_tracks
+
+    for track in all_tracks():
+        print(f"{track.name} (version {track.version}, protocol {track.protocol}): {track.about}")
+        print(f"    expected on a 2-core CPU: {track.runtime_2cpu}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    import time
+
+    from prunebench.submit.submit import SubmitSettings, submit
+
+    started = time.perf_counter()
+    settings = SubmitSettings(args.track, Path(args.plugins[-1]), args.method, Path(args.out), root=args.root,
+                              overwrite=args.overwrite, progress=not args.no_progress)
+    summary = submit(settings)
+    print(f"{len(summary.written) - len(summary.failed)} records written, {len(summary.skipped)} already present, "
+          f"{len(summary.failed)} failed, in {time.perf_counter() - started:.0f} s; bundle {args.out}/")
+    print(f"verify {args.out}:")
+    return _verify(Path(args.out), _store(args.store), args.division, args.root, 8)
+
+
+def cmd_verify(args) -> int:
+    return _verify(Path(args.bundle), _store(args.store), args.division, args.root, args.sample)
+
+
+def _verify(bundle: Path, store: Path, division: str, root: Optional[str], sample: int) -> int:
+    from prunebench.submit.verify import VerifySettings, verified, verify
+
+    verdicts = verify(VerifySettings(bundle, store, division=division, sample=sample, root=root), echo=print)
+    ok = verified(verdicts)
+    print(f"{bundle}: {'verifies' if ok else 'does not verify'} ({sum(not v.failed for v in verdicts)} of "
+          f"{len(verdicts)} checks passed or waived)")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

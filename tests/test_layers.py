@@ -25,6 +25,9 @@ ALLOWED = {
     "train": {"core", "audio", "metrics", "method_api", "tasks", "models", "data", "measure"},
     "run": {"core", "audio", "metrics", "method_api", "tasks", "models", "data", "measure", "train", "records"},
     "analysis": {"core", "records", "metrics"},
+    "tracks": {"core", "audio", "metrics", "method_api", "tasks", "models", "data", "measure", "train", "records", "run"},
+    "submit": {"core", "audio", "metrics", "method_api", "tasks", "models", "data", "measure", "train", "records", "run",
+               "tracks"},
     "leaderboard": {"core", "records", "analysis"},
     # the package's front (register_*, load_model) and the command line sit on top
     "facade": {"core", "method_api", "models"},

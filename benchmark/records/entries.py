@@ -1,0 +1,92 @@
+"""The results store's entries: the published board's content, one folder per entry.
+
+Layout: `<store>/<track>/<entry id>/` holds `entry.json`, the entry's records as a results folder
+(`records/`, JSON and sidecars) and the source of each method it ranks (`sources/<file>`).
+`published` is the project's own run of a track (every built-in method and `none`); every other
+entry is a submission merged by `prunebench leaderboard --add` (one method, and the `none` it was
+timed against). `entry.json` says what the board shows beside the numbers: the track and its
+version, the division (closed: same model, weights and data as the published `none`, proven by
+equal predictions; open: another checkpoint or fine-tuned weights), each ranked method's source
+file and sha256, and the system that measured it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List
+
+from prunebench.core.errors import DataError
+
+ENTRY_SCHEMA = "prunebench-entry-1"
+ENTRY_FILE = "entry.json"
+RECORDS = "records"
+SOURCES = "sources"
+PUBLISHED = "published"
+CLOSED, OPEN = "closed", "open"
+
+
+@dataclass(frozen=True)
+class MethodSource:
+    name: str
+    file: str  # inside the entry's folder, e.g. sources/topk.py
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    track: str
+    track_version: int
+    protocol: int
+    division: str  # CLOSED or OPEN
+    kind: str  # "published" or "submission"
+    methods: List[MethodSource]  # the methods the entry ranks (a submission: one)
+    system: Dict[str, Any]  # the machine that measured it (prunebench.submit.system)
+    folder: Path = field(default=Path("."), compare=False)
+
+    @property
+    def id(self) -> str:
+        return self.folder.name
+
+    @property
+    def records_folder(self) -> Path:
+        return self.folder / RECORDS
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"schema": ENTRY_SCHEMA, "track": self.track, "track_version": self.track_version,
+                "protocol": self.protocol, "division": self.division, "kind": self.kind,
+                "methods": [{"name": m.name, "file": m.file, "sha256": m.sha256} for m in self.methods],
+                "system": self.system}
+
+    def write(self, folder: Path) -> None:
+        (folder / ENTRY_FILE).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+    @classmethod
+    def read(cls, folder: Path) -> "Entry":
+        path = Path(folder) / ENTRY_FILE
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if raw.get("schema") != ENTRY_SCHEMA:
+                raise ValueError(f"schema {raw.get('schema')!r}, expected {ENTRY_SCHEMA}")
+            methods = [MethodSource(str(m["name"]), str(m["file"]), str(m["sha256"])) for m in raw["methods"]]
+            return cls(str(raw["track"]), int(raw["track_version"]), int(raw["protocol"]), str(raw["division"]),
+                       str(raw["kind"]), methods, dict(raw.get("system") or {}), Path(folder))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"store entry {path}: unreadable ({exc})") from None
+
+    def source_text(self, method: MethodSource) -> str:
+        return (self.folder / method.file).read_text(encoding="utf-8")
+
+
+def store_entries(store: Path) -> Dict[str, List[Entry]]:
+    """Every entry of a store, by track (tracks and entries in name order, `published` first)."""
+    store = Path(store)
+    if not store.is_dir():
+        raise DataError(f"results store not found: {store}")
+    out: Dict[str, List[Entry]] = {}
+    for track in sorted(p for p in store.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        folders = sorted((p for p in track.iterdir() if (p / ENTRY_FILE).is_file()),
+                         key=lambda p: (p.name != PUBLISHED, p.name))
+        if folders:
+            out[track.name] = [Entry.read(p) for p in folders]
+    return out

@@ -1,0 +1,104 @@
+"""Writes to the results store (layout: prunebench.records.entries): a verified bundle merged as a
+submission entry (`leaderboard --add`), and the project's own run of a track as its published entry.
+
+Nothing in the store changes unless the whole bundle verifies: the entry is assembled in a hidden
+folder beside its place and renamed into it at the end; an entry of the same method and plugin hash
+is replaced in that one rename."""
+from __future__ import annotations
+
+import inspect
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, List, Tuple
+
+from prunebench.core.errors import ConfigError, DataError
+from prunebench.core.registry import BASELINE, METHODS
+from prunebench.records.entries import CLOSED, OPEN, PUBLISHED, RECORDS, SOURCES, Entry, MethodSource
+from prunebench.records.record import Record, load_results
+from prunebench.submit.bundle import Manifest, file_sha256
+from prunebench.submit.verdict import FAIL, Verdict
+from prunebench.submit.verify import VerifySettings, first_failure, verify
+from prunebench.tracks.track import Track, load_track
+
+
+class Refused(Exception):
+    """A bundle that does not verify: one line naming the bundle's file and the check."""
+
+
+def add_bundle(settings: VerifySettings, echo: Callable[[str], None] = lambda _: None) -> Tuple[Path, List[Verdict]]:
+    """Verify the bundle, then merge it into the store as one entry; Refused naming the first failed
+    check (the store untouched)."""
+    verdicts = verify(settings, echo)
+    failed = first_failure(verdicts)
+    bundle = Path(settings.bundle)
+    if failed is not None:
+        where = bundle / (failed.file or "bundle.json")
+        raise Refused(f"{where}: check '{failed.check}' {'failed' if failed.status == FAIL else failed.status}: "
+                      f"{failed.detail}")
+    manifest = Manifest.read(bundle)
+    method = str(manifest.method["name"])
+    entry_id = f"{method}-{manifest.plugin_sha256[:10]}" + ("-open" if settings.division == OPEN else "")
+    plugin = bundle / manifest.plugin_file
+    source = MethodSource(method, f"{SOURCES}/{plugin.name}", manifest.plugin_sha256)
+    entry = Entry(manifest.track, int(manifest.raw["track_version"]), int(manifest.raw["protocol"]),
+                  settings.division, "submission", [source], manifest.system)
+    return _place(Path(settings.store) / manifest.track / entry_id, entry, bundle / "records", [plugin]), verdicts
+
+
+def publish(track_name: str, results: Path, store: Path, system: dict) -> Path:
+    """The project's own run of a track (every pair of its published grid, ok) as the track's
+    published entry, with the source of every built-in method it ranks."""
+    track = load_track(track_name)
+    records = load_results(results)
+    _check_grid(track, records, results)
+    sources, files = [], []
+    for name in sorted({r.method.name for r in records}):
+        path = Path(inspect.getsourcefile(METHODS.get(name)))
+        sources.append(MethodSource(name, f"{SOURCES}/{path.name}", file_sha256(path)))
+        files.append(path)
+    entry = Entry(track.name, track.version, track.protocol, CLOSED, PUBLISHED, sources, system)
+    return _place(Path(store) / track.name / PUBLISHED, entry, Path(results), files)
+
+
+def _check_grid(track: Track, records: List[Record], results: Path) -> None:
+    config = track.run_config()
+    have = {r.key for r in records}
+    for entry in config.models:
+        for task in config.tasks:
+            for variant in task.variants:
+                for method in config.methods:
+                    if (entry.name, method.id, variant.id) not in have:
+                        raise DataError(f"{results}: no ok record of {entry.name} / {method.id} / {variant.id}, a pair "
+                                        f"of track {track.name}: finish the run first")
+    if not any(r.method.name == BASELINE for r in records):
+        raise ConfigError(f"{results}: no {BASELINE} records")
+
+
+def _place(target: Path, entry: Entry, records: Path, sources: List[Path]) -> Path:
+    """Assemble the entry beside `target`, then rename it into place (replacing an old one)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        shutil.copytree(records, staging / RECORDS, ignore=_only_records)
+        (staging / SOURCES).mkdir()
+        for source in sources:
+            shutil.copy2(source, staging / SOURCES / source.name)
+        entry.write(staging)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            staging.rename(target)
+            shutil.rmtree(old)
+        else:
+            staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _only_records(folder: str, names: List[str]) -> List[str]:
+    """copytree's ignore: everything but records, sidecars and folders (no page, no temporaries)."""
+    return [n for n in names if not (Path(folder, n).is_dir() or n.endswith((".json", ".npz"))) or n.startswith(".")]

@@ -1,0 +1,190 @@
+"""The published board: the results store (prunebench.records.entries) as one self-contained page.
+
+One table per track, one row per method configuration of every entry (the published run's methods
+and `none`; each submission's method): clean score with its interval; robustness, the flip effect
+against the entry's own `none` pooled over the track's noise conditions, with its interval and p;
+a column for the accuracy-matched effective robustness (filled where a record carries it; "—"
+otherwise, never an estimate); the speedup over `none` measured interleaved on the entry's machine,
+with the device; GMACs; the division; the method source's sha256, linked to the source shown on
+the page; and the machine. Cross-validated tracks pool their folds' clips (each clip evaluated once
+by the model that did not train on it); their speedup is the median over folds.
+"""
+from __future__ import annotations
+
+import functools
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from prunebench.analysis.report import pool_folds
+from prunebench.analysis.robustness import compare, index_records, pool
+from prunebench.analysis.schema import metric as metric_display
+from prunebench.records.entries import PUBLISHED, Entry, store_entries
+from prunebench.records.record import Record, load_results
+
+STORE = Path(__file__).resolve().parent / "store"  # the published store, shipped with the package
+DASH = "\u2014"
+
+
+@dataclass(frozen=True)
+class Interval:
+    value: float
+    low: Optional[float] = None
+    high: Optional[float] = None
+
+    def text(self, scale: float = 1.0, signed: bool = False, digits: int = 1) -> str:
+        fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
+        main = fmt.format(self.value * scale)
+        if self.low is None or self.high is None:
+            return main
+        return f"{main} [{self.low * scale:.{digits}f}, {self.high * scale:.{digits}f}]"
+
+
+@dataclass
+class BoardRow:
+    track: str
+    method: str
+    params: str
+    entry: str  # the store entry's id
+    clean: Optional[Interval]
+    clean_text: str
+    flip: Optional[Interval]  # pooled flip effect in points; None: no noisy comparison
+    flip_p: Optional[float]
+    flip_conditions: int
+    effective: Optional[Interval]  # accuracy-matched effective robustness; None: not in the records
+    speedup: Optional[float]
+    device: str
+    gmacs: Optional[float]
+    division: str
+    source_sha: str
+    source_anchor: str
+    machine: str
+
+    @property
+    def flip_text(self) -> str:
+        if self.method == "none" and self.flip is not None:
+            return "0 (reference)"
+        if self.flip is None:
+            return DASH
+        p = "" if self.flip_p is None else (f", p<0.001" if self.flip_p < 0.001 else f", p={self.flip_p:.3f}")
+        return self.flip.text(signed=True) + p
+
+
+@dataclass
+class TrackBoard:
+    name: str
+    version: int
+    rows: List[BoardRow] = field(default_factory=list)
+    metric_label: str = ""
+
+
+@dataclass(frozen=True)
+class Source:
+    anchor: str
+    name: str
+    entry: str
+    sha256: str
+    text: str
+
+
+def board_rows(entry: Entry) -> List[BoardRow]:
+    """The rows of one entry: every method configuration of the published run, a submission's method."""
+    records = load_results(entry.records_folder)
+    pooled = pool_folds(records)
+    view = pooled or records  # several folds: their clips pooled
+    index = index_records(view)
+    by_method: Dict[str, list] = {}
+    for c in compare(view):
+        if not c.near_chance:
+            by_method.setdefault(c.method, []).append(c)
+    speeds = _speedups(records)
+    sources = {m.name: m for m in entry.methods}
+    machine = _machine(entry)
+    rows = []
+    for r in sorted((r for r in view if r.corruption is None and r.bucket is None), key=lambda r: r.method_sort_key):
+        if entry.kind != PUBLISHED and r.method.name not in sources:
+            continue  # a submission's none: the published none is the reference row
+        comparisons = by_method.get(r.method.id, [])
+        flip, flip_p = None, None
+        if r.method.is_baseline:
+            flip = Interval(0.0) if any(c.none_flip_rate is not None for cs in by_method.values() for c in cs) else None
+        elif comparisons and comparisons[0].flip_rate is not None:
+            p = pool(index, comparisons, 0)
+            if p.flip_effect is not None:
+                ci = p.flip_effect_ci95 or (None, None)
+                flip = Interval(100 * p.flip_effect, None if ci[0] is None else 100 * ci[0], None if ci[1] is None else 100 * ci[1])
+                flip_p = p.flip_p
+        metric = metric_display(r.metric)
+        ci = r.score_ci
+        clean = Interval(r.score, *(ci if ci else (None, None)))
+        source = sources.get(r.method.name)
+        speed, device = speeds.get(r.method.id, (None, ""))
+        rows.append(BoardRow(
+            track=entry.track, method=r.method.name, params=r.method.params_text, entry=entry.id, clean=clean,
+            clean_text=_score_text(metric, clean), flip=flip, flip_p=flip_p, flip_conditions=len(comparisons),
+            # effective: issue 24 adds the accuracy-matched measure; never estimated here
+            effective=None, speedup=speed, device=device, gmacs=None if r.macs is None else r.macs / 1e9,
+            division=entry.division, source_sha=source.sha256 if source else "",
+            source_anchor=_anchor(entry, source.name) if source else "", machine=machine))
+    return rows
+
+
+def _score_text(metric, clean: Interval) -> str:
+    if clean.low is None:
+        return metric.format(clean.value)
+    return f"{metric.format(clean.value)} [{metric.format(clean.low)}, {metric.format(clean.high)}]"
+
+
+def _speedups(records: List[Record]) -> Dict[str, Tuple[Optional[float], str]]:
+    """Per method id: the median over folds of the clean records' speedup over none, and the device."""
+    found: Dict[str, List[float]] = {}
+    devices: Dict[str, str] = {}
+    for r in records:
+        speed = r.throughput.get("speedup_vs_none")
+        if r.corruption is None and r.bucket is None and speed is not None:
+            found.setdefault(r.method.id, []).append(float(speed))
+            devices[r.method.id] = str(r.throughput.get("device") or "")
+    return {m: (statistics.median(v), devices[m]) for m, v in found.items()}
+
+
+def _machine(entry: Entry) -> str:
+    s = entry.system
+    chip = s.get("gpu") or s.get("cpu") or "unknown machine"
+    return f"{chip}, {s.get('threads')} threads, torch {s.get('torch')}"
+
+
+def _anchor(entry: Entry, method: str) -> str:
+    return f"src-{entry.track}-{entry.id}-{method}"
+
+
+def collect_board(store: Path) -> Tuple[List[TrackBoard], List[Source]]:
+    boards, sources = [], []
+    for track, entries in store_entries(store).items():
+        board = TrackBoard(track, max(e.track_version for e in entries))
+        for entry in entries:
+            board.rows += board_rows(entry)
+            for m in entry.methods:
+                sources.append(Source(_anchor(entry, m.name), m.name, f"{track}/{entry.id}", m.sha256, entry.source_text(m)))
+        boards.append(board)
+    return boards, sources
+
+
+@functools.lru_cache(maxsize=1)
+def _template():
+    env = Environment(loader=PackageLoader("prunebench.leaderboard", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("board.html.j2")
+
+
+def render_board(store: Path, out_file: Path) -> Path:
+    """Write the published board of a results store into one self-contained HTML file."""
+    boards, sources = collect_board(Path(store))
+    html = _template().render(boards=boards, sources=sources, dash=DASH)
+    out = Path(out_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    return out
