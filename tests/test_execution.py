@@ -157,6 +157,9 @@ def test_a_path_the_build_or_device_cannot_run_is_one_line(monkeypatch):
                                           r"for the CPU, this runs on cuda\)"):
         resolve_execution("fast", torch.device("cuda"))
     assert resolve_execution("auto", torch.device("cuda")) == "eager"
+    assert resolve_execution("auto", torch.device("cpu"), compiled=True) == "eager"  # inductor cannot lower it
+    with pytest.raises(ConfigError, match=r"--execution: fast asked, available here: eager \(torch.compile cannot"):
+        resolve_execution("fast", torch.device("cpu"), "--execution", compiled=True)
     with pytest.raises(ConfigError, match="measure: execution: expected one of auto, fast, eager, got 'quick'"):
         resolve_execution("quick", torch.device("cpu"))
     monkeypatch.setattr(execution_mod, "fast_unavailable", lambda: "this torch build has no oneDNN (torch.backends.mkldnn)")

@@ -102,7 +102,7 @@ def profile(model_name: str, specs: Sequence[str], seconds: Optional[float] = No
             seed: int = 0, execution: str = "auto") -> List[Dict[str, Any]]:
     """One row per (input shape, method); `none` first in each shape. See the module docstring."""
     torch.manual_seed(seed)
-    model = inference_model(model_name, device, dtype, execution, model_overrides)
+    model = inference_model(model_name, device, dtype, execution, model_overrides, compiled=bool(compile_backend))
     methods = build_methods(specs)
     rows: List[Dict[str, Any]] = []
     shapes = input_shapes(model.config.target_frames, buckets, seconds, model_frontend(model))
@@ -126,13 +126,14 @@ def profile(model_name: str, specs: Sequence[str], seconds: Optional[float] = No
 
 
 def inference_model(model_name: str, device: str, dtype: str, execution: str,
-                    overrides: Optional[Dict[str, Any]] = None) -> torch.nn.Module:
-    """A random-init registered model on the execution path asked (prunebench.models.execution);
-    a device, dtype or path this machine cannot run is a ConfigError before anything is built."""
+                    overrides: Optional[Dict[str, Any]] = None, compiled: bool = False) -> torch.nn.Module:
+    """A random-init registered model on the execution path asked (prunebench.models.execution;
+    `compiled`: for torch.compile, which runs the eager path); a device, dtype or path this machine
+    cannot run is a ConfigError before anything is built."""
     dev = resolve_device(device)
     resolve_dtype(dtype)
     check_dtype(dev, dtype, "--dtype")
-    path = resolve_execution(execution, dev, "--execution")
+    path = resolve_execution(execution, dev, "--execution", compiled)
     return set_execution(build_model(model_name, **(overrides or {})).eval(), path)
 
 

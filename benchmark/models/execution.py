@@ -44,23 +44,33 @@ def fast_unavailable() -> Optional[str]:
     return None
 
 
-def available_executions(device: torch.device) -> Tuple[str, ...]:
-    """What runs on `device` with this build: fast only on a CPU, with oneDNN."""
-    return ("fast", "eager") if device.type == "cpu" and fast_unavailable() is None else ("eager",)
+def available_executions(device: torch.device, compiled: bool = False) -> Tuple[str, ...]:
+    """What runs on `device` with this build: fast only on a CPU, with oneDNN, and not under
+    torch.compile (inductor cannot lower the packed oneDNN weights: 'weight must be a graph constant')."""
+    return ("fast", "eager") if _fast_blocker(device, compiled) is None else ("eager",)
 
 
-def resolve_execution(requested: str, device: torch.device, setting: str = "measure: execution") -> str:
-    """`fast` or `eager` for `requested` on `device`: `auto` is fast where it is available; a path
-    this device or build cannot run is a ConfigError naming `setting`, what was asked and what is
-    available (never a silent fallback)."""
+def _fast_blocker(device: torch.device, compiled: bool) -> Optional[str]:
+    if device.type != "cpu":
+        return f"the fast path is for the CPU, this runs on {device.type}"
+    if compiled:
+        return "torch.compile cannot lower the fast path's packed oneDNN weights: compile the eager path"
+    return fast_unavailable()
+
+
+def resolve_execution(requested: str, device: torch.device, setting: str = "measure: execution",
+                      compiled: bool = False) -> str:
+    """`fast` or `eager` for `requested` on `device` (`compiled`: under torch.compile): `auto` is
+    fast where it is available; a path this device or build cannot run is a ConfigError naming
+    `setting`, what was asked and what is available (never a silent fallback)."""
     if requested not in EXECUTIONS:
         raise ConfigError(f"{setting}: expected one of {', '.join(EXECUTIONS)}, got {requested!r}")
-    available = available_executions(device)
+    available = available_executions(device, compiled)
     if requested == "auto":
         return available[0]
     if requested not in available:
-        why = fast_unavailable() if device.type == "cpu" else f"the fast path is for the CPU, this runs on {device.type}"
-        raise ConfigError(f"{setting}: {requested} asked, available here: {', '.join(available)} ({why})")
+        raise ConfigError(f"{setting}: {requested} asked, available here: {', '.join(available)} "
+                          f"({_fast_blocker(device, compiled)})")
     return requested
 
 
