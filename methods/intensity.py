@@ -4,7 +4,11 @@ The score of a patch is a statistic of its pixels in the normalised spectrogram,
 forward before the transformer (prunebench.method_api.patches, with the model's patch kernel and strides) and
 carried with the tokens, so it costs no attention statistics at all. Padded frames count as the
 least intense: a patch of padding alone scores -inf, a partly padded one is scored on its real
-frames, whatever value normalisation gave the zero padding.
+frames, whatever value normalisation gave the zero padding (pad-fixed).
+
+Under a key-padding mask (pad-batch, sorted) the padding tokens are never scored: each clip keeps
+its own ceil(k * real) most intense real patches, exactly those it keeps alone (ScorePruning's
+padding contract); padding only fills the row to the batch's widest.
 """
 from __future__ import annotations
 

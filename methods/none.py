@@ -9,3 +9,5 @@ from prunebench.core.registry import BASELINE, register_method
 class NoPruning(Method):
     """No pruning: all tokens reach every block (the baseline)."""
 
+    supports_padding = True  # nothing is kept or dropped: padding stays masked, as it came
+

@@ -5,6 +5,12 @@ tokens of highest priority (a random subset of a random subset is a uniformly ra
 The priorities depend only on the seed and the clip's position in its batch, drawn from a
 generator of its own: reproducible across runs, untouched by torch's global random state, the same
 for a clean and a noisy batch of the same clips, and independent of what else the batch holds.
+
+Under a key-padding mask (pad-batch, sorted) padding is never drawn in place of a real token: each
+clip keeps ceil(k * real) of its real tokens (ScorePruning's padding contract). The draw is over
+the batch's grid and the clip's row, so which real tokens survive depends on the batch's length
+and the clip's place in it (as it always depended on the row): random is the one built-in whose
+selection differs between pad-batch, sorted and native below keep rate 1; its kept count does not.
 """
 from __future__ import annotations
 

@@ -134,6 +134,7 @@ class ToMe(Method):
     defaults: Dict[str, Any] = {"schedule": "iso", "keep_rate": 0.7, "r": None, "layers": None, "prop_attn": True}
     id_params = ("keep_rate",)
     identity_params = ({"keep_rate": 1.0}, {"schedule": "constant", "r": 0})
+    supports_padding = True
     validation_params = ({}, {"keep_rate": 0.3}, {"schedule": "constant", "r": 8}, {"prop_attn": False})
 
     def validate(self) -> None:

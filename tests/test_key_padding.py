@@ -212,3 +212,55 @@ def test_sidecar_keeps_each_clip_length():
     data = encode({"frames": [500, 120, 38]})
     with np.load(io.BytesIO(data)) as npz:
         assert npz["frames"].tolist() == [500, 120, 38]
+
+
+def test_validate_method_checks_the_mask_for_plugins():
+    """A plugin that ignores `TokenState.padding` (keeps the last tokens: padding first) fails the
+    padding check; every built-in passes it (tests/test_methods.py runs all their checks)."""
+    from prunebench.method_api import ScorePruning
+    from prunebench.run.validate import validate_method
+
+    class KeepsTheEnd(ScorePruning):
+        supports_padding = True  # claimed, not kept
+
+        def score(self, x, state, info):
+            return torch.arange(x.shape[1] - state.num_prefix, dtype=torch.float32).expand(x.shape[0], -1)
+
+        def reduce(self, x, state, info, layer, dims):  # ignores the mask
+            n = x.shape[1] - state.num_prefix
+            keep = max(1, n // 2)
+            return state.keep(x, torch.arange(n - keep, n).expand(x.shape[0], -1))
+
+        def patch_tokens_after(self, n_patch, layer, dims):
+            return max(1, n_patch // 2)
+
+    METHODS.add("keeps-the-end", KeepsTheEnd)
+    try:
+        checks = validate_method("keeps-the-end", {"keep_rate": 0.5})
+    finally:
+        METHODS.remove("keeps-the-end")
+    failed = {c.check for c in checks if not c.passed}
+    assert "padding" in failed and "schedule" not in failed, [c for c in checks if not c.passed]
+    assert all(c.passed for c in validate_method("topk", {"keep_rate": 0.5, "fuse": True}) if c.check == "padding")
+
+
+def test_masked_strategies_refuse_a_method_without_padding_support():
+    from prunebench.method_api import Method
+    from prunebench.run.work import check_padding_support
+
+    class Unsure(Method):
+        name = "unsure"
+
+    check_padding_support(Unsure(), "pad-fixed")
+    check_padding_support(Unsure(), "native")
+    with pytest.raises(ConfigError, match="batching 'sorted': method 'unsure' does not declare supports_padding"):
+        check_padding_support(Unsure(), "sorted")
+
+
+def test_strategy_passes_batch_as_the_run_batches():
+    from prunebench.measure.strategies import _shapes
+
+    lengths = [30, 10, 20, 40, 25]
+    assert _shapes(lengths, Batching("pad-fixed", 2, 48)) == [(48, [30, 10]), (48, [20, 40]), (48, [25])]
+    assert _shapes(lengths, Batching("sorted", 2, 48)) == [(20, [10, 20]), (30, [25, 30]), (40, [40])]
+    assert _shapes(lengths, Batching("native", 2, 48))[1] == (10, [10])

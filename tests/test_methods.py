@@ -328,7 +328,7 @@ def test_validate_method_passes_every_builtin(name):
     checks = validate_method(name)
     failed = [c for c in checks if not c.passed]
     assert not failed, failed
-    assert {c.check for c in checks} == {"schedule", "macs", "deterministic", "batch", "identity"}
+    assert {c.check for c in checks} == {"schedule", "macs", "deterministic", "batch", "padding", "identity"}
 
 
 # -- the validator catches broken methods -------------------------------------------------------
@@ -391,6 +391,6 @@ def test_validate_method_cli(capsys):
 
     assert main(["validate-method", "topk:keep_rate=0.5"]) == 0
     out = capsys.readouterr().out
-    assert "topk-keep_rate=0.5" in out and "5 of 5 checks passed" in out
+    assert "topk-keep_rate=0.5" in out and "7 of 7 checks passed" in out
     assert main(["validate-method", "tomee"]) == 2
     assert "did you mean 'tome'" in capsys.readouterr().err

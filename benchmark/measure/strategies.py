@@ -53,8 +53,9 @@ class StrategyThroughput:
 def _shapes(lengths: Sequence[int], batching: Batching) -> List[Tuple[int, List[int]]]:
     """(frames of the batch, each clip's real frames) of every batch of a pass."""
     fixed = batching.strategy == DEFAULT_STRATEGY
+    stored = [max(v, batching.frames or 0) for v in lengths] if fixed else None  # pad-fixed: one input length
     shapes = []
-    for idx in batch_order(list(lengths), batching):
+    for idx in batch_order(list(lengths), batching, stored):
         real = [lengths[i] for i in idx]
         frames = max(max(real), batching.frames or 0) if fixed else max(real)
         shapes.append((frames, [min(v, frames) for v in real]))
@@ -73,6 +74,9 @@ def measure_strategies(model: torch.nn.Module, methods: Sequence[Method], length
         if s in MASKED and not getattr(model, "supports_key_padding", False):
             raise ConfigError(f"measure: batching {s!r} needs a key-padding mask, which model "
                               f"{model.config.name!r} does not support")
+        for m in methods:
+            if s in MASKED and not m.supports_padding:
+                raise ConfigError(f"measure: batching {s!r}: method {m.id!r} does not declare supports_padding")
     strategies = list(dict.fromkeys([*strategies, DEFAULT_STRATEGY]))  # the pad-fixed baseline always
     dev = resolve_device(settings.device)
     model = model.to(dev).eval()

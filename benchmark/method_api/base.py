@@ -105,6 +105,10 @@ class Method(Configurable):
     identity_params: ClassVar[Optional[Tuple[Dict[str, Any], ...]]] = ({},)
     # Parameter sets `prunebench validate-method` checks (beside the defaults, the first entry).
     validation_params: ClassVar[Tuple[Dict[str, Any], ...]] = ({},)
+    # The method keeps the padding contract under a key-padding mask (see `reduce`), so the masked
+    # batching strategies (pad-batch, sorted) may run it; validate-method then checks it. A method
+    # that does not say so runs under pad-fixed and native only (a masked strategy refuses it).
+    supports_padding: ClassVar[bool] = False
 
     # -- schedule ---------------------------------------------------------------------------
     def reduction_layers(self, depth: int) -> Tuple[int, ...]:
@@ -165,6 +169,7 @@ class ScorePruning(Method):
 
     defaults: ClassVar[Dict[str, Any]] = {"keep_rate": 0.7, "layers": None}
     id_params: ClassVar[tuple] = ("keep_rate",)
+    supports_padding = True  # `reduce` and `select` below keep the contract (a subclass's own select is checked)
     identity_params = ({"keep_rate": 1.0},)
     validation_params = ({}, {"keep_rate": 0.5}, {"keep_rate": 0.25, "layers": [0, 2]})
 

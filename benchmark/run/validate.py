@@ -8,8 +8,12 @@ For each parameter set the method declares (`validation_params`, or the one give
   FlopCounterMode count with attention on the math backend (both count matrix products only);
 - deterministic: two forwards give identical logits and provenance;
 - batch: a clip's result does not depend on the other clips in its batch;
+- padding: under a key-padding mask (clips of 128, 88 and 40 frames in one batch, `pad-batch`),
+  each clip's real tokens after every block are as many as the clip alone has, no token holds
+  both real and padding patches, and a token is flagged padding exactly when it holds no real
+  patch (`TokenState.padding`), so padding never takes a real token's place nor mixes into one;
 and once per method, identity: each of its `identity_params` (keep rate 1, r = 0) reproduces the
-logits of `none`.
+logits of `none`, also per clip under the mask against the clip alone.
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ from prunebench.core.registry import METHODS
 # every check runs in well under a second.
 TINY_MODEL = dict(embed_dim=64, depth=4, num_heads=2, target_frames=128, num_classes=5)
 VALID_FRAMES = (128, 88, 40)  # the batch's clips: full length, partly padded, mostly padded
+NO_PADDING_SUPPORT = ("skipped: the method does not declare supports_padding, so pad-batch and sorted refuse it "
+                      "(pad-fixed and native run it)")
 
 
 @dataclass
@@ -68,13 +74,13 @@ def validate_method(name: str, params: Optional[Dict[str, Any]] = None, model=No
         for p in param_sets:
             method = cls(**p)
             checks += [_schedule(model, method), _macs(model, method), _deterministic(model, method),
-                       _batch_independent(model, method)]
+                       _batch_independent(model, method), _padding(model, method)]
         checks += _identity(model, cls)
     return checks
 
 
-def _forward(model, method: Method, x, valid, track: bool = True):
-    return model.forward_with_state(x, method, valid, track_provenance=track)
+def _forward(model, method: Method, x, valid, track: bool = True, key_padding: bool = False):
+    return model.forward_with_state(x, method, valid, track_provenance=track, key_padding=key_padding)
 
 
 def _identity(model, cls) -> List[Check]:
@@ -91,6 +97,15 @@ def _identity(model, cls) -> List[Check]:
         exact = "exactly" if torch.equal(out, base) else f"max |diff| {diff:.2e}"
         checks.append(Check(method.id, "identity", diff <= tolerance, f"logits of none reproduced {exact}"
                             if diff <= tolerance else f"logits differ from none: max |diff| {diff:.2e} > {tolerance:.0e}"))
+        if not method.supports_padding:
+            checks.append(Check(method.id, "identity", True, NO_PADDING_SUPPORT))
+            continue
+        masked = _forward(model, method, x, valid, key_padding=True)[0]
+        alone = torch.cat([_forward(model, method, x[i:i + 1, :v], valid[i:i + 1])[0] for i, v in enumerate(valid.tolist())])
+        diff = (masked - alone).abs().max().item()
+        ok = diff < 1e-4
+        checks.append(Check(method.id, "identity", ok, f"under the key-padding mask each clip's logits are those it gets "
+                            f"alone: max |diff| {diff:.1e}" + ("" if ok else " >= 1e-4")))
     return checks
 
 
@@ -183,6 +198,42 @@ def _batch_independent(model, method: Method) -> Check:
     ok = same_tokens and diff <= 1e-4 * max(1.0, full.abs().max().item())
     detail = f"first clip alone vs in a batch of {len(x)}: same provenance {same_tokens}, max |logit diff| {diff:.1e}"
     return Check(method.id, "batch", ok, detail)
+
+
+def _padding(model, method: Method) -> Check:
+    """The mask invariants (see the module docstring), each clip against itself alone."""
+    if not getattr(model, "supports_key_padding", False):
+        return Check(method.id, "padding", True, "skipped: the model has no key-padding mask")
+    if not method.supports_padding:
+        return Check(method.id, "padding", True, NO_PADDING_SUPPORT)
+    x, valid = validation_batch(model)
+    _, state = _forward(model, method, x, valid, key_padding=True)
+    problems: List[str] = []
+    grid, p = state.grid, state.num_prefix
+    column = torch.arange(grid[0] * grid[1]) % grid[1]
+    padding = state.padding if state.padding is not None else torch.zeros(len(x), state.trace[-1].mlp_tokens - p, dtype=torch.bool)
+    for row, v in enumerate(valid.tolist()):
+        _, alone = _forward(model, method, x[row:row + 1, :v], valid[row:row + 1])
+        patch_real = column < model.grid_for_frames(v)[1]
+        owner = state.owner[row]
+        tokens = padding.shape[1]
+        holds_real = torch.zeros(tokens, dtype=torch.bool)
+        holds_padding = torch.zeros(tokens, dtype=torch.bool)
+        alive = owner >= 0
+        holds_real[owner[alive & patch_real]] = True
+        holds_padding[owner[alive & ~patch_real]] = True
+        if (holds_real & holds_padding).any():
+            problems.append(f"clip {row}: a token holds both real and padding patches")
+        if not torch.equal(holds_real, ~padding[row]):
+            problems.append(f"clip {row}: TokenState.padding flags do not match the tokens' patches")
+        mine = [int(t.real_mlp[row]) if t.real_mlp is not None else t.mlp_tokens for t in state.trace]
+        theirs = [t.mlp_tokens for t in alone.trace]
+        if mine != theirs:
+            problems.append(f"clip {row} ({v} frames): real tokens after each block {mine}, alone {theirs}")
+    counts = " ".join(str(int(t.real_mlp.min())) + "-" + str(int(t.real_mlp.max())) for t in state.trace
+                      if t.real_mlp is not None)
+    return Check(method.id, "padding", not problems,
+                 "; ".join(problems[:2]) or f"real tokens per clip as alone (after each block: {counts}); no mixing")
 
 
 def format_checks(checks: List[Check]) -> str:

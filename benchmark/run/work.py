@@ -393,9 +393,11 @@ class Work:
                     features: FeatureSet, examples: Dict[str, Any]) -> Record:
         """The record of one (model, method, task variant) pair; throughput is attached later."""
         settings = self.timing_settings
+        batching = self.batching(prepared, unit, model)
+        check_padding_support(job.method, batching.strategy)
         ev = evaluate(model, job.method, features, self.variant(unit).task.metric, batch_size=settings.batch_size,
                       device=settings.device, dtype=settings.dtype, seed=self.config.seed, progress=self.progress,
-                      batching=self.batching(prepared, unit, model), padder=self.frontend(prepared, unit))
+                      batching=batching, padder=self.frontend(prepared, unit))
         outcome = {
             "metrics": {ev.metric: ev.score},  # keyed by the metric's registered name
             "data": {"clips": len(features), "skipped": [{"id": i, "reason": r} for i, r in features.skipped],
@@ -430,12 +432,21 @@ class Work:
         return provenance(self.config.seed, self.config.raw, self.config.hash, self.device, self.executor_info)
 
 
+def check_padding_support(method: Method, strategy: str) -> None:
+    """ConfigError naming the strategy and the method when a masked strategy meets a method that
+    does not declare it keeps the padding contract (Method.supports_padding)."""
+    if strategy in MASKED and not method.supports_padding:
+        raise ConfigError(f"measure: batching {strategy!r}: method {method.id!r} does not declare supports_padding "
+                          f"(it may keep or mix padding under a key-padding mask); use pad-fixed or native")
+
+
 def padding_macs(spent: float, alone: Optional[float]) -> Dict[str, Any]:
     """The record's split of the MACs a clip cost into its own (`real_per_sample`: the clip alone at
     its length) and padding's (the rest: `padding_per_sample`, `padding_share`)."""
     if alone is None or spent <= 0:
         return {}
-    padding = max(0.0, spent - alone)
+    padding = spent - alone
+    padding = 0.0 if padding <= 1e-9 * spent else padding  # sums of the same MACs in another order
     return {"real_per_sample": alone, "padding_per_sample": padding, "padding_share": padding / spent}
 
 
