@@ -41,3 +41,17 @@ def test_strategies_agree_per_clip_and_records_state_lengths(tmp_path, tiny_chec
         assert native[key].document["macs"]["padding_share"] == 0
         speed = record.throughput
         assert speed["batching"] == "sorted" and speed["speedup_vs_pad_fixed_none"] > 0
+
+
+def test_flip_effects_per_length_from_one_run(tmp_path, tiny_checkpoint):
+    from prunebench.analysis.by_length import by_length, format_by_length
+
+    records = list(_run(tmp_path, tiny_checkpoint, "sorted").values())
+    rows = by_length(records, split_seconds=0.6)
+    assert {(r.method, r.part) for r in rows} == {(m, p) for m in ("topk-keep_rate=0.5", "tome-keep_rate=0.5")
+                                                   for p in ("short", "long")}
+    frames = records[0].clips.frames
+    short = sum(f / 100 <= 0.6 for f in frames)
+    assert {r.clips for r in rows if r.part == "short"} == {short} and 0 < short < len(frames)
+    assert all(r.lengths == "u0.3-1s-seed1" for r in rows)
+    assert "clips split at 0.60 s" in format_by_length(rows)

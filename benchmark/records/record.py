@@ -324,7 +324,7 @@ class Record:
     corruption: Optional[CorruptionRef]  # None: the clean variant
     corruption_id: Optional[str]
     bucket_ref: Optional[BucketRef]  # None: the whole clip
-    bucket: Optional[str]  # the bucket's id
+    bucket: Optional[str]  # the bucket's id; with clip lengths, their id first (`trim`, `trim+len2s`)
     metrics: Dict[str, Any]  # metric name -> {value, ci95}
     clips: Clips
     macs: Optional[float]  # multiply-accumulates per sample
@@ -422,7 +422,7 @@ class Record:
             task_id=f"{task['name']}/{task['split']}", variant=str(task.get("variant", "")),
             method=MethodRef(str(method["name"]), str(method["id"]), method.get("params") or {}),
             corruption=corruption, corruption_id=corruption.id if corruption else None,
-            bucket_ref=bucket, bucket=bucket.id if bucket else None,
+            bucket_ref=bucket, bucket=_length_label((task.get("lengths") or {}).get("id"), bucket.id if bucket else None),
             metrics=raw.get("metrics") or {}, clips=Clips.read(raw.get("per_clip"), raw.get("_file") or raw.get("_path")),
             macs=(raw.get("macs") or {}).get("per_sample"), throughput=raw.get("throughput") or {},
             tokens_per_layer=(raw.get("tokens") or {}).get("per_layer") or [], selection=raw.get("selection") or {},
@@ -543,6 +543,12 @@ class Record:
     def num_classes(self) -> Optional[int]:
         """The classes of the model's head (chance is one over them)."""
         return self.model_config.get("num_classes")
+
+
+def _length_label(lengths: Optional[str], bucket: Optional[str]) -> Optional[str]:
+    """The bucket label of a variant whose clips have their own lengths (`lengths`): the lengths'
+    id, then the bucket's, so trimmed and nominal-length records of a task never share a group."""
+    return "+".join(p for p in (lengths, bucket) if p) or None
 
 
 _READER_NOTES = ("_path", "_file")  # where a reader found the record: never written
