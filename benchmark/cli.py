@@ -116,6 +116,12 @@ def _add_profile(sub) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip peak memory (on CPU one fresh process per method)")
     p.add_argument("--runs", type=int, default=1, help="repeat the whole measurement and report agreement (repeatability)")
     p.add_argument("--check-macs", action="store_true", help="instead of timing: analytic MACs against FlopCounterMode and ptflops (aten), math attention")
+    p.add_argument("--batching", action="append", default=[], metavar="STRATEGY",
+                   help="instead of one input shape: clips/s per batching strategy (pad-fixed, pad-batch, sorted, native; "
+                        "repeatable) over clips of lengths drawn from --lengths")
+    p.add_argument("--lengths", type=float, nargs=2, default=(1.0, 5.0), metavar=("LO", "HI"),
+                   help="with --batching: clip lengths drawn uniformly in [LO, HI] seconds, seeded per clip (default 1 5)")
+    p.add_argument("--clips", type=int, default=256, help="with --batching: clips per pass (default 256)")
     p.add_argument("--json", help="also write the rows as JSON")
     p.add_argument("--plugins", action="append", metavar="FILE")
     p.set_defaults(func=cmd_profile)
@@ -336,6 +342,8 @@ def cmd_profile(args) -> int:
 
     if args.check_macs:
         return _check_macs(args)
+    if args.batching:
+        return _profile_strategies(args)
     from prunebench.measure.profile import format_profile, format_repeatability, machine_description, profile, repeatable
 
     rows = profile(args.model, args.method, seconds=args.seconds, batch_size=args.batch_size, device=args.device,
@@ -351,6 +359,31 @@ def cmd_profile(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
     return 0 if repeatable(rows) else 1
+
+
+def _profile_strategies(args) -> int:
+    import json
+
+    from prunebench.data.batching import check_strategy
+    from prunebench.measure.profile import machine_description, profile_strategies
+    from prunebench.measure.strategies import format_strategies
+    from prunebench.tasks.lengths import ClipLengths
+
+    for name in args.batching:
+        check_strategy(name, "--batching")
+    draw = ClipLengths(uniform=list(args.lengths))
+    seconds = [draw.drawn_seconds(f"clip{i}") for i in range(args.clips)]
+    results = profile_strategies(args.model, args.method, args.batching, seconds, batch_size=args.batch_size,
+                                 device=args.device, dtype=args.dtype, repeats=args.repeats, warmup=args.warmup,
+                                 threads=args.threads, execution=args.execution)
+    first = next(r for r in results.values() if r.frames)  # pad-fixed, always measured
+    print(f"machine: {machine_description(args.device if args.device != 'auto' else 'cpu')}")
+    print(f"{args.model}: {args.clips} clips of {args.lengths[0]:g}-{args.lengths[1]:g} s (uniform, seeded per clip), "
+          f"batch {first.batch_size}, pad-fixed to {first.frames} frames")
+    print(format_strategies(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_dict() for r in results.values()], indent=1), encoding="utf-8")
+    return 0
 
 
 def cmd_tune(args) -> int:

@@ -1,2 +1,2 @@
-"""Built-in tasks, corruptions and length buckets, one file each (found and imported by the registry
+"""Built-in tasks, corruptions, length buckets and clip lengths (lengths.py), one file each (found and imported by the registry
 on first use: a new one is a new file). May import: core, audio, metrics (a task names its metric)."""

@@ -264,3 +264,20 @@ def test_strategy_passes_batch_as_the_run_batches():
     assert _shapes(lengths, Batching("pad-fixed", 2, 48)) == [(48, [30, 10]), (48, [20, 40]), (48, [25])]
     assert _shapes(lengths, Batching("sorted", 2, 48)) == [(20, [10, 20]), (30, [25, 30]), (40, [40])]
     assert _shapes(lengths, Batching("native", 2, 48))[1] == (10, [10])
+
+
+def test_profile_times_strategies(tmp_path, capsys):
+    import json
+
+    from prunebench.cli import main
+
+    out = tmp_path / "rows.json"
+    assert main(["profile", "--model", "ast-tiny", "--method", "topk:keep_rate=0.5", "--batching", "sorted",
+                 "--clips", "4", "--lengths", "0.5", "2", "--repeats", "1", "--warmup", "1", "--batch-size", "2",
+                 "--execution", "eager", "--json", str(out)]) == 0
+    rows = {(r["strategy"], r["method_id"]): r for r in json.loads(out.read_text())}
+    assert set(rows) == {(s, m) for s in ("sorted", "pad-fixed") for m in ("none", "topk-keep_rate=0.5")}
+    assert rows[("pad-fixed", "none")]["frames"] == 512 and rows[("pad-fixed", "none")]["padding_share"] > 0.5
+    assert rows[("sorted", "none")]["padding_share"] < rows[("pad-fixed", "none")]["padding_share"]
+    assert "speedup vs pad-fixed none" in capsys.readouterr().out
+    assert main(["profile", "--model", "ast-tiny", "--batching", "sortd"]) == 2

@@ -137,6 +137,25 @@ def inference_model(model_name: str, device: str, dtype: str, execution: str,
     return set_execution(build_model(model_name, **(overrides or {})).eval(), path)
 
 
+def profile_strategies(model_name: str, specs: Sequence[str], strategies: Sequence[str], seconds: Sequence[float],
+                       batch_size: int = 32, device: str = "auto", dtype: str = "float32", repeats: int = 3,
+                       warmup: int = 1, threads: Optional[int] = None, execution: str = "auto", seed: int = 0):
+    """Clips/s of each (batching strategy, method) over clips of these lengths in seconds
+    (prunebench.measure.strategies), on the model's nominal input for pad-fixed."""
+    from prunebench.measure.strategies import measure_strategies
+    from prunebench.measure.throughput import TimingSettings
+
+    torch.manual_seed(seed)
+    model = inference_model(model_name, device, dtype, execution)
+    frontend = model_frontend(model)
+    lengths = [max(1, frontend.frames_for_seconds(s)) for s in seconds]
+    settings = TimingSettings(batch_size=batch_size, device=device, dtype=dtype, repeats=repeats, warmup=warmup,
+                              seed=seed, progress=True)
+    with num_threads(threads):
+        return measure_strategies(model, build_methods(specs), lengths, strategies, settings,
+                                  frames=model.config.target_frames)
+
+
 def _rows(model_name: str, shape: InputShape, methods: Sequence[Method], macs, runs_out,
           references: Sequence[float], dtype: str) -> List[Dict[str, Any]]:
     rows = []
