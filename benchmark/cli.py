@@ -175,7 +175,7 @@ def _add_leaderboard(sub) -> None:
     p.add_argument("results", nargs="?", help="a results folder (default: the published board of the results store)")
     p.add_argument("-o", "--output", default=None,
                    help="HTML file (default: RESULTS/leaderboard.html; the published board: leaderboard.html)")
-    p.add_argument("--store", default=None, help="the results store (default: the one shipped in the package)")
+    p.add_argument("--store", default=None, help="the results store (default: the repository's results-store/, or $PRUNEBENCH_STORE)")
     p.add_argument("--add", metavar="BUNDLE", help="verify a submission bundle and merge it into the store")
     p.add_argument("--division", default="closed", choices=("closed", "open"),
                    help="with --add: open waives the equality with the published none (another checkpoint) and marks the rows open")
@@ -198,7 +198,7 @@ def _add_submit(sub) -> None:
     p.add_argument("--track", required=True, help="a track (prunebench tracks) or a track file")
     p.add_argument("--out", required=True, help="the bundle's folder (a rerun resumes it)")
     p.add_argument("--root", help="the dataset's folder on this machine (default: the track's)")
-    p.add_argument("--store", default=None, help="the results store verify compares none with (default: the shipped one)")
+    p.add_argument("--store", default=None, help="the results store verify compares none with (default: results-store/)")
     p.add_argument("--division", default="closed", choices=("closed", "open"), help="the division verify checks for")
     p.add_argument("--overwrite", action="store_true", help="recompute every pair")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -210,7 +210,7 @@ def _add_verify(sub) -> None:
     p.add_argument("bundle")
     p.add_argument("--division", default="closed", choices=("closed", "open"),
                    help="open: waive the equality with the published none (another checkpoint, fine-tuned weights)")
-    p.add_argument("--store", default=None, help="the results store holding the track's published run (default: the shipped one)")
+    p.add_argument("--store", default=None, help="the results store holding the track's published run (default: results-store/)")
     p.add_argument("--root", help="the dataset's folder on this machine (default: the track's)")
     p.add_argument("--sample", type=int, default=8, help="clips rerun per sampled record (default 8)")
     p.set_defaults(func=cmd_verify)

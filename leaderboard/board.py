@@ -3,8 +3,9 @@
 One table per track, one row per method configuration of every entry (the published run's methods
 and `none`; each submission's method): clean score with its interval; robustness, the flip effect
 against the entry's own `none` pooled over the track's noise conditions, with its interval and p;
-a column for the accuracy-matched effective robustness (filled where a record carries it; "—"
-otherwise, never an estimate); the speedup over `none` measured interleaved on the entry's machine,
+the accuracy-matched effective robustness (prunebench.analysis.effective, pooled over the noise
+conditions with its interval) where the entry's records include the testbed of unpruned models it
+is read against, "—" otherwise (never an estimate); the speedup over `none` measured interleaved on the entry's machine,
 with the device; GMACs; the division; the method source's sha256, linked to the source shown on
 the page; and the machine. Cross-validated tracks pool their folds' clips (each clip evaluated once
 by the model that did not train on it); their speedup is the median over folds.
@@ -12,6 +13,7 @@ by the model that did not train on it); their speedup is the median over folds.
 from __future__ import annotations
 
 import functools
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +21,16 @@ from typing import Dict, List, Optional, Tuple
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from prunebench.analysis.effective import PooledER, effective_robustness
 from prunebench.analysis.report import pool_folds
 from prunebench.analysis.robustness import compare, index_records, pool
 from prunebench.analysis.schema import metric as metric_display
 from prunebench.records.entries import PUBLISHED, Entry, store_entries
 from prunebench.records.record import Record, load_results
 
-STORE = Path(__file__).resolve().parent / "store"  # the published store, shipped with the package
+# the published store: results-store/ at the top of the repository (a source checkout, an editable
+# install); $PRUNEBENCH_STORE or --store name another
+STORE = Path(os.environ.get("PRUNEBENCH_STORE") or Path(__file__).resolve().parents[1] / "results-store")
 DASH = "\u2014"
 
 
@@ -100,6 +105,7 @@ def board_rows(entry: Entry) -> List[BoardRow]:
     for c in compare(view):
         if not c.near_chance:
             by_method.setdefault(c.method, []).append(c)
+    effective = {(e.model, e.task, e.method): e for e in effective_robustness(view).pooled if e.er is not None}
     speeds = _speedups(records)
     sources = {m.name: m for m in entry.methods}
     machine = _machine(entry)
@@ -125,11 +131,19 @@ def board_rows(entry: Entry) -> List[BoardRow]:
         rows.append(BoardRow(
             track=entry.track, method=r.method.name, params=r.method.params_text, entry=entry.id, clean=clean,
             clean_text=_score_text(metric, clean), flip=flip, flip_p=flip_p, flip_conditions=len(comparisons),
-            # effective: issue 24 adds the accuracy-matched measure; never estimated here
-            effective=None, speedup=speed, device=device, gmacs=None if r.macs is None else r.macs / 1e9,
+            effective=_effective(effective.get((r.model, r.task_id, r.method.id))), speedup=speed, device=device, gmacs=None if r.macs is None else r.macs / 1e9,
             division=entry.division, source_sha=source.sha256 if source else "",
             source_anchor=_anchor(entry, source.name) if source else "", machine=machine))
     return rows
+
+
+def _effective(pooled: Optional[PooledER]) -> Optional[Interval]:
+    """The accuracy-matched effective robustness in points, where the entry's records hold the
+    testbed it is read against (prunebench.analysis.effective); None otherwise, shown as a dash."""
+    if pooled is None:
+        return None
+    low, high = pooled.ci95 or (None, None)
+    return Interval(100 * pooled.er, None if low is None else 100 * low, None if high is None else 100 * high)
 
 
 def _score_text(metric, clean: Interval) -> str:

@@ -201,3 +201,55 @@ def test_the_equal_speed_figure_and_table_on_screen(browser, handmade_page):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     section.screenshot(path=str(ARTIFACTS / "leaderboard-equal-speed.png"))
     assert not problems, problems
+
+
+@pytest.fixture(scope="module")
+def board_page(tmp_path_factory):
+    """A results store with a published entry (none, topk 0.7 and 0.5) and an open submission
+    whose method has a hostile name; rendered as the published board."""
+    from prunebench.leaderboard.board import render_board
+    from prunebench.records.entries import Entry, MethodSource
+
+    store = tmp_path_factory.mktemp("board") / "store"
+    system = {"cpu": "Test CPU", "threads": 2, "torch": "2.x", "device": "cpu", "dtype": "float32"}
+    published = store / "smoke" / "published"
+    write_records(published / "records", [reidentified(r) for r in sweep()])
+    (published / "sources").mkdir()
+    for name in ("none", "topk"):
+        (published / "sources" / f"{name}.py").write_text(f"# the source of {name}\n")
+    Entry("smoke", 1, 1, "closed", "published", [MethodSource(n, f"sources/{n}.py", n * 8) for n in ("none", "topk")],
+          system).write(published)
+    submission = store / "smoke" / "evil-1234"
+    records = [r for r in sweep() if r["method"]["name"] == "none" or r["method"]["params"].get("keep_rate") == 0.5]
+    for r in records:
+        if r["method"]["name"] == "topk":
+            r["method"]["name"], r["method"]["id"] = EVIL, EVIL + "-keep_rate=0.5"
+    write_records(submission / "records", [reidentified(r) for r in records])
+    (submission / "sources").mkdir()
+    (submission / "sources" / "evil.py").write_text("# <script>alert('source')</script>\n")
+    Entry("smoke", 1, 1, "open", "submission", [MethodSource(EVIL, "sources/evil.py", "ab" * 32)], system).write(submission)
+    return render_board(store, tmp_path_factory.mktemp("board-page") / "board.html")
+
+
+def test_the_published_board_on_screen(browser, board_page):
+    """One row per method configuration, the submission's marked open; sortable; the effective
+    robustness is a dash where the records hold no testbed; a source link opens the source."""
+    page, problems = open_page(browser, board_page)
+    table = "board-smoke"
+    assert visible_rows(page, table).count() == 4  # none, topk 0.7, topk 0.5, the submission (not its none)
+    divisions = page.locator(f"#{table} tbody td:nth-child(9)").all_inner_texts()
+    assert sorted(divisions) == ["closed", "closed", "closed", "open"]
+    assert set(page.locator(f"#{table} tbody td:nth-child(5)").all_inner_texts()) == {"\u2014"}
+    page.locator(f"#{table} th[data-key='speedup'] button").click()
+    speeds = column_values(page, table, "speedup")
+    assert speeds == sorted(speeds, reverse=True) and speeds[0] == pytest.approx(1.7)
+    page.locator(f"#{table} th[data-key='flip'] button").click()  # lower is better: the smallest effect first
+    flips = [v for v in column_values(page, table, "flip") if isinstance(v, (int, float))]
+    assert flips == sorted(flips) and len(flips) == 4 and flips[0] == 0  # none: the reference
+    link = page.locator(f"#{table} tbody tr", has_text="open").locator("a")
+    link.click()
+    source = page.locator("details[open] pre.source")
+    assert source.inner_text().strip() == "# <script>alert('source')</script>"  # shown as text, never run
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "published-board.png"), full_page=True)
+    assert problems == []
