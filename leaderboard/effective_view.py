@@ -115,7 +115,7 @@ def effective_figure(c: Condition, colors: Dict[str, str]) -> Markup:
         parts.append(f'<circle class="member" cx="{frame.sx(probit(p.clean, n)):.1f}" cy="{frame.sy(probit(p.noisy, n)):.1f}" '
                      f'r="3.4" fill="{MEMBER_COLOR}" stroke="#ffffff"><title>{escape(f"testbed {p.name}: clean {p.clean * 100:.1f}%, noisy {p.noisy * 100:.1f}%{residual}")}'
                      f'</title></circle>')
-    placed: List[Tuple[float, float]] = []
+    placed: List[Tuple[float, float, float, float]] = []  # label boxes already drawn
     for m in sorted(c.methods, key=lambda m: m.sort_key):
         color = colors.get(m.method, BASELINE_COLOR)
         x, y = frame.sx(probit(m.clean, n)), frame.sy(probit(m.noisy, n))
@@ -124,10 +124,9 @@ def effective_figure(c: Condition, colors: Dict[str, str]) -> Markup:
         tip = f"{m.method}: clean {m.clean * 100:.1f}%, noisy {m.noisy * 100:.1f}%{er}"
         parts.append(f'<circle class="point front" cx="{x:.1f}" cy="{y:.1f}" r="4.6" fill="{color}" stroke="#ffffff">'
                      f'<title>{escape(tip)}</title></circle>')
-        ly = _label_y(x, y, placed)
-        anchor = "end" if x > frame.sx(frame.x_lo) + frame.w * 0.7 else "start"
-        parts.append(f'<text class="point-label" x="{x + (-7 if anchor == "end" else 7):.1f}" y="{ly:.1f}" '
-                     f'text-anchor="{anchor}" fill="{color}">{escape(label)}</text>')
+        lx, ly, anchor = _label_place(x, y, label, frame, placed)
+        parts.append(f'<text class="point-label" x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" fill="{color}">'
+                     f'{escape(label)}</text>')
     return frame.svg("effective", f"effective robustness, {c.model} on {c.task}, {c.corruption}")
 
 
@@ -157,13 +156,22 @@ def _inside(slope: float, intercept: float, frame: _Frame) -> Optional[Tuple[flo
     return (lo, hi) if hi > lo else None
 
 
-def _label_y(x: float, y: float, placed: List[Tuple[float, float]]) -> float:
-    """A label height near y that keeps 11 px from labels already placed near x."""
-    for dy in (-7, 12, -19, 24, -31, 36):
-        if all(abs(px - x) > 70 or abs(py - (y + dy)) >= 11 for px, py in placed):
-            placed.append((x, y + dy))
-            return y + dy
-    return y - 7
+def _label_place(x: float, y: float, label: str, frame: _Frame,
+                 placed: List[Tuple[float, float, float, float]]) -> Tuple[float, float, str]:
+    """(x, y, anchor) of a label near the point (x, y): inside the plot, clear of the labels placed
+    before, right of the point first, then left, at growing distances (the first try if none is free)."""
+    width = 5.6 * len(label)
+    left, right = frame.sx(frame.x_lo), frame.sx(frame.x_hi)
+    top, bottom = frame.sy(frame.y_hi), frame.sy(frame.y_lo)
+    for dy in (4, -6, 14, -16, 24, -26, 34, -36, 44, -46):
+        for anchor, lx in (("start", x + 7), ("end", x - 7)):
+            x0 = lx if anchor == "start" else lx - width
+            box = (x0, y + dy - 9, x0 + width, y + dy + 2)
+            inside = box[0] >= left and box[2] <= right and box[1] >= top and box[3] <= bottom
+            if inside and all(box[2] <= b[0] or box[0] >= b[2] or box[3] <= b[1] or box[1] >= b[3] for b in placed):
+                placed.append(box)
+                return lx, y + dy, anchor
+    return x + 7, y - 6, "start"
 
 
 def _ticks(lo: float, hi: float, n: int) -> List[Tuple[float, str]]:
