@@ -181,6 +181,7 @@ def _add_leaderboard(sub) -> None:
                    help="with --add: open waives the equality with the published none (another checkpoint) and marks the rows open")
     p.add_argument("--publish", metavar="RESULTS", help="the project's own complete run of --track as the track's published entry")
     p.add_argument("--track", help="with --publish: the track the run is of")
+    p.add_argument("--partial", action="store_true", help="with --publish: a run still missing pairs (the entry lists them)")
     p.add_argument("--root", help="with --add: the dataset's folder on this machine (default: the track's)")
     p.add_argument("--plugins", action="append", metavar="FILE", help="load a plugin file (a metric the records use)")
     p.set_defaults(func=cmd_leaderboard)
@@ -471,7 +472,7 @@ def cmd_leaderboard(args) -> int:
 
         if not args.track:
             raise ConfigError("--publish needs --track: the track the run is of")
-        entry = publish(args.track, Path(args.publish), store, system_description("auto", "float32"))
+        entry = publish(args.track, Path(args.publish), store, system_description("auto", "float32"), partial=args.partial)
         print(f"published {args.publish} as {entry}")
         return 0
     if args.results is None:

@@ -83,7 +83,7 @@ class TrackBoard:
     name: str
     version: int
     rows: List[BoardRow] = field(default_factory=list)
-    metric_label: str = ""
+    missing: List[str] = field(default_factory=list)  # pairs the published run lacks (a partial run)
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,8 @@ def _anchor(entry: Entry, method: str) -> str:
 def collect_board(store: Path) -> Tuple[List[TrackBoard], List[Source]]:
     boards, sources = [], []
     for track, entries in store_entries(store).items():
-        board = TrackBoard(track, max(e.track_version for e in entries))
+        board = TrackBoard(track, max(e.track_version for e in entries),
+                           missing=[m for e in entries if e.kind == PUBLISHED for m in e.missing])
         for entry in entries:
             board.rows += board_rows(entry)
             for m in entry.methods:

@@ -195,3 +195,23 @@ def test_a_verified_bundle_is_added_and_shown_on_the_board(world, capsys):
     assert main(["leaderboard", "--store", str(world["store"]), "-o", str(page)]) == 0
     html = page.read_text()
     assert "Track tiny" in html and "loudest" in html and submission.methods[0].sha256[:12] in html
+
+
+def test_a_partial_run_is_published_only_when_asked_and_the_board_says_so(world, capsys, tmp_path):
+    run = tmp_path / "partial-run"
+    shutil.copytree(world["base"] / "published-run", run)
+    gone = next(run.rglob("topk*/**/fold5+white@10dB.json"))
+    gone.unlink()
+    gone.with_suffix(".npz").unlink(missing_ok=True)
+    store = tmp_path / "store"
+    capsys.readouterr()
+    assert main(["leaderboard", "--publish", str(run), "--track", "tiny", "--store", str(store)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ast-tiny / topk-keep_rate=0.5 / synth-esc/fold5+white@10dB" in err
+    assert not store.exists()
+    assert main(["leaderboard", "--publish", str(run), "--track", "tiny", "--store", str(store), "--partial"]) == 0
+    entry = store_entries(store)["tiny"][0]
+    assert entry.missing == ["ast-tiny / topk-keep_rate=0.5 / synth-esc/fold5+white@10dB"]
+    page = tmp_path / "board.html"
+    assert main(["leaderboard", "--store", str(store), "-o", str(page)]) == 0
+    assert "The published run is partial: 1 pair(s)" in page.read_text()

@@ -43,6 +43,7 @@ class Entry:
     methods: List[MethodSource]  # the methods the entry ranks (a submission: one)
     system: Dict[str, Any]  # the machine that measured it (prunebench.submit.system)
     folder: Path = field(default=Path("."), compare=False)
+    missing: List[str] = field(default_factory=list)  # pairs of the track a partial published run lacks
 
     @property
     def id(self) -> str:
@@ -56,7 +57,7 @@ class Entry:
         return {"schema": ENTRY_SCHEMA, "track": self.track, "track_version": self.track_version,
                 "protocol": self.protocol, "division": self.division, "kind": self.kind,
                 "methods": [{"name": m.name, "file": m.file, "sha256": m.sha256} for m in self.methods],
-                "system": self.system}
+                "system": self.system, "missing": list(self.missing)}
 
     def write(self, folder: Path) -> None:
         (folder / ENTRY_FILE).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -70,7 +71,8 @@ class Entry:
                 raise ValueError(f"schema {raw.get('schema')!r}, expected {ENTRY_SCHEMA}")
             methods = [MethodSource(str(m["name"]), str(m["file"]), str(m["sha256"])) for m in raw["methods"]]
             return cls(str(raw["track"]), int(raw["track_version"]), int(raw["protocol"]), str(raw["division"]),
-                       str(raw["kind"]), methods, dict(raw.get("system") or {}), Path(folder))
+                       str(raw["kind"]), methods, dict(raw.get("system") or {}), Path(folder),
+                       [str(m) for m in raw.get("missing") or []])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(f"store entry {path}: unreadable ({exc})") from None
 

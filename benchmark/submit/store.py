@@ -46,33 +46,34 @@ def add_bundle(settings: VerifySettings, echo: Callable[[str], None] = lambda _:
     return _place(Path(settings.store) / manifest.track / entry_id, entry, bundle / "records", [plugin]), verdicts
 
 
-def publish(track_name: str, results: Path, store: Path, system: dict) -> Path:
+def publish(track_name: str, results: Path, store: Path, system: dict, partial: bool = False) -> Path:
     """The project's own run of a track (every pair of its published grid, ok) as the track's
-    published entry, with the source of every built-in method it ranks."""
+    published entry, with the source of every built-in method it ranks; `partial`: a run still
+    missing pairs, which the entry lists (the board says so; a submission's none has no published
+    none to equal on the missing variants)."""
     track = load_track(track_name)
     records = load_results(results)
-    _check_grid(track, records, results)
+    missing = _missing(track, records)
+    if missing and not partial:
+        raise DataError(f"{results}: no ok record of {missing[0]}, a pair of track {track.name} "
+                        f"({len(missing)} missing): finish the run first, or --partial")
+    if not any(r.method.name == BASELINE for r in records):
+        raise ConfigError(f"{results}: no {BASELINE} records")
     sources, files = [], []
     for name in sorted({r.method.name for r in records}):
         path = Path(inspect.getsourcefile(METHODS.get(name)))
         sources.append(MethodSource(name, f"{SOURCES}/{path.name}", file_sha256(path)))
         files.append(path)
-    entry = Entry(track.name, track.version, track.protocol, CLOSED, PUBLISHED, sources, system)
+    entry = Entry(track.name, track.version, track.protocol, CLOSED, PUBLISHED, sources, system, missing=missing)
     return _place(Path(store) / track.name / PUBLISHED, entry, Path(results), files)
 
 
-def _check_grid(track: Track, records: List[Record], results: Path) -> None:
+def _missing(track: Track, records: List[Record]) -> List[str]:
+    """The pairs of the track's published grid without an ok record, as 'model / method / variant'."""
     config = track.run_config()
     have = {r.key for r in records}
-    for entry in config.models:
-        for task in config.tasks:
-            for variant in task.variants:
-                for method in config.methods:
-                    if (entry.name, method.id, variant.id) not in have:
-                        raise DataError(f"{results}: no ok record of {entry.name} / {method.id} / {variant.id}, a pair "
-                                        f"of track {track.name}: finish the run first")
-    if not any(r.method.name == BASELINE for r in records):
-        raise ConfigError(f"{results}: no {BASELINE} records")
+    return [f"{m.name} / {method.id} / {v.id}" for m in config.models for t in config.tasks for v in t.variants
+            for method in config.methods if (m.name, method.id, v.id) not in have]
 
 
 def _place(target: Path, entry: Entry, records: Path, sources: List[Path]) -> Path:
