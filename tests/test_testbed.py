@@ -143,6 +143,8 @@ def test_report_and_leaderboard_show_the_effective_robustness_figure(testbed_run
     assert "== ast-tiny on synth-esc/fold5 (20 clips; testbed: 4 members" in section
     assert "white@20dB" in section and "white@0dB" in section
     assert section.count("topk") >= 2 and "none" in section  # every grid model has its ER, `none` too
+    residuals = section[section.index("Mean residual of the members cut after each block"):]
+    assert "block 2" in residuals.splitlines()[1] and "block 4" in residuals.splitlines()[1]
     html = (tmp / "results" / "leaderboard.html").read_text()
     effective = html[html.index('<h2 id="effective">'):html.index('<h2 id="speed">')]
     assert effective.count('class="plot effective"') == 2  # one figure per noise condition

@@ -71,6 +71,7 @@ class Point:
     clean: float
     noisy: float
     residual: Optional[float] = None  # members: probit(noisy) - line, probit units
+    block: Optional[int] = None  # members: the block the encoder is cut after
 
 
 @dataclass
@@ -268,7 +269,7 @@ def _condition(key: GroupKey, corruption: str, members, methods, ids: List[str],
     clean, noisy = clean_v.mean(1).tolist(), noisy_v.mean(1).tolist()
     line, residuals = fit_line(clean, noisy, n) if len(names) >= MIN_MEMBERS else (None, [None] * len(names))
     reason = line_rule(clean, line)
-    points = [Point(m, c, v, r) for m, c, v, r in zip(names, clean, noisy, residuals)]
+    points = [Point(m, c, v, r, usable[m][None].testbed.block) for m, c, v, r in zip(names, clean, noisy, residuals)]
     order = next(r.corruption_order for by in usable.values() for r in by.values() if r.corruption_id == corruption)
     condition = Condition(key[0], key[1], corruption, order, n, points, line, [], reason)
     # every resample: the members' accuracies and the line refitted on them

@@ -61,12 +61,30 @@ def _group_lines(model: str, task: str, conditions: List[Condition]) -> List[str
     lines += ["The line per condition (probit units; residual: probit(noisy) - line):",
               tabulate(fits, headers=["condition", "members", "slope", "intercept", "R^2", "rmse", "largest residual",
                                       "verdict"], tablefmt="simple", disable_numparse=True)]
+    lines += _residuals_by_block(conditions)
     rows = [[m.method_name, _keep(m.keep_rate), c.corruption, _pct(m.clean) + ("*" if m.extrapolated else ""),
              _pct(m.noisy), _pct(m.predicted), _points(m.er), _ci(m.ci95), _mde(m.mde), m.verdict]
             for c in conditions for m in sorted(c.methods, key=_method_key)]
     lines += ["", tabulate(rows, headers=["method", "keep", "condition", "clean", "noisy", "line", "ER", "[95% CI]",
                                           "could have detected", "verdict"], tablefmt="simple", disable_numparse=True)]
     return lines
+
+
+def _residuals_by_block(conditions: List[Condition]) -> List[str]:
+    """Where the line fits badly: the members' mean residual per block (a testbed mixes depths)."""
+    blocks = sorted({p.block for c in conditions for p in c.members if p.block is not None})
+    if len(blocks) < 2:
+        return []
+    rows = []
+    for c in conditions:
+        cells = []
+        for b in blocks:
+            res = [p.residual for p in c.members if p.block == b and p.residual is not None]
+            cells.append(f"{sum(res) / len(res):+.2f}" if res else "")
+        rows.append([c.corruption] + cells)
+    return ["", "Mean residual of the members cut after each block (probit units):",
+            tabulate(rows, headers=["condition"] + [f"block {b}" for b in blocks], tablefmt="simple",
+                     disable_numparse=True)]
 
 
 def _method_key(m: MethodER) -> Tuple:
