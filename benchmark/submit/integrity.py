@@ -158,6 +158,9 @@ def _check_of_track(bundle: Bundle, record: Record, rel: str) -> None:
     if parts.get("protocol") != bundle.track.protocol:
         raise CheckFailed(f"{rel} was made under protocol version {parts.get('protocol')}, track "
                           f"{bundle.track.name} is protocol version {bundle.track.protocol}", rel)
+    dtype = bundle.track.run.get("measure", {}).get("dtype", "float32")
+    if record.measure.get("dtype") != dtype:
+        raise CheckFailed(f"{rel} ran in {record.measure.get('dtype')}, track {bundle.track.name} measures in {dtype}", rel)
     pinned = bundle.track.fingerprint(record.split)
     clips = (parts.get("task") or {}).get("clips")
     if pinned is not None and clips != pinned:
