@@ -82,4 +82,23 @@ def test_the_published_store_holds_the_smoke_track_and_renders(tmp_path, capsys)
     page = tmp_path / "board.html"
     assert main(["leaderboard", "-o", str(page)]) == 0
     html = page.read_text()
-    assert "Track smoke (version 1)" in html and html.count('<tr data-entry="published">') == len(track.run_config().methods)
+    section = html[html.index('id="track-smoke"'):]
+    section = section[:section.index("</section>")]
+    assert "Track smoke (version 1)" in section
+    assert section.count('<tr data-entry="published">') == len(track.run_config().methods)
+
+
+def test_every_published_entry_is_its_track_with_the_pinned_weights_and_clips():
+    """Every track's published run in the store: its pairs and the pairs it says are missing make
+    the track's grid; each record was made with the checkpoint the track pins on the clips it fixes."""
+    from prunebench.leaderboard.board import STORE
+
+    for name, entries in store_entries(STORE).items():
+        track = load_track(name)
+        for entry in (e for e in entries if e.kind == "published"):
+            records = load_results(entry.records_folder)
+            have = sorted(f"{r.model} / {r.method.id} / {r.variant}" for r in records)
+            assert sorted(have + entry.missing) == sorted(f"{m} / {meth} / {v}" for m, _, v, meth in grid(track.run_config()))
+            for r in records:
+                assert r.checkpoint_sha256 == track.model["checkpoint_sha256"][r.split], (name, r.path)
+                assert r.identity.parts["task"]["clips"] == track.fingerprint(r.split), (name, r.path)
