@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from prunebench.analysis.patch_grid import token_geometry
 from prunebench.analysis.robustness import mask_jaccard
 from prunebench.analysis.table import CLEAN, group_title
 from prunebench.records.record import Record, RecordLike, as_records
@@ -44,16 +45,6 @@ def kept_patch_groups(records: Iterable[RecordLike], colors: Dict[str, str], max
         if group is not None:
             out.append(group)
     return out
-
-
-def token_geometry(config: Dict[str, Any]) -> Tuple[List[int], List[int]]:
-    """(kernel, stride) of a token over (mel, frames): an audio ViT's square patch at its strides,
-    or a Whisper token's 2 frames of every mel bin (a model config with `positions`)."""
-    if "positions" in config:
-        mel, frames = int(config.get("num_mel_bins", 80)), int(config.get("patch_size", 2))
-        return [mel, frames], [mel, frames]
-    p = int(config.get("patch_size", 16))
-    return [p, p], [int(config.get("fstride", 16)), int(config.get("tstride", 16))]
 
 
 def _group(key: str, model: str, task: str, bucket: str, records: List[Record], colors: Dict[str, str],

@@ -1,3 +1,3 @@
-"""Reading results: robustness comparisons (by clip length: by_length.py), the plain-text report
-and run summary. May import: core,
-records, metrics."""
+"""Reading results: robustness comparisons (by clip length: by_length.py), where the kept tokens lie
+(token_placement.py, on the patch grid of patch_grid.py), the plain-text report and run summary.
+May import: core, records, metrics."""

@@ -25,9 +25,10 @@ from prunebench.core.progress import Progress
 from prunebench.core.errors import DataError
 from prunebench.audio.kaldi import FrontEnd
 from prunebench.tasks.base import Task
-from prunebench.tasks.corruption import ClipContext, frame_powers
+from prunebench.tasks.corruption import ClipContext
 from prunebench.data.shards import (SHARD_CLIPS, STORAGE, ShardedFbanks, complete_shard, lazy_fbanks, read_index,
                                    remove_stale_tmp, write_index, write_shard)
+from prunebench.data.silence import silent_fraction
 from prunebench.data.variant import TaskVariant
 from prunebench.metrics import get_metric
 
@@ -255,14 +256,6 @@ def clip_features(variant: TaskVariant, frontend: FrontEnd, clip, run_seed: int,
         raise DataError(f"audio file {source}: its features are not finite (samples of extreme magnitude?)")
     native = frontend.frames_for_samples(wave.numel())
     return fbank, n_valid, frontend.target_frames is not None and native > frontend.target_frames
-
-
-def silent_fraction(wave: torch.Tensor, sample_rate: int, floor_dbfs: float = -80.0) -> float:
-    """Share of the 25 ms frames whose RMS is below `floor_dbfs` (digital silence)."""
-    power = frame_powers(wave, sample_rate)
-    if power is None:
-        return float(wave.double().pow(2).mean() < 10 ** (floor_dbfs / 10))
-    return float((power < 10 ** (floor_dbfs / 10)).double().mean())
 
 
 def _assemble(entries: List[Dict[str, Any]], fbanks, skipped: List[Tuple[str, str]], metric: str,

@@ -163,8 +163,3 @@ def pack_mask(mask: torch.Tensor) -> str:
         bits |= 1 << p
     width = (mask.numel() + 3) // 4
     return format(bits, f"0{width}x")
-
-
-def unpack_mask(text: str, num_patches: int) -> torch.Tensor:
-    bits = int(text, 16)
-    return torch.tensor([(bits >> p) & 1 for p in range(num_patches)], dtype=torch.bool)

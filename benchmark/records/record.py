@@ -476,6 +476,18 @@ class Record:
         return self.document.get("examples") or {}
 
     @property
+    def patch_grid(self) -> Optional[Tuple[int, int]]:
+        """(rows, columns) of the patch grid the clips ran on (`macs.grid`: mel bands x time; a
+        Whisper encoder's tokens are one row); None where the record does not say."""
+        grid = (self.document.get("macs") or {}).get("grid")
+        return (int(grid[0]), int(grid[1])) if grid and len(grid) == 2 else None
+
+    @property
+    def task_params(self) -> Dict[str, Any]:
+        """The task's parameters as the record states them (data root, split, source)."""
+        return dict((self.document.get("task") or {}).get("params") or {})
+
+    @property
     def target_speedup(self) -> Optional[float]:
         """The speed a method named by a speed target was tuned to (None for a keep rate)."""
         return self.document["method"].get(SPEED_TARGET)
