@@ -113,3 +113,19 @@ def test_the_whisper_store_entry_is_one_row():
     found = [p for p in placements(load_results(WHISPER)) if p.no_selection is None and p.method.startswith("topk")]
     assert found and all(p.rows == 1 and p.band_shares() == [1.0] for p in found)
     assert all(sum(p.time_shares(10)) == pytest.approx(1.0) for p in found)
+
+
+def test_the_report_section():
+    from prunebench.analysis.report import build_report
+
+    records = [rec("none", None), rec(kept=[mask(ROW0), mask(TOP_LEFT)]),
+               rec(noise=("white", 10), kept=[mask(range(4, 12)), mask(TOP_LEFT)]), rec("none", None, noise=("white", 10)),
+               rec("tome", 0.5), rec("tome", 0.5, noise=("white", 10))]
+    text = build_report(records)
+    section = text[text.index("WHERE THE TOKENS GO"):]
+    clean_row = next(line for line in section.splitlines() if line.startswith("topk") and "67/0/33" in line)
+    assert clean_row.split()[:5] == ["topk", "0.5", "2", "67/0/33", "50/25/25"]
+    noisy_row = next(line for line in section.splitlines() if line.startswith("topk") and "0.67" in line)
+    assert noisy_row.split()[:3] == ["topk", "0.5", "0.67"]
+    assert "tome keep 0.5: no selection recorded (2 record(s))" in section  # no masks, no token trace: no reason invented
+    assert "none: no selection recorded (none keeps every token) (2 record(s))" in section

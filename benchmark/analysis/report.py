@@ -31,6 +31,7 @@ from prunebench.analysis.effective import effective_robustness
 from prunebench.analysis.effective_report import effective_section
 from prunebench.analysis.paired import ALPHA
 from prunebench.analysis.speed import ISO_SPEEDS, iso_speed_table, speed_curves
+from prunebench.analysis.token_placement_report import placement_section
 from prunebench.analysis.robustness import (DEGRADES, IMPROVES, NO_EFFECT, NO_VERDICT, Comparison, Key, NoVerdict, Pooled,
                                            common_ids, compare, index_records, merges_only, outcomes, pool)
 from prunebench.core.registry import BASELINE
@@ -95,6 +96,7 @@ def build_report(records: Sequence[RecordLike], source: str = "records", seed: i
     answers += effective_answers
     lines += _speed_section(ok)
     lines += _iso_speed_section(ok, comparisons, seed)
+    lines += placement_section(ok)
     missing = _missing_baselines(ok)
     if missing:
         lines += ["", f"Not compared (no clean or no `{BASELINE}` record to pair with): " + ", ".join(missing[:12])

@@ -26,9 +26,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from prunebench.core.errors import DataError
 from prunebench.analysis.patch_grid import clip_columns, decode_mask, record_grid, token_geometry
 from prunebench.analysis.robustness import common_ids, merges_only, selection_jaccard
-from prunebench.records.record import Record, RecordLike, as_records
+from prunebench.records.record import POOLED_SPLIT, Record, RecordLike, as_records
 
 BINS = 30  # time bins per clip: 30 sums into the 10 spans of the figure and the 3 thirds of the tables
 SPANS = 10
@@ -49,6 +50,7 @@ class Placement:
     method_name: str
     keep: Optional[float]
     corruption: Optional[str]  # None: clean
+    snr_db: Optional[float] = None
     clips: int = 0
     rows: int = 0
     kept: List[List[float]] = field(default_factory=list)  # rows x BINS: kept patches
@@ -113,12 +115,17 @@ def placement(record: Record, silence: Optional[Mapping[str, Sequence[bool]]] = 
     r = record
     cache = {} if cache is None else cache
     p = Placement(r.model, r.task_id, r.bucket, r.method.id, r.method.name,
-                  None if r.method.is_baseline else r.method.keep_rate, r.corruption_id)
+                  None if r.method.is_baseline else r.method.keep_rate, r.corruption_id,
+                  None if r.corruption is None else r.corruption.snr_db)
     masks = r.clips.kept_patches
-    if not masks or all(m is None for m in masks):
+    if not masks or all(m is None for m in masks) or merges_only(r):
         p.no_selection = NO_SELECTION + _why_none(r)
         return p
-    rows, columns = record_grid(r)
+    try:
+        rows, columns = record_grid(r)
+    except DataError as exc:  # masks without a grid to lay them on: listed with the reason
+        p.no_selection = f"not placed: {exc}"
+        return p
     frames = r.clips.frames
     p.rows = rows
     kept_sum, present_sum = torch.zeros(rows, BINS, dtype=torch.float64), torch.zeros(rows, BINS, dtype=torch.float64)
@@ -194,6 +201,53 @@ def _why_none(record: Record) -> str:
     if merges_only(record):
         return " (the method merges tokens: no patch is dropped)"
     return ""
+
+
+def pool_splits(items: Sequence[Placement]) -> List[Placement]:
+    """Placements of several splits of one task (cross-validation folds) pooled into one per
+    (model, task, bucket, method, variant), split `all-folds`: counts summed, shares and Jaccard
+    weighted by clips. A task with one split is returned as it is."""
+    splits: Dict[Tuple[str, str], set] = {}
+    for p in items:
+        splits.setdefault((p.model, p.task.split("/")[0]), set()).add(p.task)
+    out: List[Placement] = []
+    index: Dict[Tuple, Placement] = {}
+    for p in items:
+        name = p.task.split("/")[0]
+        if len(splits[(p.model, name)]) == 1:
+            out.append(p)
+            continue
+        key = (p.model, name, p.bucket, p.method, p.corruption)
+        if key not in index:
+            index[key] = Placement(p.model, f"{name}/{POOLED_SPLIT}", p.bucket, p.method, p.method_name, p.keep,
+                                   p.corruption, p.snr_db)
+            out.append(index[key])
+        _add(index[key], p)
+    return out
+
+
+def _add(total: Placement, p: Placement) -> None:
+    if p.no_selection is not None:
+        total.no_selection = total.no_selection or p.no_selection
+        return
+    n, m = total.clips, p.clips
+    for name in ("padding_share", "silent_share", "silent_present", "jaccard"):
+        a, b = getattr(total, name), getattr(p, name)
+        setattr(total, name, b if a is None or not n else a if b is None else (a * n + b * m) / (n + m))
+    if not total.kept:
+        total.rows, total.kept, total.present = p.rows, [list(r) for r in p.kept], [list(r) for r in p.present]
+    else:
+        total.kept = [[a + b for a, b in zip(x, y)] for x, y in zip(total.kept, p.kept)]
+        total.present = [[a + b for a, b in zip(x, y)] for x, y in zip(total.present, p.present)]
+    total.clips = n + m
+
+
+def noisiest(items: Sequence[Placement]) -> Optional[str]:
+    """The corruption at the lowest SNR among the placements (of equals, the last by name)."""
+    noisy = [p for p in items if p.corruption is not None and p.snr_db is not None]
+    if not noisy:
+        return None
+    return max(noisy, key=lambda p: (-p.snr_db, p.corruption)).corruption
 
 
 def by_group(items: Sequence[Placement]) -> Dict[Tuple[str, str, Optional[str]], List[Placement]]:
