@@ -63,7 +63,7 @@ def _clean_rows(placed: List[Placement]) -> List[List[str]]:
             continue
         bands = "/".join(_pct(v) for v in p.band_shares()) if p.rows >= THIRDS else "one row"
         rows.append([p.method_name, _keep(p.keep), str(p.clips), bands, "/".join(_pct(v) for v in p.time_shares()),
-                     _pct(p.padding_share), _pct(p.silent_share), _pct(p.silent_present)])
+                     _pct(p.padding_share, 1), _pct(p.silent_share, 1), _pct(p.silent_present, 1)])
     return rows
 
 
@@ -74,7 +74,9 @@ def _noisy_table(placed: List[Placement], fmt: str) -> List[str]:
     worst = noisiest(placed)
     two_d = placed[0].rows >= THIRDS
     headers = ["method", "keep"] + [f"J {c}" for c in conditions]
-    headers += ([f"bands at {worst}"] if two_d else []) + [f"time at {worst}"] if worst else []
+    silent = any(p.silent_share is not None for p in placed)
+    if worst:
+        headers += ([f"bands at {worst}"] if two_d else []) + [f"time at {worst}"] + ([f"silent at {worst}"] if silent else [])
     rows = []
     for method in dict.fromkeys(p.method for p in placed if p.keep is not None):  # the baseline's J is 1
         mine = {p.variant: p for p in placed if p.method == method}
@@ -84,6 +86,7 @@ def _noisy_table(placed: List[Placement], fmt: str) -> List[str]:
             at = mine.get(worst)
             row += (["/".join(_pct(v) for v in at.band_shares()) if at else ""] if two_d else [])
             row += ["/".join(_pct(v) for v in at.time_shares()) if at else ""]
+            row += [_pct(at.silent_share, 1) if at else ""] if silent else []
         rows.append(row)
     return ["Does noise move the selection?", tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)]
 
@@ -96,8 +99,8 @@ def _not_placed(items: List[Placement]) -> List[str]:
     return [f"{label}: {reason} ({len(variants)} record(s))" for label, (reason, variants) in seen.items()]
 
 
-def _pct(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value * 100:.0f}"
+def _pct(value: Optional[float], digits: int = 0) -> str:
+    return "-" if value is None else f"{value * 100:.{digits}f}"
 
 
 def _num(value: Optional[float]) -> str:
