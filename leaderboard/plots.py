@@ -1,4 +1,4 @@
-"""Inline SVG plots: Pareto scatter plots with the frontier marked, and line plots.
+"""Inline SVG plots: Pareto scatter plots with the frontier marked, line plots and heatmaps.
 
 Every string that reaches the SVG (labels, titles, tooltips) goes through markupsafe.escape; the
 result is returned as Markup, so the template inserts it as is.
@@ -206,3 +206,55 @@ def line_plot(series: List[Series], x_title: str, y_title: str, title: str,
     svg = frame.svg("lines", title)
     legend = "".join(f'<li><span class="swatch" style="background:{s.color}"></span>{escape(s.label)}</li>' for s in series)
     return Markup(f'<figure class="plot-with-legend">{svg}<ul class="legend">{legend}</ul></figure>')
+
+
+HEAT_STOPS = [(0.0, (247, 251, 255)), (0.5, (107, 174, 214)), (1.0, (8, 48, 107))]  # white -> blue
+
+
+def heat_color(value: float) -> str:
+    """A colour for a value in [0, 1] (light: low, dark blue: high)."""
+    v = min(1.0, max(0.0, value))
+    for (t0, c0), (t1, c1) in zip(HEAT_STOPS, HEAT_STOPS[1:]):
+        if v <= t1:
+            u = (v - t0) / (t1 - t0)
+            return "#" + "".join(f"{round(a + u * (b - a)):02x}" for a, b in zip(c0, c1))
+    return "#" + "".join(f"{c:02x}" for c in HEAT_STOPS[-1][1])
+
+
+def heatmap_plot(panels: List[Tuple[str, List[List[Optional[float]]]]], x_title: str, y_title: str,
+                 title: str) -> Markup:
+    """Panels side by side, each a grid of shares in [0, 1] (rows drawn bottom-up: row 0 at the
+    bottom), sharing one colour scale from 0 to the largest value (darkest); None cells are left
+    blank. Each cell's tooltip: its panel, row and column (from 1) and its value in %."""
+    top = max((v for _, grid in panels for row in grid for v in row if v is not None), default=0.0) or 1.0
+    gap = 14
+    width = (WIDTH - LEFT - RIGHT - gap * (len(panels) - 1)) / max(1, len(panels))
+    height = HEIGHT - TOP - BOTTOM
+    parts = [f'<text class="title" x="{LEFT}" y="{TOP - 12}">{escape(title)}</text>',
+             f'<text class="tick" x="{WIDTH - RIGHT}" y="{TOP - 12}" text-anchor="end">darkest {top * 100:.0f}%</text>']
+    for k, (name, grid) in enumerate(panels):
+        x0 = LEFT + k * (width + gap)
+        rows, cols = len(grid), max((len(r) for r in grid), default=0)
+        if not rows or not cols:
+            continue
+        cw, ch = width / cols, height / rows
+        label = escape(name)
+        cells: List[str] = []
+        for r, row in enumerate(grid):
+            for c, value in enumerate(row):
+                if value is None:
+                    continue
+                x, y = x0 + c * cw, TOP + height - (r + 1) * ch
+                cells.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{cw + 0.3:.1f}" height="{ch + 0.3:.1f}" '
+                             f'fill="{heat_color(value / top)}"><title>{label} {r + 1}, {c + 1}: {value * 100:.0f}%'
+                             f'</title></rect>')
+        parts.append(f'<g class="cells">{"".join(cells)}</g>')
+        parts.append(f'<rect class="axes" x="{x0:.1f}" y="{TOP}" width="{width:.1f}" height="{height}"/>')
+        parts.append(f'<text class="tick" x="{x0 + width / 2:.1f}" y="{TOP + height + 15}" text-anchor="middle">'
+                     f'{escape(name)}</text>')
+    parts.append(f'<text class="axis-title" x="{LEFT + (WIDTH - LEFT - RIGHT) / 2:.1f}" y="{HEIGHT - 8}" '
+                 f'text-anchor="middle">{escape(x_title)}</text>')
+    parts.append(f'<text class="axis-title" transform="translate(14 {TOP + height / 2:.1f}) rotate(-90)" '
+                 f'text-anchor="middle">{escape(y_title)}</text>')
+    return Markup(f'<svg class="plot heatmap" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
+                  f'role="img" aria-label="{escape(title)}">{"".join(parts)}</svg>')

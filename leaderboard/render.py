@@ -24,6 +24,7 @@ from prunebench.leaderboard.buckets import bucket_table
 from prunebench.leaderboard.effective_view import effective_groups
 from prunebench.leaderboard.figures import Y_OPTIONS, pareto_figures, snr_figures
 from prunebench.leaderboard.kept_patches import kept_patch_groups
+from prunebench.leaderboard.placement_view import placement_groups
 from prunebench.leaderboard.plots import colors_for
 from prunebench.leaderboard.robustness_view import detail_table, verdict_table
 from prunebench.leaderboard.speed_view import ISO_HEADERS, speed_groups
@@ -89,6 +90,7 @@ def page_context(result: ResultSet) -> Dict[str, Any]:
         "has_buckets": has_buckets,
         "kept": kept,
         "kept_json": embed_json({g.key: g.data for g in kept}),
+        "tokens": placement_groups(records, colors),
         "tasks": sorted({r.task for r in table.rows}),
         "models": sorted({r.model for r in table.rows}),
         "methods": sorted({r.method for r in table.rows}),

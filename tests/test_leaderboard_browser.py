@@ -186,6 +186,29 @@ def test_kept_patches_of_a_real_run(browser, real_run):
     assert problems == []
 
 
+def test_where_the_tokens_go_of_a_real_run(browser, real_run):
+    """The keep-frequency heatmap of topk, clean beside the noisiest condition, drawn on screen with
+    one cell per (mel-band row, time span) and the baseline listed without a selection."""
+    page, problems = open_page(browser, real_run / "leaderboard.html")
+    section = page.locator("#tokens + p + .fig-group")
+    figure = section.locator(".fig.tokens svg.plot.heatmap")
+    assert figure.count() == 1 and figure.first.is_visible() and figure.first.bounding_box()["width"] > 300
+    topk = next(r for r in record_documents(real_run)
+                if r["method"]["id"] == "topk-keep_rate=0.5" and r["task"]["corruption"] is None)
+    rows, columns = topk["macs"]["grid"]
+    spans = len({min(29, int(30 * (t + 0.5) / columns)) * 10 // 30 for t in range(columns)})  # spans holding a column
+    assert figure.first.locator("g.cells rect").count() == 2 * rows * spans
+    assert "white@0dB" in figure.first.text_content() and "clean" in figure.first.text_content()
+    from prunebench.analysis.robustness import common_ids, selection_jaccard
+    from prunebench.records.record import load_results
+
+    found = {(r.method.id, r.corruption_id): r for r in load_results(real_run)}
+    clean, noisy = found[("topk-keep_rate=0.5", None)], found[("topk-keep_rate=0.5", "white@0dB")]
+    jaccard = selection_jaccard(clean, noisy, common_ids([clean, noisy]))
+    assert f"topk keep 0.5 (J {jaccard:.2f})" in figure.first.text_content()
+    assert problems == []
+
+
 def test_the_equal_speed_figure_and_table_on_screen(browser, handmade_page):
     """The central figure: clean score and flip effect against measured speedup, one line per
     method, and the iso-speed table; drawn, visible, and saved as a screenshot."""

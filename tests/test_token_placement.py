@@ -129,3 +129,30 @@ def test_the_report_section():
     assert noisy_row.split()[:3] == ["topk", "0.5", "0.67"]
     assert "tome keep 0.5: no selection recorded (2 record(s))" in section  # no masks, no token trace: no reason invented
     assert "none: no selection recorded (none keeps every token) (2 record(s))" in section
+
+
+def test_the_leaderboard_figures():
+    """A 2-D grid gets a heatmap per method (clean beside the noisiest condition); a 1-D encoder's
+    tokens get time profiles."""
+    from prunebench.leaderboard.render import render_html
+
+    vit = [make_record("topk", 0.5, kept=[mask(ROW0), mask(TOP_LEFT)], correct=(1, 0)),
+           make_record("topk", 0.5, noise=("white", 10), kept=[mask(range(4, 12)), mask(TOP_LEFT)], correct=(1, 0)),
+           make_record("none", None, correct=(1, 0))]
+    whisper = [make_record("topk", 0.5, model="whisper-x", kept=[mask(range(4), 8), mask(range(2), 8)], correct=(1, 0)),
+               make_record("topk", 0.5, model="whisper-x", noise=("white", 10), kept=[mask(range(4), 8), mask([7], 8)],
+                           correct=(1, 0))]
+    for r in whisper:  # one row of 8 tokens of 2 frames over every mel bin
+        r["model"]["config"] = {"num_classes": 4, "positions": 1500, "num_mel_bins": 80, "patch_size": 2}
+        r["macs"]["grid"] = [1, 8]
+    html = render_html(vit + whisper)
+    section = html[html.index('<h2 id="tokens">'):html.index('<h2 id="data">')]
+    heat = section[section.index('data-model="ast-tiny"'):section.index('data-model="whisper-x"')]
+    assert heat.count('<svg class="plot heatmap"') == 1 and "topk keep 0.5 (J 0.67)" in heat
+    assert heat.count('<rect x=') == 2 * 8 * 8  # 8 rows x the 8 spans the 8 columns fall in, 2 panels
+    assert "<title>clean 1, 1: 50%</title>" in heat and "<title>clean 8, 1: 50%</title>" in heat  # row 0 and 7, span 0
+    assert "<title>clean 4, 1: 0%</title>" in heat
+    assert "none: no selection recorded (none keeps every token)" in heat  # no masks: listed, not dropped
+    profiles = section[section.index('data-model="whisper-x"'):]
+    assert profiles.count('<svg class="plot lines"') == 2 and "time profile, white@10dB" in profiles
+    assert "topk keep 0.5 (J 0.50)" in profiles  # clip 0 unchanged (1), clip 1: {0, 1} against {7} (0)
