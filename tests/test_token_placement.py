@@ -127,8 +127,8 @@ def test_the_report_section():
     assert clean_row.split()[:5] == ["topk", "0.5", "2", "67/0/33", "50/25/25"]
     noisy_row = next(line for line in section.splitlines() if line.startswith("topk") and "0.67" in line)
     assert noisy_row.split()[:3] == ["topk", "0.5", "0.67"]
-    assert "tome keep 0.5: no selection recorded (2 record(s))" in section  # no masks, no token trace: no reason invented
-    assert "none: no selection recorded (none keeps every token) (2 record(s))" in section
+    assert "tome keep 0.5: no selection recorded (2 variant(s))" in section  # no masks, no token trace: no reason invented
+    assert "none: no selection recorded (none keeps every token) (2 variant(s))" in section
 
 
 def test_the_leaderboard_figures():

@@ -96,7 +96,7 @@ def _not_placed(items: List[Placement]) -> List[str]:
     for p in items:
         if p.no_selection is not None:
             seen.setdefault(p.label, (p.no_selection, []))[1].append(p.variant)
-    return [f"{label}: {reason} ({len(variants)} record(s))" for label, (reason, variants) in seen.items()]
+    return [f"{label}: {reason} ({len(variants)} variant(s))" for label, (reason, variants) in seen.items()]
 
 
 def _pct(value: Optional[float], digits: int = 0) -> str:
