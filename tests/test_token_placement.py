@@ -156,3 +156,17 @@ def test_the_leaderboard_figures():
     profiles = section[section.index('data-model="whisper-x"'):]
     assert profiles.count('<svg class="plot lines"') == 2 and "time profile, white@10dB" in profiles
     assert "topk keep 0.5 (J 0.50)" in profiles  # clip 0 unchanged (1), clip 1: {0, 1} against {7} (0)
+
+
+@pytest.mark.skipif(not VIT.exists() or not Path("/work/shared/data/esc50-16k").exists(), reason="no ESC-50 or store entry")
+def test_silence_read_again_agrees_with_the_records_silent_fraction():
+    """The silence laid over the grid is the record's own: per clip, the share of silent 10 ms steps
+    equals `per_clip.silent_fraction` (25 ms frames) of the run that wrote it."""
+    from prunebench.data.silence import task_silence
+
+    record = next(r for r in load_results(VIT) if r.method.id == "none" and r.corruption is None)
+    params = {**record.task_params, "root": "/work/shared/data/esc50-16k"}
+    steps = task_silence(record.task, params, record.clips.ids)
+    for cid, stored in zip(record.clips.ids, record.clips.silent_fraction):
+        assert sum(steps[cid]) / len(steps[cid]) == pytest.approx(stored, abs=0.02), cid
+    assert sum(record.clips.silent_fraction) > 10  # fold 5 has silence to find
