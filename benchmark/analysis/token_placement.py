@@ -135,7 +135,15 @@ def placement(record: Record, silence: Optional[Mapping[str, Sequence[bool]]] = 
         if mask is None:
             continue
         cols = clip_columns(r, (rows, columns), frames, i)
-        kept = decode_mask(mask, rows, cols).double()
+        if frames is not None:
+            # a clip at its own length: the model's grid for it can hold one more (partly padded)
+            # column than its frames give; widen to what the mask uses
+            cols = max(cols, -(-int(mask, 16).bit_length() // rows))
+        try:
+            kept = decode_mask(mask, rows, cols).double()
+        except DataError as exc:  # the record's grid and its masks disagree: listed with the reason
+            p.no_selection = f"not placed: clip {cid}: {exc}"
+            return p
         to_bins = _bin_matrix(cols)
         kept_sum += kept @ to_bins
         present_sum += torch.ones(rows, cols, dtype=torch.float64) @ to_bins
