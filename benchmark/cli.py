@@ -268,7 +268,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import yaml
+    from prunebench.core.yaml_values import load_yaml_value
 
     from prunebench.core.errors import ConfigError
     from prunebench.train.recipes import TRAIN_DEFAULTS, resolve_train
@@ -283,7 +283,7 @@ def cmd_train(args) -> int:
         key, eq, value = item.partition("=")
         if not eq:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(TRAIN_DEFAULTS)}")
-        user[key] = yaml.safe_load(value)
+        user[key] = load_yaml_value(value)
     resolve_train(user, "--set")  # unknown keys and bad values fail before any work
     root = {"root": args.root} if args.root else {}
     if args.folds and args.folds.strip() != "all":

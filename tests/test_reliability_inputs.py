@@ -159,6 +159,20 @@ def test_malformed_yaml_names_the_file_and_line(tmp_path, text, message):
         load_config(bad)
 
 
+def test_an_exponent_without_a_dot_is_a_number_everywhere_yaml_is_read(tmp_path):
+    # PyYAML reads YAML 1.1, where `5e-4` is the string '5e-4': `train: {lr: 5e-4}` used to be
+    # refused as "must be a number" (and `--set head_lr=5e-4` too).
+    from prunebench.core.yaml_values import load_yaml_value
+    from prunebench.method_api import parse_method_spec
+
+    config = tmp_path / "c.yaml"
+    config.write_text("models: [ast-tiny]\ntasks: [synth-esc]\nmethods: [none]\ntrain: {lr: 5e-4, head_lr: 1E-3}\n")
+    train = load_config(config).train
+    assert train["lr"] == pytest.approx(5e-4) and train["head_lr"] == pytest.approx(1e-3)
+    assert parse_method_spec("topk:keep_rate=5e-1") == ("topk", {"keep_rate": 0.5})
+    assert [load_yaml_value(t) for t in ("2e3", "-1e-2", "0.5", "7", "1e", "fold5")] == [2000.0, -0.01, 0.5, 7, "1e", "fold5"]
+
+
 BASE = {"models": ["ast-tiny"], "tasks": [{"name": "synth-esc"}], "methods": ["none"]}
 TASK = {"name": "synth-esc"}
 

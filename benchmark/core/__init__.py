@@ -1,2 +1,2 @@
 """The foundation: errors, the plugin registries, declared parameters, plugin loading, the cache
-folder and the device. Imports nothing else of prunebench."""
+folder, the device and how YAML is read. Imports nothing else of prunebench."""

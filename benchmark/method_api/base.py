@@ -225,7 +225,7 @@ METHODS.require_base(Method)
 
 def parse_method_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
     """`topk:keep_rate=0.5,fuse=true` -> ("topk", {"keep_rate": 0.5, "fuse": True})."""
-    import yaml
+    from prunebench.core.yaml_values import load_yaml_value
 
     name, _, rest = spec.partition(":")
     params: Dict[str, Any] = {}
@@ -234,7 +234,7 @@ def parse_method_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
             key, eq, value = item.partition("=")
             if not eq or not key.strip():
                 raise ConfigError(f"method spec {spec!r}: expected key=value, got {item!r}")
-            params[key.strip()] = yaml.safe_load(value.strip())
+            params[key.strip()] = load_yaml_value(value.strip())
     return name.strip(), params
 
 

@@ -18,6 +18,7 @@ import yaml
 
 from prunebench.core.feature_dtype import FEATURE_DTYPES, feature_storage as storage_for
 from prunebench.core.errors import ConfigError, PluginError, did_you_mean
+from prunebench.core.yaml_values import UniqueKeyLoader, load_yaml_value  # noqa: F401  re-exported
 from prunebench.method_api import Method
 from prunebench.models.execution import EXECUTIONS
 from prunebench.run.speed_target import KEY as SPEED_KEY, SpeedTarget, speed_target
@@ -115,18 +116,6 @@ def load_config(path: Optional[str | Path] = None) -> RunConfig:
     return parse_config(raw, source)
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.safe_load, except that a key given twice in one mapping is an error, not a silent
-    overwrite (a second `methods:` would drop the first without a word)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
 
 
 def parse_config(raw: Any, source: str = "<config>") -> RunConfig:

@@ -23,7 +23,8 @@ from prunebench.core.errors import ConfigError, did_you_mean
 from prunebench.core.registry import BASELINE, METHODS
 from prunebench.core.version import PROTOCOL
 from prunebench.method_api import parse_method_spec
-from prunebench.run.config import RunConfig, UniqueKeyLoader, parse_config
+from prunebench.core.yaml_values import UniqueKeyLoader
+from prunebench.run.config import RunConfig, parse_config
 
 TRACK_KEYS = ("track", "version", "protocol", "about", "runtime_2cpu", "model", "dataset", "operating_points", "run")
 
