@@ -175,6 +175,36 @@ def test_a_none_from_another_checkpoint_is_refused_closed_and_added_open(world, 
     assert len(entries) == before + 1 and any(e.division == "open" for e in entries)
 
 
+def test_the_closed_pin_is_on_the_weights_a_refit_reproduces(world):
+    """A probe fitted again makes equal weights in a file with other timings: a track pinning the
+    weights accepts its records whatever file sha256 they name; other weights, or a record from
+    before weights were hashed, are refused naming the weights."""
+    import dataclasses
+
+    from prunebench.models import load_classifier
+    from prunebench.records.record import Record
+    from prunebench.submit.baseline import check_pinned
+    from prunebench.submit.verdict import CheckFailed
+    from prunebench.train.checkpoints import weights_sha256
+
+    record = next(r for r in Record.read_folder(world["bundle"] / "records") if r.method.is_baseline)
+    weights = weights_sha256(load_classifier("ast-tiny", world["checkpoint"]))
+    assert record.weights_sha256 == weights
+    track = load_track("tiny")
+    refit = dataclasses.replace(track, model={**track.model, "checkpoint_sha256": {"fold5": "0" * 64},
+                                              "weights_sha256": {"fold5": weights}})
+    check_pinned(refit, record, "none.json")  # the file pin differs; the weights pin decides
+    other = dataclasses.replace(refit, model={**refit.model, "weights_sha256": {"fold5": "f" * 64}})
+    with pytest.raises(CheckFailed, match=f"made with weights {weights[:12]}, track tiny pins ffffffffffff"):
+        check_pinned(other, record, "none.json")
+    old = dict(record.document, model={k: v for k, v in record.document["model"].items() if k != "weights_sha256"})
+    with pytest.raises(CheckFailed, match="weights \\(not recorded"):
+        check_pinned(refit, Record.from_dict(old), "none.json")
+    with pytest.raises(CheckFailed, match="made with checkpoint"):  # no weights pin: the file's
+        check_pinned(dataclasses.replace(track, model={**track.model, "checkpoint_sha256": {"fold5": "0" * 64}}),
+                     record, "none.json")
+
+
 def test_a_newer_protocol_is_refused_naming_both_versions(world, capsys):
     bundle = copy_bundle(world, "newer")
     manifest = Manifest.read(bundle)

@@ -316,6 +316,7 @@ class Record:
     model: str
     model_config: Dict[str, Any]  # the architecture as the record states it
     checkpoint_sha256: Optional[str]  # the checkpoint the scores were made with
+    weights_sha256: Optional[str]  # its weights alone (None: a record made before they were hashed)
     task: str  # the task's name
     split: str
     task_id: str  # `esc50/fold5`
@@ -418,7 +419,7 @@ class Record:
         status = status_of(raw)
         return cls(
             document=raw, status=status, ok=status == OK, model=str(model["name"]), model_config=model.get("config") or {},
-            checkpoint_sha256=model.get("checkpoint_sha256"), task=str(task["name"]), split=str(task["split"]),
+            checkpoint_sha256=model.get("checkpoint_sha256"), weights_sha256=model.get("weights_sha256"), task=str(task["name"]), split=str(task["split"]),
             task_id=f"{task['name']}/{task['split']}", variant=str(task.get("variant", "")),
             method=MethodRef(str(method["name"]), str(method["id"]), method.get("params") or {}),
             corruption=corruption, corruption_id=corruption.id if corruption else None,

@@ -41,7 +41,7 @@ from prunebench.measure.strategies import measure_strategies
 from prunebench.measure.throughput import TimingSettings, measure_interleaved
 from prunebench.measure.tune import tune
 from prunebench.run.speed_target import SpeedTarget
-from prunebench.train.checkpoints import default_checkpoint_path
+from prunebench.train.checkpoints import default_checkpoint_path, weights_sha256
 from prunebench.train.loop import train_model
 from prunebench.data.length import check_frames, input_frames_for
 from prunebench.data.variant import TaskVariant
@@ -94,6 +94,9 @@ class PreparedModel:
     config: EncoderConfig
     state_dict: Optional[Dict[str, torch.Tensor]] = None
     execution: str = "eager"  # the path a built model runs on (prunebench.models.execution)
+    # The checkpoint's weights alone (train/checkpoints.weights_sha256): equal for two trainings
+    # that made equal weights, whatever timings their files' metadata hold (a track pins it).
+    weights_sha256: Optional[str] = None
 
     def without_weights(self) -> "PreparedModel":
         return replace(self, state_dict=None)
@@ -110,8 +113,9 @@ class PreparedModel:
         return set_execution(model.eval(), self.execution)
 
     def describe(self) -> Dict[str, Any]:
-        return {"name": self.name, "checkpoint": self.checkpoint, "checkpoint_sha256": self.sha256,
-                "config": self.config.to_dict()}
+        described = {"name": self.name, "checkpoint": self.checkpoint, "checkpoint_sha256": self.sha256,
+                     "config": self.config.to_dict()}
+        return described if self.weights_sha256 is None else {**described, "weights_sha256": self.weights_sha256}
 
 
 @dataclass(frozen=True)
@@ -176,9 +180,11 @@ class Work:
         checkpoint, sha = self._checkpoint(entry, task)
         # an entry's length: `frames:`, or a target_frames among its overrides (as training takes it)
         frames = entry.frames if entry.frames is not None else entry.overrides.get("target_frames")
-        model = fit_to_task(load_classifier(entry.name, checkpoint, num_classes=task.num_classes), task, frames, checkpoint)
+        loaded = load_classifier(entry.name, checkpoint, num_classes=task.num_classes)
+        weights = weights_sha256(loaded)  # before fit_to_task: the checkpoint's weights as trained
+        model = fit_to_task(loaded, task, frames, checkpoint)
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        return PreparedModel(entry.name, str(checkpoint), sha, model.config, state, self.measure.execution)
+        return PreparedModel(entry.name, str(checkpoint), sha, model.config, state, self.measure.execution, weights)
 
     def _checkpoint(self, entry: ModelEntry, task) -> Tuple[Path, str]:
         given = entry.checkpoint_for(task)  # one per held-out split (fold): a file or folder, a Hub id or a zoo name

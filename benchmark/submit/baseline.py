@@ -5,13 +5,14 @@ beside the published ones as equals."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from prunebench.core.errors import PrunebenchError
 from prunebench.records.entries import PUBLISHED, RECORDS
 from prunebench.records.record import Record
 from prunebench.submit.integrity import Bundle
 from prunebench.submit.verdict import CheckFailed
+from prunebench.tracks.track import Track
 
 
 def published_baselines(store: Path, track: str) -> Dict[Tuple[str, str], Record]:
@@ -26,18 +27,33 @@ def published_baselines(store: Path, track: str) -> Dict[Tuple[str, str], Record
     return {(r.model, r.variant): r for r in records if r.ok and r.method.is_baseline}
 
 
+def pinned_for(track: Track, key: str, split: str) -> Optional[str]:
+    """The sha256 a track pins under model.`key` for `split` (a mapping by split, or one value)."""
+    pins = track.model.get(key)
+    return pins.get(split) if isinstance(pins, dict) else pins
+
+
+def check_pinned(track: Track, mine: Record, rel: str) -> None:
+    """The record was made with the weights the track pins. Weights are what a refit reproduces
+    (a probe fitted again makes equal weights, but its file holds other timings); a track without
+    a weights pin is checked on its checkpoint file."""
+    want = pinned_for(track, "weights_sha256", mine.split)
+    made_with, what = mine.weights_sha256, "weights"
+    if not want:
+        want, made_with, what = pinned_for(track, "checkpoint_sha256", mine.split), mine.checkpoint_sha256, "checkpoint"
+    if want and made_with != want:
+        made = str(made_with)[:12] if made_with else "(not recorded: a record from before weights were hashed)"
+        raise CheckFailed(f"{rel} was made with {what} {made}, track {track.name} pins {want[:12]} for {mine.split} "
+                          f"(another checkpoint: --division open)", rel)
+
+
 def check_closed(bundle: Bundle, store: Path) -> str:
     published = published_baselines(store, bundle.track.name)
-    pinned = bundle.track.model.get("checkpoint_sha256") or {}
     compared = clips = 0
     for rel, mine in sorted(bundle.records.items()):
         if not mine.method.is_baseline:
             continue
-        want = pinned.get(mine.split) if isinstance(pinned, dict) else pinned
-        if want and mine.checkpoint_sha256 != want:
-            raise CheckFailed(f"{rel} was made with checkpoint {str(mine.checkpoint_sha256)[:12]}, track "
-                              f"{bundle.track.name} pins {want[:12]} for {mine.split} (another checkpoint: "
-                              f"--division open)", rel)
+        check_pinned(bundle.track, mine, rel)
         theirs = published.get((mine.model, mine.variant))
         if theirs is None:
             raise CheckFailed(f"{rel}: the store has no published none for {mine.variant}", rel)

@@ -41,9 +41,12 @@ def check_rerun(bundle: Bundle, sample: int, root: Optional[str], open_division:
         if key not in prepared:
             prepared[key] = work.prepare(*key)
         model = prepared[key]
-        if model.sha256 != record.checkpoint_sha256:
-            message = (f"this machine's checkpoint for {record.task_id} is {model.sha256[:12]}, the bundle's records "
-                       f"were made with {str(record.checkpoint_sha256)[:12]}")
+        by_weights = record.weights_sha256 is not None  # a refit's file differs in its timings, not its weights
+        mine, theirs = (model.weights_sha256, record.weights_sha256) if by_weights else (model.sha256, record.checkpoint_sha256)
+        if mine != theirs:
+            what = "weights" if by_weights else "checkpoint"
+            message = (f"this machine's {what} for {record.task_id} are {str(mine)[:12]}, the bundle's records "
+                       f"were made with {str(theirs)[:12]}")
             if open_division:
                 raise CheckWaived(f"{message} (open division: the checkpoint is not in the bundle)")
             raise CheckFailed(message, record.path or "")
