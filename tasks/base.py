@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple
 import torch
 
 from prunebench.audio.decode import load_audio
+from prunebench.core.file_digest import content_sha256, remember
 from prunebench.core.params import Configurable
 from prunebench.core.registry import TASKS
 from prunebench.metrics.accuracy import Accuracy
@@ -80,17 +81,15 @@ class Task(Configurable):
         return load_audio(clip.path, self.sample_rate)
 
     def fingerprint(self, clips: List[Clip]) -> str:
-        """Hash of what defines the data: task parameters, clip ids, labels, file sizes and times.
-
-        Size and modification time stand in for the content (hashing a large dataset's audio
-        would cost minutes): a regenerated or replaced file changes its time."""
+        """Hash of what defines the data: task parameters, clip ids, labels and each file's content
+        (its sha256, remembered per file version by prunebench.core.file_digest: a dataset copied
+        anew, with new file times, is the same data and keeps its cached trainings and features)."""
         digest = hashlib.sha256()
         params = self.fingerprint_params()
         digest.update(json.dumps({"task": self.name, "params": params}, sort_keys=True).encode())
         for clip in clips:
-            stat = clip.path.stat() if clip.index is None and clip.path.exists() else None
-            size, mtime = (stat.st_size, stat.st_mtime_ns) if stat else (-1, -1)
-            digest.update(f"{clip.id}|{clip.labels}|{size}|{mtime}\n".encode())
+            digest.update(f"{clip.id}|{clip.labels}|{clip_content(clip)}\n".encode())
+        remember()
         return digest.hexdigest()
 
     def fingerprint_params(self) -> Dict[str, Any]:
@@ -100,6 +99,11 @@ class Task(Configurable):
 
     def describe(self) -> Dict[str, Any]:
         return {"name": self.name, "split": self.split, "params": _jsonable(self.params)}
+
+
+def clip_content(clip: Clip) -> str:
+    """The sha256 of a clip's file ("-1" for a clip without one: a row of a Hub dataset, or missing)."""
+    return content_sha256(clip.path) if clip.index is None and clip.path.exists() else "-1"
 
 
 def _jsonable(params: Dict[str, Any]) -> Dict[str, Any]:

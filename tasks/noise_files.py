@@ -10,6 +10,7 @@ import torch
 
 from prunebench.audio.decode import load_audio
 from prunebench.core.errors import ConfigError, DataError
+from prunebench.core.file_digest import content_sha256, remember
 from prunebench.core.registry import register_corruption
 
 from prunebench.tasks.audio_folder import AUDIO_EXTENSIONS, audio_files
@@ -48,8 +49,8 @@ class NoiseFiles(AdditiveNoise):
     def fingerprint(self) -> Optional[str]:
         digest = hashlib.sha256()
         for f in self.files:
-            stat = f.stat()
-            digest.update(f"{f.relative_to(self.root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{f.relative_to(self.root)}|{content_sha256(f)}\n".encode())
+        remember()
         return digest.hexdigest()
 
     def recording(self, path: Path, sample_rate: int) -> torch.Tensor:

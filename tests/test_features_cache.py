@@ -103,3 +103,27 @@ def test_reading_keeps_only_the_last_maps_open_and_reopens_the_others(task, monk
     for i in (0, 1, 2, 0, 2):  # shard 0 is unmapped after the first read, then mapped again
         assert torch.equal(cached[i], memory.fbanks[i])
         assert list(cached._maps) == [i]  # a read page of a closed map no longer counts in RSS
+
+
+def test_a_dataset_copied_anew_is_the_same_data_and_a_changed_file_is_not(task, tmp_path):
+    """The shared ESC-50 is copied anew at every session start: new file times, same bytes. The
+    fingerprint (the key of cached trainings and features) follows the content, not the times."""
+    import shutil
+
+    from prunebench.core.file_digest import content_sha256
+
+    clips = task.train_clips()
+    before = task.fingerprint(clips)
+    copy = tmp_path / "esc-copy"
+    shutil.copytree(task.params["root"], copy)  # new times
+    moved = TASKS.get("esc50")(root=str(copy))
+    assert moved.fingerprint(moved.train_clips()) == before
+    one = moved.train_clips()[0].path
+    os.utime(one, ns=(1, 1))
+    assert moved.fingerprint(moved.train_clips()) == before  # a touched file, the same bytes
+    data = bytearray(one.read_bytes())
+    data[-1] ^= 1
+    one.write_bytes(bytes(data))
+    assert content_sha256(one) != content_sha256(clips[0].path)
+    assert moved.fingerprint(moved.train_clips()) != before
+    assert list((tmp_path / "cache" / "digests").glob("*.json"))  # remembered for the next process

@@ -35,7 +35,8 @@ from prunebench.metrics import get_metric
 from prunebench.metrics.accuracy import Accuracy
 from prunebench.method_api import Method
 from prunebench.models.checkpoint import atomic_save, load_backbone
-from prunebench.tasks.base import Task
+from prunebench.tasks.base import Task, clip_content
+from prunebench.core.file_digest import remember
 from prunebench.core.device import resolve_device
 from prunebench.train.checkpoints import TRAIN_VERSION, TrainingSpec, save_final, weights_sha256
 from prunebench.train.recipes import prune_method, prune_target
@@ -150,6 +151,7 @@ class PooledCache:
         """(pooled (n, dim), labels (n,), clip ids) of the task's 'train' or 'test' clips."""
         clips = task.test_clips() if which == "test" else task.train_clips()
         stamps = {c.id: clip_stamp(c) for c in clips}
+        remember()
         saved = self.saved
         if all(saved.get(i, (None,))[0] == s for i, s in stamps.items()):
             self.reused += len(clips)
@@ -192,6 +194,5 @@ class PooledCache:
 
 
 def clip_stamp(clip) -> str:
-    """What identifies a clip's audio whatever split it is in: id, labels, file size and time."""
-    stat = clip.path.stat() if clip.index is None and clip.path.exists() else None
-    return f"{clip.id}|{clip.labels}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}"
+    """What identifies a clip's audio whatever split it is in: id, labels and the file's content."""
+    return f"{clip.id}|{clip.labels}|{clip_content(clip)}"
