@@ -200,3 +200,34 @@ def test_cli_fine_tunes_each_fold(tmp_path, esc_root, ast_init, capsys):
     pattern = str(tmp_path / "named" / "ft-{split}.pt")
     assert main(args[:-3] + ["--out", pattern, "--no-progress"]) == 0
     assert sorted(p.name for p in (tmp_path / "named").glob("*.pt")) == ["ft-fold1.pt", "ft-fold2.pt"]
+
+
+def test_an_init_that_is_a_training_is_trained_first_then_reused(tmp_path, esc_root, ast_init, monkeypatch):
+    """A second stage names its first by settings (`init: {...}`): the first is trained (and cached)
+    before it, the second starts from its weights (lr 0: no step moves them), its identity holds the
+    first's sha256, and both are reused the next time; a bad nested setting names its place."""
+    from prunebench.train.checkpoints import default_checkpoint_path, weights_sha256
+    from prunebench.models.checkpoint import load_classifier
+
+    monkeypatch.setenv("PRUNEBENCH_CACHE", str(tmp_path / "cache"))
+    init_path, _ = ast_init
+    first = {"init": str(init_path), **FAST, "frames": 96}
+    second = {"init": first, "epochs": 1, "batch_size": 8, "frames": 96, "lr": 0.0, "seed": 1}
+    t = task(esc_root)
+    path, meta = train_model("test-ft", t, second, progress=False)
+    first_path = default_checkpoint_path("test-ft", {}, t, first)
+    assert first_path.parent == path.parent and meta["init"]["source"] == "training"
+    assert meta["init"]["sha256"] == file_sha256(next(path.parent.glob(first_path.stem + "-*.pt")))
+    stage_one = load_classifier("test-ft", meta["init"]["path"])
+    assert weights_sha256(load_classifier("test-ft", path)) == weights_sha256(stage_one)  # lr 0: its weights
+    again, meta2 = train_model("test-ft", t, second, progress=False)
+    assert again == path and meta2["reused"]
+    # the run's cached name, the same before the first stage is trained and after
+    assert path.name.startswith(default_checkpoint_path("test-ft", {}, t, second).stem + "-")
+    fresh = tmp_path / "cache2"
+    monkeypatch.setenv("PRUNEBENCH_CACHE", str(fresh))
+    before = default_checkpoint_path("test-ft", {}, t, second)
+    path3, _ = train_model("test-ft", t, second, out=before, progress=False)
+    assert path3 == before == default_checkpoint_path("test-ft", {}, t, second)
+    with pytest.raises(ConfigError, match="train: init: unknown key 'epoch'"):
+        resolve_train({"init": {"epoch": 1}})

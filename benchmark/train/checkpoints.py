@@ -40,10 +40,18 @@ AMP_HASHED = {"gpu": True, True: "bfloat16-where-available"}
 
 
 # -- names and hashes ------------------------------------------------------------------------
-def init_identity(init: Optional[str]) -> Optional[Dict[str, str]]:
-    """What the fine-tuning starts from: the argument and the sha256 of the weights it names."""
+def init_identity(init: Any, model_name: str, task: Task, overrides: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """What the fine-tuning starts from: the argument and the sha256 of the weights it names. An
+    init that is a training's settings is identified by that training's config hash (stable whether
+    or not it is trained yet: `train_model` trains it first), its checkpoint and sha256 named once trained."""
     if not init:
         return None
+    if isinstance(init, dict):
+        spec = training_spec(model_name, task, init, overrides, None)
+        done = finished_checkpoint(spec)
+        path = None if done is None else done[0]
+        return {"source": "training", "training": spec.config_hash, "path": None if path is None else str(path),
+                "sha256": None if path is None else checkpoint_sha256(path)}
     path = resolve_checkpoint(init)
     return {"source": str(init), "path": str(path), "sha256": checkpoint_sha256(path)}
 
@@ -54,9 +62,15 @@ def training_hash(model_name: str, overrides: Dict[str, Any], task: Task, cfg: D
     spec = {
         "version": TRAIN_VERSION, "model": model_name, "overrides": overrides, "task": task.name, "split": task.split,
         "train": hashed_settings(cfg),
-        "init": init["sha256"] if init else None, "data": task.fingerprint(task.train_clips()),
+        "init": _init_hashed(init), "data": task.fingerprint(task.train_clips()),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _init_hashed(init: Optional[Dict[str, Any]]) -> Optional[str]:
+    if not init:
+        return None
+    return f"training:{init['training']}" if init.get("training") else init["sha256"]
 
 
 def hashed_settings(cfg: Dict[str, Any]) -> Dict[str, Any]:
@@ -77,7 +91,7 @@ def checkpoint_stem(model_name: str, task: Task, config_hash: str) -> str:
 def default_checkpoint_path(model_name: str, overrides: Dict[str, Any], task: Task, train_cfg: Dict[str, Any]) -> Path:
     """Where `prunebench run` keeps the checkpoint it trains for (model, task, settings, data)."""
     cfg = settings_for(train_cfg, model_name, task, overrides)
-    digest = training_hash(model_name, dict(overrides or {}), task, cfg, init_identity(cfg["init"]))
+    digest = training_hash(model_name, dict(overrides or {}), task, cfg, init_identity(cfg["init"], model_name, task, overrides))
     return cache_dir("checkpoints") / f"{checkpoint_stem(model_name, task, digest)}.pt"
 
 
@@ -110,13 +124,22 @@ class TrainingSpec:
     def multi_label(self) -> bool:
         return get_metric(self.task.metric).multi_label
 
+    @property
+    def init_source(self) -> Optional[str]:
+        """What to load the starting weights from: the init as given, or the init training's checkpoint."""
+        if not isinstance(self.cfg["init"], dict):
+            return self.cfg["init"]
+        if not self.init or not self.init["path"]:
+            raise RuntimeError("the init training is not trained yet (train_model trains it first)")
+        return self.init["path"]
+
 
 def training_spec(model_name: str, task: Task, train_cfg: Dict[str, Any], overrides: Optional[Dict[str, Any]],
                   out: Optional[Path]) -> TrainingSpec:
     """Settings completed, init identified, hashed and named, as `default_checkpoint_path` does."""
     cfg = settings_for(train_cfg, model_name, task, overrides)
     overrides = dict(overrides or {})
-    init = init_identity(cfg["init"])
+    init = init_identity(cfg["init"], model_name, task, overrides)
     config_hash = training_hash(model_name, overrides, task, cfg, init)
     stem = checkpoint_stem(model_name, task, config_hash)
     fixed, folder, partial = output_paths(Path(out).expanduser() if out else None, stem)

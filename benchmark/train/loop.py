@@ -69,6 +69,9 @@ def train_model(
     """Train (or fine-tune) `model_name` on the task's training clips; save and return
     (checkpoint path, metadata). Resumes a matching partial state; returns at once when the very
     same training already finished (unless `overwrite`)."""
+    if isinstance((train_cfg or {}).get("init"), dict):  # start from another training: that one first (or its cache)
+        log.info("training the init of %s on %s first", model_name, task.id)
+        train_model(model_name, task, train_cfg["init"], overrides, store=store, progress=progress)
     spec = training_spec(model_name, task, train_cfg, overrides, out)
     done = None if overwrite else finished_checkpoint(spec)
     if done is not None:
@@ -111,10 +114,11 @@ class Training:
         return training_dtype(self.state.device, self.spec.cfg["amp"])
 
 
-def initial_model(model_name: str, task: Task, cfg: Dict[str, Any], overrides: Dict[str, Any]) -> Tuple[TokenEncoder, Optional[str]]:
+def initial_model(spec: TrainingSpec) -> Tuple[TokenEncoder, Optional[str]]:
     """A fresh model (from scratch) or the init checkpoint's, at the training length."""
+    model_name, task, cfg, overrides = spec.model_name, spec.task, spec.cfg, spec.overrides
     if cfg["init"]:
-        model, weights = load_backbone(model_name, cfg["init"], task.num_classes, frames=cfg["frames"])
+        model, weights = load_backbone(model_name, spec.init_source, task.num_classes, frames=cfg["frames"])
         if overrides:
             log.warning("model overrides %s are ignored when fine-tuning from %s", overrides, cfg["init"])
         return model, weights.format
@@ -134,7 +138,7 @@ def set_up(spec: TrainingSpec, store: FeatureStore, resume: bool) -> Training:
         model.load_state_dict(saved["model"])
         init_format = saved["init_format"]
     else:
-        model, init_format = initial_model(spec.model_name, spec.task, cfg, spec.overrides)
+        model, init_format = initial_model(spec)
     if cfg["drop_path"] is not None:
         set_drop_path(model, cfg["drop_path"])
     model.to(device)

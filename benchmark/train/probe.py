@@ -79,7 +79,7 @@ def train_probe(spec: TrainingSpec, method: Optional[Method], store: FeatureStor
     if metric.multi_label:
         raise ConfigError(f"train: recipe 'probe' fits a single-label head; task {task.name!r} is multi-label")
     started = time.perf_counter()
-    model, weights = load_backbone(model_name, cfg["init"], task.num_classes, frames=cfg["frames"])
+    model, weights = load_backbone(model_name, spec.init_source, task.num_classes, frames=cfg["frames"])
     device = resolve_device(cfg["device"])
     model = model.to(device).eval().requires_grad_(False)
     frontend = frontend_for(model.config, task)

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 # ended anywhere between 81% and 93%); measured on synth-esc: 100% held-out in about 125 s.
 TRAIN_DEFAULTS: Dict[str, Any] = {
     "recipe": "auto",  # scratch without init; with init: ast-esc50 (single-label task) or ast-as20k (multi-label)
-    "init": None,  # checkpoint to fine-tune from (file, folder, Hub id, zoo name); None: from scratch
+    # checkpoint to fine-tune from (file, folder, Hub id, zoo name), or the settings of another training
+    # of the same model on the same task (trained first, or its cached checkpoint); None: from scratch
+    "init": None,
     "frames": None,  # input length to train at (AST's ESC-50: 512); None: the model's / checkpoint's
     "epochs": 12, "batch_size": 16, "lr": 1.5e-3, "weight_decay": 0.05,
     "optimizer": "adamw", "betas": [0.9, 0.999],
@@ -135,6 +137,11 @@ def resolve_train(user: Optional[Dict[str, Any]], where: str = "train", multi_la
     for key in ("epochs", "batch_size"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ConfigError(f"{where}: {key} must be a positive integer, got {cfg[key]!r}")
+    if isinstance(cfg["init"], dict):  # a training of the same model on the same task: checked as one
+        resolve_train(cfg["init"], f"{where}: init", multi_label, family)
+    elif cfg["init"] is not None and not isinstance(cfg["init"], str):
+        raise ConfigError(f"{where}: init must be a checkpoint (file, folder, Hub id, zoo name) or the settings of "
+                          f"a training to start from, got {cfg['init']!r}")
     if cfg["amp"] not in AMP_VALUES:
         raise ConfigError(f"{where}: amp must be one of true, false, gpu, bfloat16, got {cfg['amp']!r}")
     for key in ("layer_decay", "head_lr", "drop_path"):
