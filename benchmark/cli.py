@@ -504,7 +504,7 @@ def _add_bundle(args, store: Path) -> int:
 
     settings = VerifySettings(Path(args.add), store, division=args.division, root=args.root, stop_at_failure=True)
     try:
-        entry, _ = add_bundle(settings)
+        entry, _ = add_bundle(settings, echo=lambda line: print(line) if line.startswith("removed ") else None)
     except Refused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 1

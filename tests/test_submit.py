@@ -205,6 +205,17 @@ def test_the_closed_pin_is_on_the_weights_a_refit_reproduces(world):
                      record, "none.json")
 
 
+def test_a_closed_entry_supersedes_the_open_entry_of_the_same_source(world, capsys):
+    bundle = copy_bundle(world, "open-then-closed")
+    store = world["store"]
+    assert main(["leaderboard", "--add", str(bundle), "--store", str(store), "--division", "open"]) == 0
+    (opened,) = [p for p in (store / "tiny").iterdir() if p.name.startswith("loudest-") and p.name.endswith("-open")]
+    capsys.readouterr()
+    assert main(["leaderboard", "--add", str(bundle), "--store", str(store)]) == 0
+    assert f"removed {opened}: the same method source is now in the closed division" in capsys.readouterr().out
+    assert not opened.exists() and opened.with_name(opened.name[: -len("-open")]).is_dir()
+
+
 def test_a_newer_protocol_is_refused_naming_both_versions(world, capsys):
     bundle = copy_bundle(world, "newer")
     manifest = Manifest.read(bundle)

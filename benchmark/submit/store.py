@@ -3,7 +3,8 @@ submission entry (`leaderboard --add`), and the project's own run of a track as 
 
 Nothing in the store changes unless the whole bundle verifies: the entry is assembled in a hidden
 folder beside its place and renamed into it at the end; an entry of the same method and plugin hash
-is replaced in that one rename."""
+is replaced in that one rename. A closed entry supersedes the open entry of the same method and
+plugin hash (removed once the closed one is in place)."""
 from __future__ import annotations
 
 import inspect
@@ -43,7 +44,12 @@ def add_bundle(settings: VerifySettings, echo: Callable[[str], None] = lambda _:
     source = MethodSource(method, f"{SOURCES}/{plugin.name}", manifest.plugin_sha256)
     entry = Entry(manifest.track, int(manifest.raw["track_version"]), int(manifest.raw["protocol"]),
                   settings.division, "submission", [source], manifest.system)
-    return _place(Path(settings.store) / manifest.track / entry_id, entry, bundle / "records", [plugin]), verdicts
+    target = _place(Path(settings.store) / manifest.track / entry_id, entry, bundle / "records", [plugin])
+    superseded = target.with_name(entry_id + "-open")
+    if settings.division == CLOSED and superseded.is_dir():  # the same source, now verified closed
+        shutil.rmtree(superseded)
+        echo(f"removed {superseded}: the same method source is now in the closed division")
+    return target, verdicts
 
 
 def publish(track_name: str, results: Path, store: Path, system: dict, partial: bool = False) -> Path:
