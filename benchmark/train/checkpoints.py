@@ -89,10 +89,13 @@ def checkpoint_stem(model_name: str, task: Task, config_hash: str) -> str:
 
 
 def default_checkpoint_path(model_name: str, overrides: Dict[str, Any], task: Task, train_cfg: Dict[str, Any]) -> Path:
-    """Where `prunebench run` keeps the checkpoint it trains for (model, task, settings, data)."""
-    cfg = settings_for(train_cfg, model_name, task, overrides)
-    digest = training_hash(model_name, dict(overrides or {}), task, cfg, init_identity(cfg["init"], model_name, task, overrides))
-    return cache_dir("checkpoints") / f"{checkpoint_stem(model_name, task, digest)}.pt"
+    """Where `prunebench run` keeps the checkpoint it trains for (model, task, settings, data):
+    `<stem>.pt`, or the `<stem>-<content hash>.pt` that `prunebench train` made of the same training
+    in the cache (the same weights: a run reuses them instead of training again)."""
+    spec = training_spec(model_name, task, train_cfg, overrides, None)
+    fixed = spec.folder / f"{spec.stem}.pt"
+    done = None if fixed.is_file() else finished_checkpoint(spec)
+    return fixed if done is None else done[0]
 
 
 def output_paths(out: Optional[Path], stem: str) -> Tuple[Optional[Path], Path, Path]:
