@@ -63,5 +63,7 @@ def test_the_command_prints_the_table_and_refuses_a_folder_of_two_methods(folder
     base, _, _ = folders
     assert main([str(base / "off"), str(base / "aware")]) == 0
     assert "within 2 pts" in capsys.readouterr().out
+    assert main([str(base / "off"), str(base / "aware"), "--baseline", str(base / "aware")]) == 2
+    assert "no ok record of none" in capsys.readouterr().err
     assert main([str(base / "off"), str(base / "off")]) == 2
     assert "holds one method, found ['none', 'topk-keep_rate=0.5']" in capsys.readouterr().err

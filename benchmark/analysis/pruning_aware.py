@@ -147,10 +147,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      description="pruning-aware runs against the off-the-shelf run")
     parser.add_argument("off_the_shelf", help="results folder: none and every method, off the shelf")
     parser.add_argument("aware", nargs="+", help="results folders of the pruning-aware runs, one method each")
+    parser.add_argument("--baseline", help="results folder whose none is the baseline instead of the off-the-shelf "
+                        "folder's (e.g. the unpruned model trained the same extra schedule: a control)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         off = Record.read_folder(args.off_the_shelf)
+        if args.baseline:
+            control = [r for r in Record.read_folder(args.baseline) if r.ok and r.method.is_baseline]
+            if not control:
+                raise DataError(f"{args.baseline}: no ok record of none")
+            off = [r for r in off if not r.method.is_baseline] + control
         aware: Dict[str, List[Record]] = {}
         for folder in args.aware:
             records = [r for r in Record.read_folder(folder) if r.ok]
