@@ -4,8 +4,10 @@ One table per track, one row per method configuration of every entry (the publis
 and `none`; each submission's method): clean score with its interval; robustness, the flip effect
 against the entry's own `none` pooled over the track's noise conditions, with its interval and p;
 the accuracy-matched effective robustness (prunebench.analysis.effective, pooled over the noise
-conditions with its interval) where the entry's records include the testbed of unpruned models it
-is read against, "—" otherwise (never an estimate); the speedup over `none` measured interleaved on the entry's machine,
+conditions with its interval) where the track's published entry holds the testbed of unpruned
+models it is read against (a closed-division submission is read against the same testbed: same
+model, weights and clips), "—" otherwise (never an estimate), with the figure of the testbed,
+its line and the methods per noise condition; the speedup over `none` measured interleaved on the entry's machine,
 with the device; GMACs; the division; the method source's sha256, linked to the source shown on
 the page; and the machine. Cross-validated tracks pool their folds' clips (each clip evaluated once
 by the model that did not train on it); their speedup is the median over folds.
@@ -25,7 +27,9 @@ from prunebench.analysis.effective import PooledER, effective_robustness
 from prunebench.analysis.report import pool_folds
 from prunebench.analysis.robustness import compare, index_records, pool
 from prunebench.analysis.schema import metric as metric_display
-from prunebench.records.entries import PUBLISHED, Entry, store_entries
+from prunebench.leaderboard.effective_view import EffectiveGroup, effective_groups
+from prunebench.leaderboard.plots import colors_for
+from prunebench.records.entries import CLOSED, PUBLISHED, Entry, store_entries
 from prunebench.records.record import Record, load_results
 
 # the published store: results-store/ at the top of the repository (a source checkout, an editable
@@ -84,6 +88,30 @@ class TrackBoard:
     version: int
     rows: List[BoardRow] = field(default_factory=list)
     missing: List[str] = field(default_factory=list)  # pairs the published run lacks (a partial run)
+    effective: List[EffectiveGroup] = field(default_factory=list)  # the figures; empty: no testbed
+
+
+@dataclass(frozen=True)
+class EntryRecords:
+    """One entry's grid records, the view its rows read (folds pooled where there are several) and
+    the rows' records in that view (a submission's own none left out: the published none is the
+    reference row)."""
+    entry: Entry
+    records: List[Record]
+    view: List[Record]
+
+    @classmethod
+    def read(cls, entry: Entry) -> "EntryRecords":
+        records = load_results(entry.records_folder)
+        return cls(entry, records, pool_folds(records) or records)
+
+    @property
+    def ranked(self) -> List[Record]:
+        names = {m.name for m in self.entry.methods}
+        return [r for r in self.view if self.entry.kind == PUBLISHED or r.method.name in names]
+
+
+EffectiveIndex = Dict[Tuple[str, str, str], PooledER]
 
 
 @dataclass(frozen=True)
@@ -95,24 +123,20 @@ class Source:
     text: str
 
 
-def board_rows(entry: Entry) -> List[BoardRow]:
-    """The rows of one entry: every method configuration of the published run, a submission's method."""
-    records = load_results(entry.records_folder)
-    pooled = pool_folds(records)
-    view = pooled or records  # several folds: their clips pooled
+def entry_rows(read: EntryRecords, effective: EffectiveIndex) -> List[BoardRow]:
+    """The rows of one entry: every method configuration of the published run, a submission's method;
+    `effective`: the track's accuracy-matched effective robustness by (model, task, method id)."""
+    entry, records, view = read.entry, read.records, read.view
     index = index_records(view)
     by_method: Dict[str, list] = {}
     for c in compare(view):
         if not c.near_chance:
             by_method.setdefault(c.method, []).append(c)
-    effective = {(e.model, e.task, e.method): e for e in effective_robustness(view).pooled if e.er is not None}
     speeds = _speedups(records)
     sources = {m.name: m for m in entry.methods}
     machine = _machine(entry)
     rows = []
-    for r in sorted((r for r in view if r.corruption is None and r.bucket is None), key=lambda r: r.method_sort_key):
-        if entry.kind != PUBLISHED and r.method.name not in sources:
-            continue  # a submission's none: the published none is the reference row
+    for r in sorted((r for r in read.ranked if r.corruption is None and r.bucket is None), key=lambda r: r.method_sort_key):
         comparisons = by_method.get(r.method.id, [])
         flip, flip_p = None, None
         if r.method.is_baseline:
@@ -135,6 +159,27 @@ def board_rows(entry: Entry) -> List[BoardRow]:
             division=entry.division, source_sha=source.sha256 if source else "",
             source_anchor=_anchor(entry, source.name) if source else "", machine=machine))
     return rows
+
+
+def testbed_members(entries: List[Entry]) -> List[Record]:
+    """The testbed members the track's published entry holds (folds pooled as its grid is)."""
+    published = [e for e in entries if e.kind == PUBLISHED]
+    if not published:
+        return []
+    members = [r for r in load_results(published[0].records_folder, testbed=True) if r.testbed is not None]
+    return pool_folds(members) or members
+
+
+def track_effective(reads: List[EntryRecords], members: List[Record]) -> Tuple[EffectiveIndex, List[EffectiveGroup]]:
+    """Effective robustness of the ranked rows of every closed-division entry against the
+    published testbed: by (model, task, method id) for the table, and the figures."""
+    if not members:
+        return {}, []
+    ranked = [r for read in reads if read.entry.division == CLOSED for r in read.ranked]
+    result = effective_robustness(ranked + members)
+    colors = colors_for(list(dict.fromkeys(r.method.id for r in sorted(ranked, key=lambda r: r.method_sort_key))))
+    index = {(e.model, e.task, e.method): e for e in result.pooled if e.er is not None}
+    return index, effective_groups(result, colors)
 
 
 def _effective(pooled: Optional[PooledER]) -> Optional[Interval]:
@@ -177,10 +222,13 @@ def _anchor(entry: Entry, method: str) -> str:
 def collect_board(store: Path) -> Tuple[List[TrackBoard], List[Source]]:
     boards, sources = [], []
     for track, entries in store_entries(store).items():
+        reads = [EntryRecords.read(e) for e in entries]
+        effective, figures = track_effective(reads, testbed_members(entries))
         board = TrackBoard(track, max(e.track_version for e in entries),
-                           missing=[m for e in entries if e.kind == PUBLISHED for m in e.missing])
-        for entry in entries:
-            board.rows += board_rows(entry)
+                           missing=[m for e in entries if e.kind == PUBLISHED for m in e.missing], effective=figures)
+        for read in reads:
+            board.rows += entry_rows(read, effective if read.entry.division == CLOSED else {})
+            entry = read.entry
             for m in entry.methods:
                 sources.append(Source(_anchor(entry, m.name), m.name, f"{track}/{entry.id}", m.sha256, entry.source_text(m)))
         boards.append(board)

@@ -256,3 +256,30 @@ def test_a_partial_run_is_published_only_when_asked_and_the_board_says_so(world,
     page = tmp_path / "board.html"
     assert main(["leaderboard", "--store", str(store), "-o", str(page)]) == 0
     assert "The published run is partial: 1 pair(s)" in page.read_text()
+
+
+def test_publish_takes_the_tracks_pairs_and_the_testbed_on_its_variants_and_nothing_else(world, tmp_path):
+    """A run folder holding more than the track (another method) and a testbed: the published
+    entry holds the track's pairs and the testbed members, each with its sidecar, nothing else."""
+    import copy
+
+    from prunebench.records.record import load_results
+    from prunebench.run.config import parse_config
+
+    raw = copy.deepcopy(load_track("tiny").run)
+    raw["methods"] = raw["methods"] + [{"name": "random", "keep_rate": 0.5}]
+    raw["testbed"] = {"blocks": [2, 4], "train_fractions": [1.0]}
+    run = tmp_path / "run"
+    shutil.copytree(world["base"] / "published-run", run)
+    Runner(parse_config(raw, "tiny + random + testbed"), run, progress=False, echo=lambda _: None).run()
+    every = load_results(run, testbed=True)
+    assert any(r.method.name == "random" for r in every) and sum(r.testbed is not None for r in every) > 0
+    store = tmp_path / "store"
+    assert main(["leaderboard", "--publish", str(run), "--track", "tiny", "--store", str(store)]) == 0
+    folder = store / "tiny" / "published" / "records"
+    published = load_results(folder, testbed=True)
+    assert sorted(r.key for r in published) == sorted(r.key for r in every if r.method.name != "random")
+    assert {r.testbed.member for r in published if r.testbed is not None} == {"block2-train100", "block4-train100"}
+    for record in folder.rglob("*.json"):  # each with its sidecar where the run wrote one
+        source = run / record.relative_to(folder)
+        assert record.with_suffix(".npz").exists() == source.with_suffix(".npz").exists()

@@ -153,3 +153,41 @@ def test_report_and_leaderboard_show_the_effective_robustness_figure(testbed_run
     assert "testbed block2-train50: clean" in effective
     # the members are not rows of the leaderboard's tables
     assert "+testbed-" not in html[html.index('<h2 id="leaderboard">'):html.index('<h2 id="pareto">')]
+
+
+def test_the_published_board_reads_pruned_models_against_the_published_testbed(testbed_run, tmp_path):
+    """The store's published entry holds the grid and its testbed: the board's effective-robustness
+    column is the report's pooled ER (not a dash), the figure draws the members, and a submission
+    in the open division (another checkpoint) is not read against that testbed."""
+    import shutil
+
+    from prunebench.analysis.effective import effective_robustness
+    from prunebench.leaderboard.board import collect_board, render_board
+    from prunebench.records.entries import Entry, MethodSource
+
+    tmp, _ = testbed_run
+    system = {"cpu": "Test CPU", "threads": 2, "torch": "2.x", "device": "cpu", "dtype": "float32"}
+    records_only = shutil.ignore_patterns("*.html", "*.txt", "*.md", ".*")
+    for name, division, kind in (("published", "closed", "published"), ("topk-abcd-open", "open", "submission")):
+        entry = tmp_path / "store" / "smoke" / name
+        shutil.copytree(tmp / "results", entry / "records", ignore=records_only)
+        (entry / "sources").mkdir()
+        (entry / "sources" / "topk.py").write_text("# topk\n")
+        Entry("smoke", 1, 1, division, kind, [MethodSource("topk", "sources/topk.py", "ab" * 32)], system).write(entry)
+    expected = {e.method: 100 * e.er for e in effective_robustness(load_results(tmp / "results", testbed=True)).pooled
+                if e.er is not None}
+    assert set(expected) == {"none", "topk-keep_rate=0.5"}
+
+    boards, _ = collect_board(tmp_path / "store")
+    rows = {(r.entry, r.method): r for r in boards[0].rows}
+    assert rows[("published", "none")].effective.value == pytest.approx(expected["none"])
+    assert rows[("published", "topk")].effective.value == pytest.approx(expected["topk-keep_rate=0.5"])
+    assert rows[("published", "topk")].effective.low < rows[("published", "topk")].effective.high
+    assert rows[("topk-abcd-open", "topk")].effective is None  # open division: not this testbed's model
+    assert not any("+testbed-" in r.method or "testbed" in r.params for r in boards[0].rows)  # members are no rows
+
+    html = render_board(tmp_path / "store", tmp_path / "board.html").read_text()
+    figures = html[html.index('id="effective-smoke"'):html.index("Method sources")]
+    assert figures.count('class="plot effective"') == 2  # one figure per noise condition
+    assert figures.count('class="member"') == 8  # 4 members on each
+    assert ">topk 0.5</text>" in figures and ">none</text>" in figures

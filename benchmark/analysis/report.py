@@ -336,11 +336,12 @@ FOLD = re.compile(r"fold(\d+)$")
 
 def pool_folds(records: Sequence[RecordLike]) -> List[Record]:
     """For each (model, task, bucket, method, corruption) seen on two or more folds: one record of
-    all folds' clips (`Record.pooled`)."""
+    all folds' clips (`Record.pooled`); a testbed member pools with itself alone."""
     groups: Dict[Tuple, List[Record]] = {}
     for r in as_records(records):
         if FOLD.match(r.split):
-            groups.setdefault((r.model, r.task, r.bucket, r.method.id, r.corruption_id), []).append(r)
+            member = r.testbed.member if r.testbed is not None else None
+            groups.setdefault((r.model, member, r.task, r.bucket, r.method.id, r.corruption_id), []).append(r)
     pooled = []
     for rs in groups.values():
         splits = sorted({r.split for r in rs})

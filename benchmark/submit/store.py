@@ -11,7 +11,7 @@ import inspect
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Set, Tuple
 
 from prunebench.core.errors import ConfigError, DataError
 from prunebench.core.registry import BASELINE, METHODS
@@ -56,9 +56,13 @@ def publish(track_name: str, results: Path, store: Path, system: dict, partial: 
     """The project's own run of a track (every pair of its published grid, ok) as the track's
     published entry, with the source of every built-in method it ranks; `partial`: a run still
     missing pairs, which the entry lists (the board says so; a submission's none has no published
-    none to equal on the missing variants)."""
+    none to equal on the missing variants). The entry holds the records of the track's pairs and
+    the testbed members (effective robustness) on the track's variants; the folder's other records
+    (more methods or noise than the track's) stay out."""
     track = load_track(track_name)
-    records = load_results(results)
+    every = load_results(results, testbed=True)
+    pairs = set(_pairs(track))
+    records = [r for r in every if r.testbed is None and r.key in pairs]
     missing = _missing(track, records)
     if missing and not partial:
         raise DataError(f"{results}: no ok record of {missing[0]}, a pair of track {track.name} "
@@ -70,24 +74,34 @@ def publish(track_name: str, results: Path, store: Path, system: dict, partial: 
         path = Path(inspect.getsourcefile(METHODS.get(name)))
         sources.append(MethodSource(name, f"{SOURCES}/{path.name}", file_sha256(path)))
         files.append(path)
+    variants = {v for _, _, v in pairs}
+    members = [r for r in every if r.testbed is not None and r.variant in variants]
     entry = Entry(track.name, track.version, track.protocol, CLOSED, PUBLISHED, sources, system, missing=missing)
-    return _place(Path(store) / track.name / PUBLISHED, entry, Path(results), files)
+    kept = {Path(r.document["_file"]).resolve() for r in records + members}
+    return _place(Path(store) / track.name / PUBLISHED, entry, Path(results), files, kept)
+
+
+def _pairs(track: Track) -> List[Tuple[str, str, str]]:
+    """The (model, method id, variant id) keys of the track's published grid."""
+    config = track.run_config()
+    return [(m.name, method.id, v.id) for m in config.models for t in config.tasks for v in t.variants
+            for method in config.methods]
 
 
 def _missing(track: Track, records: List[Record]) -> List[str]:
     """The pairs of the track's published grid without an ok record, as 'model / method / variant'."""
-    config = track.run_config()
     have = {r.key for r in records}
-    return [f"{m.name} / {method.id} / {v.id}" for m in config.models for t in config.tasks for v in t.variants
-            for method in config.methods if (m.name, method.id, v.id) not in have]
+    return [" / ".join(key) for key in _pairs(track) if key not in have]
 
 
-def _place(target: Path, entry: Entry, records: Path, sources: List[Path]) -> Path:
-    """Assemble the entry beside `target`, then rename it into place (replacing an old one)."""
+def _place(target: Path, entry: Entry, records: Path, sources: List[Path], only: Optional[Set[Path]] = None) -> Path:
+    """Assemble the entry beside `target`, then rename it into place (replacing an old one);
+    `only`: the record files to take (their sidecars come with them), default every record."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    ignore = _only_records if only is None else _only_these(only)
     try:
-        shutil.copytree(records, staging / RECORDS, ignore=_only_records)
+        shutil.copytree(records, staging / RECORDS, ignore=ignore)
         (staging / SOURCES).mkdir()
         for source in sources:
             shutil.copy2(source, staging / SOURCES / source.name)
@@ -104,6 +118,14 @@ def _place(target: Path, entry: Entry, records: Path, sources: List[Path]) -> Pa
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _only_these(kept: Set[Path]) -> Callable[[str, List[str]], List[str]]:
+    """copytree's ignore: every file but the kept records and their sidecars."""
+    def ignore(folder: str, names: List[str]) -> List[str]:
+        return [n for n in names if not Path(folder, n).is_dir()
+                and (n.startswith(".") or Path(folder, n).with_suffix(".json").resolve() not in kept)]
+    return ignore
 
 
 def _only_records(folder: str, names: List[str]) -> List[str]:
