@@ -97,6 +97,7 @@ def build(name: str, seconds: float, threads: int, dtype: str,
 
     whisper = name in WHISPER_ZOO
     batch = BATCH.get(int(seconds), 4)
+    torch.manual_seed(0)  # the ViTs' random weights equal in every row: the exported graph is cached per shape
     try:
         model = load_model(name, WHISPER_ZOO[name] if whisper else None, num_classes=10, execution="eager")
     except Exception as exc:  # a zoo package not installed: one line, the rest goes on
