@@ -6,6 +6,11 @@ comparison are split at `split_seconds` (default: the median length of the compa
 and the report's statistics (analysis.robustness: conditional flip rates, the flip effect with its
 paired bootstrap interval, McNemar's p, the smallest detectable effect) are recomputed on each
 part. Seconds are frames / 100: both front ends hop 10 ms.
+
+Where the run has a testbed (`testbed:`, its members evaluated on the same clips), the
+accuracy-matched measure is split the same way: each method's effective robustness
+(prunebench.analysis.effective) on the short clips and on the long ones, the line refitted through
+the members' accuracies on that part alone.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import List, Optional, Sequence, Tuple
 
+from prunebench.analysis.effective import effective_robustness
 from prunebench.analysis.robustness import _accuracy_stats, common_ids, index_records
 from prunebench.core.registry import BASELINE
 from prunebench.metrics import get_metric
@@ -45,9 +51,29 @@ class LengthComparison:
         return asdict(self)
 
 
+@dataclass
+class LengthER:
+    """One method's effective robustness (pooled over the noise conditions with a line) on one part."""
+    model: str
+    task: str
+    method: str
+    part: str
+    split_seconds: float
+    clips: int
+    conditions: int  # noise conditions with a line (0: no verdict, `verdict` says why)
+    er: Optional[float]
+    ci95: Optional[Tuple[float, float]]
+    mde: Optional[float]
+    verdict: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def by_length(records: Sequence[RecordLike], split_seconds: Optional[float] = None, seed: int = 0) -> List[LengthComparison]:
-    """Short- and long-clip flip effects of every accuracy comparison whose records hold clip lengths."""
-    index = index_records(r for r in as_records(records) if r.ok)
+    """Short- and long-clip flip effects of every accuracy comparison whose records hold clip lengths
+    (testbed members are left out: they are no comparison)."""
+    index = index_records(r for r in as_records(records) if r.ok and r.testbed is None)
     out = []
     for key, noisy in sorted(index.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
         *group, method_id, corruption = key
@@ -74,6 +100,57 @@ def by_length(records: Sequence[RecordLike], split_seconds: Optional[float] = No
                 found["none_flip_rate"], found["flip_effect"], found["flip_effect_ci95"], found["flip_mcnemar_p"],
                 found["flip_mde"], found["no_verdict"]))
     return out
+
+
+def effective_by_length(records: Sequence[RecordLike], split_seconds: Optional[float] = None,
+                        seed: int = 0) -> Tuple[List[LengthER], List[str]]:
+    """Short- and long-clip effective robustness of every method of each (model, task) whose run has
+    testbed members and clip lengths; the notes say where no line could be read."""
+    every = [r for r in as_records(records) if r.ok]
+    out: List[LengthER] = []
+    notes: List[str] = []
+    for reference in every:
+        if reference.testbed is not None or reference.corruption is not None or reference.method.id != BASELINE:
+            continue
+        group = [r for r in every if (r.model, r.task_id, r.bucket) == (reference.model, reference.task_id, reference.bucket)]
+        if reference.clips.frames is None or not any(r.testbed is not None for r in group):
+            continue
+        length = {i: f / FRAMES_PER_SECOND for i, f in zip(reference.clips.ids, reference.clips.frames)}
+        split = split_seconds if split_seconds is not None else statistics.median(length.values())
+        for part, ids in (("short", [i for i, s in length.items() if s <= split]), ("long", [i for i, s in length.items() if s > split])):
+            result = effective_robustness(group, seed, clips=ids)
+            notes += [f"{part} clips: {n}" for n in result.notes]
+            out += _part_rows(result, part, split, len(ids))
+    return out, notes
+
+
+def _part_rows(result, part: str, split: float, clips: int) -> List[LengthER]:
+    """Each method's pooled ER on one part; a method no condition gives a line to: no verdict, why."""
+    rows = [LengthER(p.model, p.task, p.method, part, split, clips, p.conditions, p.er, p.ci95, p.mde, p.verdict)
+            for p in result.pooled]
+    pooled = {p.method for p in result.pooled}
+    for c in result.conditions:
+        for m in c.methods:
+            if m.method not in pooled:
+                pooled.add(m.method)
+                rows.append(LengthER(c.model, c.task, m.method, part, split, clips, 0, None, None, None,
+                                     c.no_verdict or m.verdict))
+    return rows
+
+
+def format_effective_by_length(rows: Sequence[LengthER]) -> str:
+    from tabulate import tabulate
+
+    def pts(v: Optional[float]) -> str:
+        return "" if v is None else f"{100 * v:+.1f}"
+
+    table = [[r.model, r.method, r.part, r.clips, r.conditions, pts(r.er),
+              "" if r.ci95 is None else f"[{pts(r.ci95[0])}, {pts(r.ci95[1])}]",
+              "" if r.mde is None else f"{100 * r.mde:.1f}", r.verdict] for r in rows]
+    split = rows[0].split_seconds if rows else 0.0
+    return (f"effective robustness (accuracy-matched), clips split at {split:.2f} s (short: <=)\n"
+            + tabulate(table, headers=["model", "method", "part", "clips", "conditions with a line", "ER (points)",
+                                       "95% CI", "detectable (points)", "verdict"], tablefmt="github"))
 
 
 def format_by_length(rows: Sequence[LengthComparison]) -> str:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Collection, Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 
@@ -200,12 +200,14 @@ def detectable(values: torch.Tensor, alpha: float = ALPHA, power: float = POWER)
 
 
 # -- the records ----------------------------------------------------------------------------------
-def effective_robustness(records: Sequence[RecordLike], seed: int = 0) -> EffectiveRobustness:
-    """Every (model, task, noise condition) with testbed members (see the module docstring)."""
-    records = [r for r in as_records(records) if r.ok and r.bucket is None]
+def effective_robustness(records: Sequence[RecordLike], seed: int = 0,
+                         clips: Optional[Collection[str]] = None) -> EffectiveRobustness:
+    """Every (model, task, noise condition) with testbed members (see the module docstring);
+    `clips`: only these clip ids (e.g. the short ones), the line refitted on them."""
+    records = [r for r in as_records(records) if r.ok]
     groups: Dict[GroupKey, List[Record]] = {}
-    for r in records:
-        groups.setdefault((r.model, r.task_id), []).append(r)
+    for r in records:  # clips at their own lengths (a bucket label) are a group of their own
+        groups.setdefault((r.model, task_label(r)), []).append(r)
     result = EffectiveRobustness([], [], [])
     for key in sorted(groups):
         group = groups[key]
@@ -214,11 +216,17 @@ def effective_robustness(records: Sequence[RecordLike], seed: int = 0) -> Effect
         if any(r.metric != Accuracy.name for r in group):
             result.notes.append(f"{key[0]} on {key[1]}: effective robustness needs an accuracy task")
             continue
-        _group(key, group, seed, result)
+        _group(key, group, seed, result, None if clips is None else set(clips))
     return result
 
 
-def _group(key: GroupKey, group: List[Record], seed: int, result: EffectiveRobustness) -> None:
+def task_label(r: Record) -> str:
+    """The task a group is shown under: its id, and its lengths or bucket label where it has one."""
+    return r.task_id if r.bucket is None else f"{r.task_id}+{r.bucket}"
+
+
+def _group(key: GroupKey, group: List[Record], seed: int, result: EffectiveRobustness,
+           clips: Optional[Set[str]] = None) -> None:
     members: Dict[str, Dict[Optional[str], Record]] = {}
     methods: Dict[str, Dict[Optional[str], Record]] = {}
     for r in group:
@@ -228,7 +236,7 @@ def _group(key: GroupKey, group: List[Record], seed: int, result: EffectiveRobus
     if unusable:
         result.notes.append(f"{key[0]} on {key[1]}: {unusable}")
         return
-    ids = common_ids(group)
+    ids = [i for i in common_ids(group) if clips is None or i in clips]
     if len(ids) < 2:
         result.notes.append(f"{key[0]} on {key[1]}: {len(ids)} clips in common")
         return
