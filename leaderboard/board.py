@@ -93,17 +93,20 @@ class TrackBoard:
 
 @dataclass(frozen=True)
 class EntryRecords:
-    """One entry's grid records, the view its rows read (folds pooled where there are several) and
-    the rows' records in that view (a submission's own none left out: the published none is the
-    reference row)."""
+    """One entry's grid records, the view its rows read (folds pooled where there are several), its
+    testbed members pooled alike (effective robustness), and the rows' records in that view (a
+    submission's own none left out: the published none is the reference row)."""
     entry: Entry
     records: List[Record]
     view: List[Record]
+    members: List[Record]
 
     @classmethod
     def read(cls, entry: Entry) -> "EntryRecords":
-        records = load_results(entry.records_folder)
-        return cls(entry, records, pool_folds(records) or records)
+        every = load_results(entry.records_folder, testbed=True)
+        records = [r for r in every if r.testbed is None]
+        members = [r for r in every if r.testbed is not None]
+        return cls(entry, records, pool_folds(records) or records, pool_folds(members) or members)
 
     @property
     def ranked(self) -> List[Record]:
@@ -161,13 +164,9 @@ def entry_rows(read: EntryRecords, effective: EffectiveIndex) -> List[BoardRow]:
     return rows
 
 
-def testbed_members(entries: List[Entry]) -> List[Record]:
+def testbed_members(reads: List[EntryRecords]) -> List[Record]:
     """The testbed members the track's published entry holds (folds pooled as its grid is)."""
-    published = [e for e in entries if e.kind == PUBLISHED]
-    if not published:
-        return []
-    members = [r for r in load_results(published[0].records_folder, testbed=True) if r.testbed is not None]
-    return pool_folds(members) or members
+    return next((read.members for read in reads if read.entry.kind == PUBLISHED), [])
 
 
 def track_effective(reads: List[EntryRecords], members: List[Record]) -> Tuple[EffectiveIndex, List[EffectiveGroup]]:
@@ -223,7 +222,7 @@ def collect_board(store: Path) -> Tuple[List[TrackBoard], List[Source]]:
     boards, sources = [], []
     for track, entries in store_entries(store).items():
         reads = [EntryRecords.read(e) for e in entries]
-        effective, figures = track_effective(reads, testbed_members(entries))
+        effective, figures = track_effective(reads, testbed_members(reads))
         board = TrackBoard(track, max(e.track_version for e in entries),
                            missing=[m for e in entries if e.kind == PUBLISHED for m in e.missing], effective=figures)
         for read in reads:
