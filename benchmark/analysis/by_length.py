@@ -18,7 +18,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from prunebench.analysis.effective import effective_robustness
+from prunebench.analysis.effective import effective_robustness, task_label
 from prunebench.analysis.robustness import _accuracy_stats, common_ids, index_records
 from prunebench.core.registry import BASELINE
 from prunebench.metrics import get_metric
@@ -112,7 +112,7 @@ def effective_by_length(records: Sequence[RecordLike], split_seconds: Optional[f
     for reference in every:
         if reference.testbed is not None or reference.corruption is not None or reference.method.id != BASELINE:
             continue
-        group = [r for r in every if (r.model, r.task_id, r.bucket) == (reference.model, reference.task_id, reference.bucket)]
+        group = [r for r in every if (r.model, task_label(r)) == (reference.model, task_label(reference))]
         if reference.clips.frames is None or not any(r.testbed is not None for r in group):
             continue
         length = {i: f / FRAMES_PER_SECOND for i, f in zip(reference.clips.ids, reference.clips.frames)}
