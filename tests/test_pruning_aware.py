@@ -67,3 +67,37 @@ def test_the_command_prints_the_table_and_refuses_a_folder_of_two_methods(folder
     assert "no ok record of none" in capsys.readouterr().err
     assert main([str(base / "off"), str(base / "off")]) == 2
     assert "holds one method, found ['none', 'topk-keep_rate=0.5']" in capsys.readouterr().err
+
+
+def test_placement_by_regime_reads_the_kept_masks(folders):
+    """Off vs aware: the between-regime Jaccard is the per-clip mean of the masks' overlap, computed
+    here from the hex masks; a folder against itself gives 1 and the same placement twice."""
+    from prunebench.analysis.placement_regimes import compare_placement, regime_table
+    from prunebench.analysis.robustness import mask_jaccard
+
+    base, off, aware = folders
+    topk = "topk-keep_rate=0.5"
+    (row,) = compare_placement(off, {topk: aware})
+    (a,) = [r for r in off if r.method.id == topk and r.corruption is None]
+    (b,) = [r for r in aware if r.method.id == topk and r.corruption is None]
+    where = {c: i for i, c in enumerate(b.clips.ids)}
+    overlaps = [mask_jaccard(m, b.clips.kept_patches[where[c]]) for c, m in zip(a.clips.ids, a.clips.kept_patches)]
+    assert row.between == pytest.approx(sum(overlaps) / len(overlaps))
+    assert row.clean["off"].clips == len(a.clips.ids) and row.no_selection is None
+    assert 0 <= row.noise_jaccard["off"] <= 1 and 0 <= row.noise_jaccard["aware"] <= 1
+    assert sum(row.clean["aware"].time_shares()) == pytest.approx(1.0)
+
+    (same,) = compare_placement(off, {topk: off})
+    assert same.between == 1.0 and same.noise_jaccard["off"] == same.noise_jaccard["aware"]
+    assert same.clean["off"].kept == same.clean["aware"].kept
+    assert "J off vs aware" in regime_table([row, same])
+
+
+def test_placement_by_regime_needs_a_clean_record(folders):
+    from prunebench.analysis.placement_regimes import compare_placement
+    from prunebench.core.errors import DataError
+
+    base, off, aware = folders
+    noisy_only = [r for r in aware if r.corruption is not None]
+    with pytest.raises(DataError, match="no clean record of topk-keep_rate=0.5 pruning-aware"):
+        compare_placement(off, {"topk-keep_rate=0.5": noisy_only})

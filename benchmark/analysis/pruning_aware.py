@@ -142,6 +142,18 @@ def table(rows: List[Row]) -> str:
                     tablefmt="github", disable_numparse=True)
 
 
+def read_aware(folders: Sequence[str]) -> Dict[str, List[Record]]:
+    """Method id -> the ok records of each pruning-aware folder (one method per folder)."""
+    aware: Dict[str, List[Record]] = {}
+    for folder in folders:
+        records = [r for r in Record.read_folder(folder) if r.ok]
+        methods = {r.method.id for r in records}
+        if len(methods) != 1:
+            raise DataError(f"{folder}: a pruning-aware folder holds one method, found {sorted(methods) or 'none'}")
+        aware[methods.pop()] = records
+    return aware
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m prunebench.analysis.pruning_aware",
                                      description="pruning-aware runs against the off-the-shelf run")
@@ -158,14 +170,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if not control:
                 raise DataError(f"{args.baseline}: no ok record of none")
             off = [r for r in off if not r.method.is_baseline] + control
-        aware: Dict[str, List[Record]] = {}
-        for folder in args.aware:
-            records = [r for r in Record.read_folder(folder) if r.ok]
-            methods = {r.method.id for r in records}
-            if len(methods) != 1:
-                raise DataError(f"{folder}: a pruning-aware folder holds one method, found {sorted(methods) or 'none'}")
-            aware[methods.pop()] = records
-        print(table(compare(off, aware, args.seed)))
+        print(table(compare(off, read_aware(args.aware), args.seed)))
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
