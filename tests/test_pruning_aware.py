@@ -101,3 +101,54 @@ def test_placement_by_regime_needs_a_clean_record(folders):
     noisy_only = [r for r in aware if r.corruption is not None]
     with pytest.raises(DataError, match="no clean record of topk-keep_rate=0.5 pruning-aware"):
         compare_placement(off, {"topk-keep_rate=0.5": noisy_only})
+
+
+def test_effective_robustness_of_both_regimes_against_a_known_line():
+    """Members built clip by clip with known accuracies: the pooled ER of a model equals noisy minus
+    the least-squares probit line (fitted here with numpy) at its clean accuracy, averaged over the
+    noises; a testbed of 3 members gives no ER at all (no line through three points)."""
+    import numpy as np
+    from statistics import NormalDist
+
+    from prunebench.analysis.pruning_aware import Baseline, Outcomes, pooled_er, testbed_lines
+    from prunebench.analysis.paired import bootstrap_draws
+
+    n = 200
+    ids = [f"c{i:03d}" for i in range(n)]
+
+    def outcome(clean: float, noisy: dict) -> Outcomes:
+        by = {"clean": {c: int(i < clean * n) for i, c in enumerate(ids)}}
+        for noise, acc in noisy.items():
+            by[noise] = {c: int(i < acc * n) for i, c in enumerate(ids)}
+        return Outcomes(by)
+
+    cleans = [0.3, 0.45, 0.6, 0.7, 0.8, 0.9]
+    noisy = {"pink@20dB": [c - 0.12 + 0.02 * (k % 2) for k, c in enumerate(cleans)],
+             "white@20dB": [c - 0.2 + 0.01 * k for k, c in enumerate(cleans)]}
+    members = {f"block{k}": outcome(c, {w: noisy[w][k] for w in noisy}) for k, c in enumerate(cleans)}
+    base = Baseline(members["block5"], ids, sorted(noisy), bootstrap_draws(n, 0))
+
+    lines = {}
+    from prunebench.analysis.effective import testbed_line
+    for noise in base.noises:
+        lines[noise] = testbed_line(torch.stack([m.vector("clean", ids) for m in members.values()]),
+                                    torch.stack([m.vector(noise, ids) for m in members.values()]), base.draws)
+    model = outcome(0.62, {"pink@20dB": 0.40, "white@20dB": 0.35})
+    got = pooled_er(model, lines, ids)
+
+    probit = lambda a: NormalDist().inv_cdf(a)  # noqa: E731  (no accuracy here is 0 or 1)
+    acc = lambda o, condition: float(o.vector(condition, ids).double().mean())  # noqa: E731  (as realised on 200 clips)
+    expected = []
+    for noise in base.noises:
+        a, b = np.polyfit([probit(acc(m, "clean")) for m in members.values()],
+                          [probit(acc(m, noise)) for m in members.values()], 1)
+        expected.append(acc(model, noise) - NormalDist().cdf(a * probit(acc(model, "clean")) + b))
+    assert got.value == pytest.approx(sum(expected) / 2, abs=1e-9)
+    assert got.ci[0] <= got.value <= got.ci[1] and got.mde > 0
+
+    three = {noise: testbed_line(tl_clean[:3], tl_noisy[:3], base.draws)
+             for noise, (tl_clean, tl_noisy) in
+             {w: (torch.stack([m.vector("clean", ids) for m in members.values()]),
+                  torch.stack([m.vector(w, ids) for m in members.values()])) for w in base.noises}.items()}
+    assert pooled_er(model, three, ids) is None
+    assert testbed_lines([], base) == {}

@@ -191,3 +191,26 @@ def test_the_published_board_reads_pruned_models_against_the_published_testbed(t
     assert figures.count('class="plot effective"') == 2  # one figure per noise condition
     assert figures.count('class="member"') == 8  # 4 members on each
     assert ">topk 0.5</text>" in figures and ">none</text>" in figures
+
+
+def test_pruning_aware_reads_both_regimes_against_the_runs_testbed(testbed_run, tmp_path, capsys):
+    """The run's testbed read by prunebench.analysis.pruning_aware: a model's ER there is the
+    report's pooled ER (the same line and clips), whichever folder the model's records come from."""
+    import shutil
+
+    from prunebench.analysis.effective import effective_robustness
+    from prunebench.analysis.pruning_aware import compare, main as aware_main, read_aware
+
+    tmp, _ = testbed_run
+    folder = tmp / "results"
+    topk = "topk-keep_rate=0.5"
+    shutil.copytree(folder / "ast-tiny" / topk, tmp_path / "aware" / "ast-tiny" / topk)
+    every = Record.read_folder(folder)
+    members = [r for r in every if r.testbed is not None]
+    (row,) = compare([r for r in every if r.ok], read_aware([str(tmp_path / "aware")]), testbed=members)
+    pooled = {p.method: p for p in effective_robustness(load_results(folder, testbed=True)).pooled}
+    assert row.off_er.value == pytest.approx(pooled[topk].er, abs=1e-9)
+    assert row.aware_er.value == pytest.approx(pooled[topk].er, abs=1e-9)  # the same records in both regimes
+    assert aware_main([str(folder), str(tmp_path / "aware")]) == 0
+    out = capsys.readouterr().out
+    assert "ER off [CI]" in out and "testbed at white@20dB: 4 members" in out and "none's own ER" in out

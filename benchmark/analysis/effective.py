@@ -267,31 +267,77 @@ def _method_order(by: Dict[Optional[str], Record]) -> Tuple:
     return next(iter(by.values())).method_sort_key
 
 
+@dataclass(frozen=True)
+class TestbedLine:
+    """One noise condition's line through the members, and its refits on every resample: what the
+    effective robustness of any model on the same clips needs (prunebench.analysis.pruning_aware
+    reads models of other folders against it)."""
+
+    clean: List[float]  # the members' clean accuracies
+    noisy: List[float]
+    line: Optional[Line]  # None: fewer than MIN_MEMBERS members
+    residuals: List[Optional[float]]
+    no_verdict: Optional[str]  # line_rule's reason (None: the line gives a verdict)
+    draws: torch.Tensor  # (samples, n) clip indices
+    slopes: Optional[torch.Tensor] = None  # (samples,) the refitted lines
+    intercepts: Optional[torch.Tensor] = None
+
+    @property
+    def n(self) -> int:
+        return self.draws.shape[1]
+
+    def er(self, clean: torch.Tensor, noisy: torch.Tensor) -> Tuple[float, float, torch.Tensor]:
+        """A model's (predicted noisy accuracy, ER, ER over the resamples) from its per-clip
+        outcomes (n,) clean and noisy, in the members' clip order. Needs a line."""
+        n = self.n
+        mc, mn = clean.double(), noisy.double()
+        predicted = self.line.predict(float(mc.mean()), n)
+        values = (mn @ self.draws.T / n) - torch.special.ndtr(self.slopes * _probit(mc @ self.draws.T / n, n) + self.intercepts)
+        return predicted, float(mn.mean()) - predicted, values
+
+
+def testbed_line(clean_v: torch.Tensor, noisy_v: torch.Tensor, draws: torch.Tensor) -> TestbedLine:
+    """The line through members' per-clip outcomes (members, n) clean and noisy, refitted on every
+    resample of `draws`."""
+    n = draws.shape[1]
+    clean, noisy = clean_v.double().mean(1).tolist(), noisy_v.double().mean(1).tolist()
+    line, residuals = fit_line(clean, noisy, n) if len(clean) >= MIN_MEMBERS else (None, [None] * len(clean))
+    result = TestbedLine(clean, noisy, line, residuals, line_rule(clean, line), draws)
+    if line is None:
+        return result
+    xs, ys = _probit(clean_v.double() @ draws.T / n, n), _probit(noisy_v.double() @ draws.T / n, n)  # (members, samples)
+    slopes, intercepts = _slopes(xs, ys)
+    return TestbedLine(clean, noisy, line, residuals, result.no_verdict, draws, slopes, intercepts)
+
+
+def _band(tl: TestbedLine) -> List[Tuple[float, float, float]]:
+    """The 2.5th-97.5th percentiles of the refitted lines over the members' clean range (+-5 points)."""
+    n = tl.n
+    grid = torch.linspace(max(min(tl.clean) - 0.05, 0.5 / n), min(max(tl.clean) + 0.05, 1 - 0.5 / n), BAND_POINTS,
+                          dtype=torch.float64)
+    curves = torch.special.ndtr(tl.slopes.unsqueeze(1) * _probit(grid, n).unsqueeze(0) + tl.intercepts.unsqueeze(1))
+    ok = ~torch.isnan(curves).any(1)
+    if not bool(ok.any()):
+        return []
+    lo, hi = torch.quantile(curves[ok], 0.025, dim=0), torch.quantile(curves[ok], 0.975, dim=0)
+    return [(float(g), float(a), float(b)) for g, a, b in zip(grid, lo, hi)]
+
+
 def _condition(key: GroupKey, corruption: str, members, methods, ids: List[str], draws: torch.Tensor
                ) -> Tuple[Condition, Dict[str, torch.Tensor]]:
     n = len(ids)
     usable = {name: by for name, by in members.items() if None in by and corruption in by}
     names = sorted(usable, key=lambda m: (usable[m][None].testbed.block, usable[m][None].testbed.train_fraction))
-    clean_v = torch.stack([outcomes(usable[m][None], ids).double() for m in names]) if names else torch.zeros(0, n)
-    noisy_v = torch.stack([outcomes(usable[m][corruption], ids).double() for m in names]) if names else torch.zeros(0, n)
-    clean, noisy = clean_v.mean(1).tolist(), noisy_v.mean(1).tolist()
-    line, residuals = fit_line(clean, noisy, n) if len(names) >= MIN_MEMBERS else (None, [None] * len(names))
-    reason = line_rule(clean, line)
-    points = [Point(m, c, v, r, usable[m][None].testbed.block) for m, c, v, r in zip(names, clean, noisy, residuals)]
+    clean_v = torch.stack([outcomes(usable[m][None], ids) for m in names]) if names else torch.zeros(0, n)
+    noisy_v = torch.stack([outcomes(usable[m][corruption], ids) for m in names]) if names else torch.zeros(0, n)
+    tl = testbed_line(clean_v, noisy_v, draws)
+    line, reason = tl.line, tl.no_verdict
+    points = [Point(m, c, v, r, usable[m][None].testbed.block) for m, c, v, r in zip(names, tl.clean, tl.noisy, tl.residuals)]
     order = next(r.corruption_order for by in usable.values() for r in by.values() if r.corruption_id == corruption)
     condition = Condition(key[0], key[1], corruption, order, n, points, line, [], reason)
-    # every resample: the members' accuracies and the line refitted on them
-    resampled: Dict[str, torch.Tensor] = {}
     if line is not None:
-        xs, ys = _probit(clean_v @ draws.T / n, n), _probit(noisy_v @ draws.T / n, n)  # (members, samples)
-        slopes, intercepts = _slopes(xs, ys)
-        lo_c, hi_c = min(clean), max(clean)
-        grid = torch.linspace(max(lo_c - 0.05, 0.5 / n), min(hi_c + 0.05, 1 - 0.5 / n), BAND_POINTS, dtype=torch.float64)
-        curves = torch.special.ndtr(slopes.unsqueeze(1) * _probit(grid, n).unsqueeze(0) + intercepts.unsqueeze(1))
-        ok = ~torch.isnan(curves).any(1)
-        if bool(ok.any()):
-            lo, hi = torch.quantile(curves[ok], 0.025, dim=0), torch.quantile(curves[ok], 0.975, dim=0)
-            condition.band = [(float(g), float(a), float(b)) for g, a, b in zip(grid, lo, hi)]
+        condition.band = _band(tl)
+    resampled: Dict[str, torch.Tensor] = {}  # method -> its ER over the resamples
     for method in sorted(methods, key=lambda m: _method_order(methods[m])):
         by = methods[method]
         if None not in by or corruption not in by:
@@ -303,14 +349,12 @@ def _condition(key: GroupKey, corruption: str, members, methods, ids: List[str],
             condition.methods.append(MethodER(method, first.method.name, first.method.keep_rate, clean_m, noisy_m,
                                               None, None, None, None, reason or "no verdict"))
             continue
-        predicted = line.predict(clean_m, n)
-        er = noisy_m - predicted
-        values = (mn @ draws.T / n) - torch.special.ndtr(slopes * _probit(mc @ draws.T / n, n) + intercepts)
+        predicted, er, values = tl.er(mc, mn)
         resampled[method] = values
         finite = values[~torch.isnan(values)]
         ci = tuple(bootstrap_interval(finite.tolist())) if finite.numel() else None
         verdict = reason or direction(ci)
-        outside = bool(clean) and not (min(clean) <= clean_m <= max(clean))
+        outside = bool(tl.clean) and not (min(tl.clean) <= clean_m <= max(tl.clean))
         condition.methods.append(MethodER(method, first.method.name, first.method.keep_rate, clean_m, noisy_m,
                                           predicted, er, ci, detectable(values), verdict, outside))
     return condition, resampled
