@@ -283,3 +283,24 @@ def test_publish_takes_the_tracks_pairs_and_the_testbed_on_its_variants_and_noth
     for record in folder.rglob("*.json"):  # each with its sidecar where the run wrote one
         source = run / record.relative_to(folder)
         assert record.with_suffix(".npz").exists() == source.with_suffix(".npz").exists()
+
+
+def test_republishing_the_same_grid_keeps_the_system_that_measured_it(world, tmp_path):
+    """Adding a testbed on another machine republishes the grid's very records: the entry keeps the
+    system that timed them. A grid whose records changed is this machine's."""
+    import json
+
+    from prunebench.records.entries import Entry
+    from prunebench.submit.store import publish
+
+    store = tmp_path / "store"
+    run = tmp_path / "run"
+    shutil.copytree(world["base"] / "published-run", run)
+    publish("tiny", run, store, {"cpu": "the first machine"})
+    assert Entry.read(store / "tiny" / "published").system == {"cpu": "the first machine"}
+    publish("tiny", run, store, {"cpu": "another machine"})
+    assert Entry.read(store / "tiny" / "published").system == {"cpu": "the first machine"}
+    changed = next(run.rglob("*.json"))
+    changed.write_text(json.dumps(json.loads(changed.read_text()), indent=2))  # the same record, another file
+    publish("tiny", run, store, {"cpu": "another machine"})
+    assert Entry.read(store / "tiny" / "published").system == {"cpu": "another machine"}

@@ -15,7 +15,7 @@ from typing import Callable, List, Optional, Set, Tuple
 
 from prunebench.core.errors import ConfigError, DataError
 from prunebench.core.registry import BASELINE, METHODS
-from prunebench.records.entries import CLOSED, OPEN, PUBLISHED, RECORDS, SOURCES, Entry, MethodSource
+from prunebench.records.entries import CLOSED, ENTRY_FILE, OPEN, PUBLISHED, RECORDS, SOURCES, Entry, MethodSource
 from prunebench.records.record import Record, load_results
 from prunebench.submit.bundle import Manifest, file_sha256
 from prunebench.submit.verdict import FAIL, Verdict
@@ -58,7 +58,9 @@ def publish(track_name: str, results: Path, store: Path, system: dict, partial: 
     missing pairs, which the entry lists (the board says so; a submission's none has no published
     none to equal on the missing variants). The entry holds the records of the track's pairs and
     the testbed members (effective robustness) on the track's variants; the folder's other records
-    (more methods or noise than the track's) stay out."""
+    (more methods or noise than the track's) stay out. `system` is the machine that measured the
+    grid, unless the grid's records are the published entry's own (the same files, as when a testbed
+    is added to it on another machine): then the entry keeps the system it had."""
     track = load_track(track_name)
     every = load_results(results, testbed=True)
     pairs = set(_pairs(track))
@@ -76,9 +78,20 @@ def publish(track_name: str, results: Path, store: Path, system: dict, partial: 
         files.append(path)
     variants = {v for _, _, v in pairs}
     members = [r for r in every if r.testbed is not None and r.variant in variants]
+    system = _grid_system(Path(store) / track.name / PUBLISHED, records, system)
     entry = Entry(track.name, track.version, track.protocol, CLOSED, PUBLISHED, sources, system, missing=missing)
     kept = {Path(r.document["_file"]).resolve() for r in records + members}
     return _place(Path(store) / track.name / PUBLISHED, entry, Path(results), files, kept)
+
+
+def _grid_system(published: Path, records: List[Record], system: dict) -> dict:
+    """The published entry's system where `records` are its grid's very files (JSON byte for byte,
+    so their sidecars too: the JSON holds each sidecar's digest), else `system`."""
+    if not (published / ENTRY_FILE).is_file():
+        return system
+    digests = lambda rs: {r.key: file_sha256(Path(r.document["_file"])) for r in rs}  # noqa: E731
+    same = digests(load_results(published / RECORDS)) == digests(records)
+    return Entry.read(published).system if same else system
 
 
 def _pairs(track: Track) -> List[Tuple[str, str, str]]:
