@@ -184,6 +184,13 @@ def _add_leaderboard(sub) -> None:
     p.add_argument("--partial", action="store_true", help="with --publish: a run still missing pairs (the entry lists them)")
     p.add_argument("--root", help="with --add: the dataset's folder on this machine (default: the track's)")
     p.add_argument("--plugins", action="append", metavar="FILE", help="load a plugin file (a metric the records use)")
+    p.add_argument("--publish-aware", metavar="OFF_THE_SHELF",
+                   help="a pruning-aware study into the store: the off-the-shelf results folder (docs/pruning-aware.md)")
+    p.add_argument("--aware", nargs="+", metavar="RESULTS", help="with --publish-aware: the pruning-aware folders, one method each")
+    p.add_argument("--control", metavar="RESULTS", help="with --publish-aware: the unpruned model given the same extra training")
+    p.add_argument("--study", help="with --publish-aware: the study's name (its folder)")
+    p.add_argument("--title", help="with --publish-aware: the study's heading on the board")
+    p.add_argument("--about", default="", help="with --publish-aware: one or two sentences on the board")
     p.set_defaults(func=cmd_leaderboard)
 
 
@@ -466,6 +473,17 @@ def cmd_leaderboard(args) -> int:
     store = _store(args.store)
     if args.add:
         return _add_bundle(args, store)
+    if args.publish_aware:
+        from prunebench.records.studies import Study
+        from prunebench.submit.store import publish_study
+
+        if not (args.aware and args.study and args.title):
+            raise ConfigError("--publish-aware needs --aware, --study and --title")
+        study = Study(args.study, args.title, args.about, [], False)
+        folder = publish_study(study, Path(args.publish_aware), [Path(a) for a in args.aware], store,
+                               Path(args.control) if args.control else None)
+        print(f"published the pruning-aware study {args.study} as {folder}")
+        return 0
     if args.publish:
         from prunebench.submit.store import publish
         from prunebench.submit.system import system_description

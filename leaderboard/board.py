@@ -10,7 +10,8 @@ model, weights and clips), "—" otherwise (never an estimate), with the figure 
 its line and the methods per noise condition; the speedup over `none` measured interleaved on the entry's machine,
 with the device; GMACs; the division; the method source's sha256, linked to the source shown on
 the page; and the machine. Cross-validated tracks pool their folds' clips (each clip evaluated once
-by the model that did not train on it); their speedup is the median over folds.
+by the model that did not train on it); their speedup is the median over folds. After the tracks,
+the store's pruning-aware studies (studies_view.py).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from prunebench.analysis.robustness import compare, index_records, pool
 from prunebench.analysis.schema import metric as metric_display
 from prunebench.leaderboard.effective_view import EffectiveGroup, effective_groups
 from prunebench.leaderboard.plots import colors_for
+from prunebench.leaderboard.studies_view import study_views
 from prunebench.records.entries import CLOSED, PUBLISHED, Entry, store_entries
 from prunebench.records.record import Record, load_results
 
@@ -78,7 +80,7 @@ class BoardRow:
             return "0 (reference)"
         if self.flip is None:
             return DASH
-        p = "" if self.flip_p is None else (f", p<0.001" if self.flip_p < 0.001 else f", p={self.flip_p:.3f}")
+        p = "" if self.flip_p is None else (", p<0.001" if self.flip_p < 0.001 else f", p={self.flip_p:.3f}")
         return self.flip.text(signed=True) + p
 
 
@@ -245,7 +247,7 @@ def _template():
 def render_board(store: Path, out_file: Path) -> Path:
     """Write the published board of a results store into one self-contained HTML file."""
     boards, sources = collect_board(Path(store))
-    html = _template().render(boards=boards, sources=sources, dash=DASH)
+    html = _template().render(boards=boards, sources=sources, studies=study_views(Path(store)), dash=DASH)
     out = Path(out_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")

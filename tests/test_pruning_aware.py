@@ -152,3 +152,35 @@ def test_effective_robustness_of_both_regimes_against_a_known_line():
                   torch.stack([m.vector(w, ids) for m in members.values()])) for w in base.noises}.items()}
     assert pooled_er(model, three, ids) is None
     assert testbed_lines([], base) == {}
+
+
+def test_a_study_published_into_the_store_is_on_the_board(folders, tmp_path, capsys):
+    """`leaderboard --publish-aware` copies the folders' records into the store's pruning-aware
+    studies; the published board shows the comparison's cells and where each regime's tokens go.
+    A folder that is not a pruning-aware run of a method off the shelf is refused, naming it."""
+    from prunebench.analysis.placement_regimes import compare_placement, regime_cells
+    from prunebench.analysis.pruning_aware import table_cells
+    from prunebench.records.entries import store_entries
+    from prunebench.records.studies import store_studies
+
+    base, off, aware = folders
+    store = tmp_path / "store"
+    common = ["--study", "tiny-aware", "--title", "A tiny model, pruning-aware", "--store", str(store)]
+    assert cli(["leaderboard", "--publish-aware", str(base / "off"), "--aware", str(base / "aware"), "--control",
+                str(base / "off")] + common) == 0
+    (study,) = store_studies(store)
+    assert study.aware == ["topk"] and study.control and (store / "pruning-aware" / "tiny-aware" / "topk").is_dir()
+    assert store_entries(store) == {}  # a study is not a track
+    page = tmp_path / "board.html"
+    assert cli(["leaderboard", "--store", str(store), "-o", str(page)]) == 0
+    html = page.read_text()
+    section = html[html.index('id="study-tiny-aware"'):]
+    _, (row,) = table_cells(compare(off, {"topk-keep_rate=0.5": aware}))
+    assert all(cell.replace("−", "-") in section for cell in row)
+    _, (tokens,) = regime_cells(compare_placement(off, {"topk-keep_rate=0.5": aware}))
+    assert f"<td>{tokens[-1]}</td>" in section and "J off vs aware" in section
+
+    assert cli(["leaderboard", "--publish-aware", str(base / "off"), "--aware", str(base / "off")] + common) == 2
+    assert "holds one method, found ['none', 'topk-keep_rate=0.5']" in capsys.readouterr().err
+    assert cli(["leaderboard", "--publish-aware", str(base / "aware"), "--aware", str(base / "aware")] + common) == 2
+    assert "no ok none record off the shelf" in capsys.readouterr().err

@@ -15,7 +15,7 @@ A pure function of the records (and of the silence the caller read from the audi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
@@ -80,14 +80,15 @@ def _mean(values: List[Optional[float]]) -> Optional[float]:
     return sum(have) / len(have) if have else None
 
 
-def regime_table(rows: Sequence[RegimePlacement], markdown: bool = False) -> str:
-    """Per method: off / aware for each placement figure, and the off-vs-aware Jaccard."""
+def regime_cells(rows: Sequence[RegimePlacement]) -> Tuple[List[str], List[List[str]]]:
+    """Per method, as headers and text cells: off / aware for each placement figure, and the
+    off-vs-aware Jaccard."""
     pct = lambda v: "-" if v is None else f"{100 * v:.0f}"  # noqa: E731
     pct1 = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
     num = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-    both = lambda f: " / ".join(f(row.clean[name]) for name in REGIMES)  # noqa: E731
     body = []
     for row in rows:
+        both = lambda f: " / ".join(f(row.clean[name]) for name in REGIMES)  # noqa: E731
         keep = "-" if row.keep is None else f"{row.keep:g}"
         if row.no_selection is not None:
             body.append([row.method_name, keep, "", row.no_selection, "", "", "", "", ""])
@@ -100,4 +101,9 @@ def regime_table(rows: Sequence[RegimePlacement], markdown: bool = False) -> str
                      " / ".join(num(row.noise_jaccard.get(name)) for name in REGIMES), num(row.between)])
     headers = ["method", "keep", "clips", "bands low/mid/top: off / aware", "time thirds: off / aware",
                "padding %: off / aware", "silent %: off / aware", "J clean vs noisy: off / aware", "J off vs aware"]
+    return headers, body
+
+
+def regime_table(rows: Sequence[RegimePlacement], markdown: bool = False) -> str:
+    headers, body = regime_cells(rows)
     return tabulate(body, headers=headers, tablefmt="github" if markdown else "simple", disable_numparse=True)

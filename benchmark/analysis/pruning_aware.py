@@ -34,6 +34,7 @@ from prunebench.analysis.paired import bootstrap_draws, flip_effect, paired_boot
 from prunebench.core.errors import DataError
 from prunebench.metrics.bootstrap import bootstrap_interval
 from prunebench.records.record import Record
+from prunebench.records.studies import aware_method
 
 CLEAN = "clean"
 TARGET_GAP = 0.02  # the issue's target: pruning-aware within 2 points of none, clean
@@ -200,21 +201,26 @@ def _pooled_flip(model: Outcomes, none: Outcomes, ids: List[str], noises: List[s
     return point, paired_bootstrap(vectors, pooled, draws)
 
 
-def table(rows: List[Row]) -> str:
+def table_cells(rows: List[Row]) -> Tuple[List[str], List[List[str]]]:
+    """The comparison as headers and text cells (accuracies in %, gaps, flip effects and ER in points)."""
     pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
     ci = lambda c: "—" if c is None else f"[{100 * c[0]:+.1f}, {100 * c[1]:+.1f}]"  # noqa: E731
     er = lambda e: "—" if e is None else f"{100 * e.value:+.1f} {ci(e.ci)}"  # noqa: E731
     with_er = any(r.off_er is not None or r.aware_er is not None for r in rows)
-    body = [[r.method, r.clips, pct(r.none_clean), pct(r.off_clean), pct(r.aware_clean), f"{100 * r.gap:+.1f} {ci(r.gap_ci)}",
-             "yes" if r.gap >= -TARGET_GAP else f"no, by {100 * (-TARGET_GAP - r.gap):.1f}",
+    body = [[r.method, str(r.clips), pct(r.none_clean), pct(r.off_clean), pct(r.aware_clean),
+             f"{100 * r.gap:+.1f} {ci(r.gap_ci)}", "yes" if r.gap >= -TARGET_GAP else f"no, by {100 * (-TARGET_GAP - r.gap):.1f}",
              f"{pct(r.none_noisy)} / {pct(r.off_noisy)} / {pct(r.aware_noisy)}",
              f"{100 * r.off_flip:+.1f} {ci(r.off_flip_ci)}", f"{100 * r.aware_flip:+.1f} {ci(r.aware_flip_ci)}"]
             + ([er(r.off_er), er(r.aware_er)] if with_er else [])
             for r in rows]
     headers = ["method", "clips", "none clean", "off-shelf clean", "aware clean", "aware - none [95% CI]", "within 2 pts",
                "noisy: none / off / aware", "flip effect off [CI]", "flip effect aware [CI]"]
-    return tabulate(body, headers=headers + (["ER off [CI]", "ER aware [CI]"] if with_er else []),
-                    tablefmt="github", disable_numparse=True)
+    return headers + (["ER off [CI]", "ER aware [CI]"] if with_er else []), body
+
+
+def table(rows: List[Row]) -> str:
+    headers, body = table_cells(rows)
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def line_notes(lines: Dict[str, TestbedLine]) -> List[str]:
@@ -232,10 +238,7 @@ def read_aware(folders: Sequence[str]) -> Dict[str, List[Record]]:
     aware: Dict[str, List[Record]] = {}
     for folder in folders:
         records = [r for r in Record.read_folder(folder) if r.ok and r.testbed is None]
-        methods = {r.method.id for r in records}
-        if len(methods) != 1:
-            raise DataError(f"{folder}: a pruning-aware folder holds one method, found {sorted(methods) or 'none'}")
-        aware[methods.pop()] = records
+        aware[aware_method(records, Path(folder))] = records
     return aware
 
 

@@ -11,12 +11,13 @@ file and sha256, and the system that measured it.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
 
 from prunebench.core.errors import DataError
+from prunebench.records.store_files import read_document, write_document
+from prunebench.records.studies import STUDIES
 
 ENTRY_SCHEMA = "prunebench-entry-1"
 ENTRY_FILE = "entry.json"
@@ -60,33 +61,29 @@ class Entry:
                 "system": self.system, "missing": list(self.missing)}
 
     def write(self, folder: Path) -> None:
-        (folder / ENTRY_FILE).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        write_document(folder / ENTRY_FILE, self.to_dict())
 
     @classmethod
     def read(cls, folder: Path) -> "Entry":
-        path = Path(folder) / ENTRY_FILE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            if raw.get("schema") != ENTRY_SCHEMA:
-                raise ValueError(f"schema {raw.get('schema')!r}, expected {ENTRY_SCHEMA}")
+        def build(raw: Dict[str, Any]) -> "Entry":
             methods = [MethodSource(str(m["name"]), str(m["file"]), str(m["sha256"])) for m in raw["methods"]]
             return cls(str(raw["track"]), int(raw["track_version"]), int(raw["protocol"]), str(raw["division"]),
                        str(raw["kind"]), methods, dict(raw.get("system") or {}), Path(folder),
                        [str(m) for m in raw.get("missing") or []])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"store entry {path}: unreadable ({exc})") from None
+        return read_document(Path(folder) / ENTRY_FILE, ENTRY_SCHEMA, build, "store entry")
 
     def source_text(self, method: MethodSource) -> str:
         return (self.folder / method.file).read_text(encoding="utf-8")
 
 
 def store_entries(store: Path) -> Dict[str, List[Entry]]:
-    """Every entry of a store, by track (tracks and entries in name order, `published` first)."""
+    """Every entry of a store, by track (tracks and entries in name order, `published` first; the
+    pruning-aware studies' folder is not a track: records/studies.py)."""
     store = Path(store)
     if not store.is_dir():
         raise DataError(f"results store not found: {store}")
     out: Dict[str, List[Entry]] = {}
-    for track in sorted(p for p in store.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for track in sorted(p for p in store.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != STUDIES):
         folders = sorted((p for p in track.iterdir() if (p / ENTRY_FILE).is_file()),
                          key=lambda p: (p.name != PUBLISHED, p.name))
         if folders:

@@ -8,6 +8,7 @@ plugin hash (removed once the closed one is in place)."""
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from prunebench.core.errors import ConfigError, DataError
 from prunebench.core.registry import BASELINE, METHODS
 from prunebench.records.entries import CLOSED, ENTRY_FILE, OPEN, PUBLISHED, RECORDS, SOURCES, Entry, MethodSource
 from prunebench.records.record import Record, load_results
+from prunebench.records.studies import CONTROL, OFF_THE_SHELF, STUDIES, Study, aware_method
 from prunebench.submit.bundle import Manifest, file_sha256
 from prunebench.submit.verdict import FAIL, Verdict
 from prunebench.submit.verify import VerifySettings, first_failure, verify
@@ -84,6 +86,36 @@ def publish(track_name: str, results: Path, store: Path, system: dict, partial: 
     return _place(Path(store) / track.name / PUBLISHED, entry, Path(results), files, kept)
 
 
+def publish_study(study: Study, off: Path, aware: List[Path], store: Path, control: Optional[Path] = None) -> Path:
+    """A pruning-aware study (records/studies.py) into the store, records only, replacing one of the
+    same name. Checked first: the off-the-shelf folder holds an ok `none` and each pruning-aware
+    folder one method, which the off-the-shelf folder evaluates too; a control holds an ok `none`."""
+    off_records = load_results(off, testbed=True)
+    have = {r.method.id for r in off_records if r.ok and r.testbed is None}
+    if not any(r.ok and r.method.name == BASELINE and r.testbed is None for r in off_records):
+        raise DataError(f"{off}: no ok {BASELINE} record off the shelf")
+    parts = {OFF_THE_SHELF: Path(off)}
+    names = []
+    for folder in aware:
+        method = aware_method(load_results(folder), Path(folder))
+        if method not in have:
+            raise DataError(f"{folder}: its method {method} is not in the off-the-shelf folder {off}")
+        name = method.split("-")[0] if method.split("-")[0] not in names else method
+        names.append(name)
+        parts[name] = Path(folder)
+    if control is not None:
+        if not any(r.ok and r.method.name == BASELINE for r in load_results(control)):
+            raise DataError(f"{control}: no ok {BASELINE} record in the control")
+        parts[CONTROL] = Path(control)
+    study = replace(study, aware=names, control=control is not None)
+
+    def fill(staging: Path) -> None:
+        for name, folder in parts.items():
+            shutil.copytree(folder, staging / name, ignore=_only_records)
+        study.write(staging)
+    return _swap_into(Path(store) / STUDIES / study.name, fill)
+
+
 def _grid_system(published: Path, records: List[Record], system: dict) -> dict:
     """The published entry's system where `records` are its grid's very files (JSON byte for byte,
     so their sidecars too: the JSON holds each sidecar's digest), else `system`."""
@@ -108,17 +140,24 @@ def _missing(track: Track, records: List[Record]) -> List[str]:
 
 
 def _place(target: Path, entry: Entry, records: Path, sources: List[Path], only: Optional[Set[Path]] = None) -> Path:
-    """Assemble the entry beside `target`, then rename it into place (replacing an old one);
-    `only`: the record files to take (their sidecars come with them), default every record."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    ignore = _only_records if only is None else _only_these(only)
-    try:
-        shutil.copytree(records, staging / RECORDS, ignore=ignore)
+    """Write the entry at `target` (replacing an old one); `only`: the record files to take (their
+    sidecars come with them), default every record."""
+    def fill(staging: Path) -> None:
+        shutil.copytree(records, staging / RECORDS, ignore=_only_records if only is None else _only_these(only))
         (staging / SOURCES).mkdir()
         for source in sources:
             shutil.copy2(source, staging / SOURCES / source.name)
         entry.write(staging)
+    return _swap_into(target, fill)
+
+
+def _swap_into(target: Path, fill: Callable[[Path], None]) -> Path:
+    """Assemble a store folder beside `target` (`fill` writes it), then rename it into place,
+    replacing an old one in one rename: a failure leaves the store as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        fill(staging)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
