@@ -231,3 +231,28 @@ def test_an_init_that_is_a_training_is_trained_first_then_reused(tmp_path, esc_r
     assert path3 == before == default_checkpoint_path("test-ft", {}, t, second)
     with pytest.raises(ConfigError, match="train: init: unknown key 'epoch'"):
         resolve_train({"init": {"epoch": 1}})
+
+
+def test_a_training_a_run_made_is_found_as_another_trainings_init(tmp_path, esc_root, ast_init, monkeypatch):
+    """`prunebench run` keeps a model it trains at `<stem>.pt` (not `prunebench train`'s
+    `<stem>-<hash>.pt`); a second stage naming that training as its init starts from that very file
+    instead of training the first stage again."""
+    from prunebench.train.checkpoints import default_checkpoint_path
+
+    monkeypatch.setenv("PRUNEBENCH_CACHE", str(tmp_path / "cache"))
+    init_path, _ = ast_init
+    first = {"init": str(init_path), **FAST, "frames": 96}
+    t = task(esc_root)
+    run_path = default_checkpoint_path("test-ft", {}, t, first)
+    assert run_path.name.endswith(".pt") and "-" in run_path.stem
+    made, _ = train_model("test-ft", t, first, out=run_path, progress=False)  # as a run trains it
+    assert made == run_path
+    second = {"init": first, "epochs": 1, "batch_size": 8, "frames": 96, "lr": 0.0, "seed": 1}
+    trained = []
+    original = train_model.__globals__["run_epochs"]
+    monkeypatch.setitem(train_model.__globals__, "run_epochs",
+                        lambda training, *a, **k: trained.append(training.spec.config_hash) or original(training, *a, **k))
+    _, meta = train_model("test-ft", t, second, progress=False)
+    assert meta["init"]["path"] == str(run_path) and meta["init"]["sha256"] == file_sha256(run_path)
+    assert len(trained) == 1  # only the second stage ran epochs: the first was found, not trained again
+    assert default_checkpoint_path("test-ft", {}, t, first) == run_path

@@ -93,9 +93,8 @@ def default_checkpoint_path(model_name: str, overrides: Dict[str, Any], task: Ta
     `<stem>.pt`, or the `<stem>-<content hash>.pt` that `prunebench train` made of the same training
     in the cache (the same weights: a run reuses them instead of training again)."""
     spec = training_spec(model_name, task, train_cfg, overrides, None)
-    fixed = spec.folder / f"{spec.stem}.pt"
-    done = None if fixed.is_file() else finished_checkpoint(spec)
-    return fixed if done is None else done[0]
+    done = finished_checkpoint(spec)
+    return spec.folder / f"{spec.stem}.pt" if done is None else done[0]
 
 
 def output_paths(out: Optional[Path], stem: str) -> Tuple[Optional[Path], Path, Path]:
@@ -150,9 +149,13 @@ def training_spec(model_name: str, task: Task, train_cfg: Dict[str, Any], overri
 
 
 def finished_checkpoint(spec: TrainingSpec) -> Optional[Tuple[Path, Dict[str, Any]]]:
-    """A checkpoint this very training already produced, and its metadata, if any. (The glob
-    cannot match the partial file `{stem}.partial.pt`, nor a fixed path's `.partial`.)"""
-    candidates = [spec.fixed] if spec.fixed is not None else sorted(spec.folder.glob(f"{spec.stem}-*.pt"))
+    """A checkpoint this very training already produced, and its metadata, if any: at its fixed path,
+    or in its folder under either name a training gets there, `<stem>.pt` (what `prunebench run`
+    trains for a model) or `<stem>-<content hash>.pt` (`prunebench train`), so that a run's training
+    named as another training's init is found, not trained again. (The glob cannot match the partial
+    file `{stem}.partial.pt`, nor a fixed path's `.partial`.)"""
+    candidates = ([spec.fixed] if spec.fixed is not None else
+                  [spec.folder / f"{spec.stem}.pt"] + sorted(spec.folder.glob(f"{spec.stem}-*.pt")))
     for path in candidates:
         if path.is_file():
             try:
