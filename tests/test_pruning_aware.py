@@ -184,3 +184,22 @@ def test_a_study_published_into_the_store_is_on_the_board(folders, tmp_path, cap
     assert "holds one method, found ['none', 'topk-keep_rate=0.5']" in capsys.readouterr().err
     assert cli(["leaderboard", "--publish-aware", str(base / "aware"), "--aware", str(base / "aware")] + common) == 2
     assert "no ok none record off the shelf" in capsys.readouterr().err
+
+
+def test_the_stores_studies_read_whole():
+    """Every study the repository's store ships: each pruning-aware folder is a row, read against
+    the testbed its off-the-shelf run holds (an ER in both regimes), and its records are the ones
+    the docs' table quotes (Whisper tiny fine-tuned: topk's aware clean accuracy 78.8% on 400 clips)."""
+    from prunebench.leaderboard.board import STORE
+    from prunebench.leaderboard.studies_view import study_views
+    from prunebench.records.studies import store_studies
+
+    studies = {s.name: s for s in store_studies(STORE)}
+    assert "whisper-tiny-ft" in studies
+    views = {v.name: v for v in study_views(STORE)}
+    for name, study in studies.items():
+        view = views[name]
+        assert len(view.rows) == len(study.aware) and view.testbed
+        assert "ER aware [CI] (detectable)" in view.headers and all(row[-1] != "—" for row in view.rows)
+    topk = next(r for r in views["whisper-tiny-ft"].rows if r[0].startswith("topk"))
+    assert topk[1:5] == ["400", "79.2", "76.2", "78.8"]

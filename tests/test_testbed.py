@@ -213,4 +213,4 @@ def test_pruning_aware_reads_both_regimes_against_the_runs_testbed(testbed_run, 
     assert row.aware_er.value == pytest.approx(pooled[topk].er, abs=1e-9)  # the same records in both regimes
     assert aware_main([str(folder), str(tmp_path / "aware")]) == 0
     out = capsys.readouterr().out
-    assert "ER off [CI]" in out and "testbed at white@20dB: 4 members" in out and "none's own ER" in out
+    assert "ER off [CI] (detectable)" in out and "testbed at white@20dB: 4 members" in out and "none's own ER" in out

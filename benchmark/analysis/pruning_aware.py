@@ -205,7 +205,8 @@ def table_cells(rows: List[Row]) -> Tuple[List[str], List[List[str]]]:
     """The comparison as headers and text cells (accuracies in %, gaps, flip effects and ER in points)."""
     pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
     ci = lambda c: "—" if c is None else f"[{100 * c[0]:+.1f}, {100 * c[1]:+.1f}]"  # noqa: E731
-    er = lambda e: "—" if e is None else f"{100 * e.value:+.1f} {ci(e.ci)}"  # noqa: E731
+    er = lambda e: "—" if e is None else (f"{100 * e.value:+.1f} {ci(e.ci)}"  # noqa: E731
+                                          + ("" if e.mde is None else f" (detectable {100 * e.mde:.1f})"))
     with_er = any(r.off_er is not None or r.aware_er is not None for r in rows)
     body = [[r.method, str(r.clips), pct(r.none_clean), pct(r.off_clean), pct(r.aware_clean),
              f"{100 * r.gap:+.1f} {ci(r.gap_ci)}", "yes" if r.gap >= -TARGET_GAP else f"no, by {100 * (-TARGET_GAP - r.gap):.1f}",
@@ -215,7 +216,7 @@ def table_cells(rows: List[Row]) -> Tuple[List[str], List[List[str]]]:
             for r in rows]
     headers = ["method", "clips", "none clean", "off-shelf clean", "aware clean", "aware - none [95% CI]", "within 2 pts",
                "noisy: none / off / aware", "flip effect off [CI]", "flip effect aware [CI]"]
-    return headers + (["ER off [CI]", "ER aware [CI]"] if with_er else []), body
+    return headers + (["ER off [CI] (detectable)", "ER aware [CI] (detectable)"] if with_er else []), body
 
 
 def table(rows: List[Row]) -> str:
