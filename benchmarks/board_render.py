@@ -32,7 +32,9 @@ def main() -> None:
     for track in sorted(p for p in store.iterdir() if p.is_dir()):
         n, b = size(track)
         entries = sum(1 for p in track.iterdir() if (p / "entry.json").is_file())
-        print(f"  {track.name}: {entries} entries, {n} files, {b / 1e6:.2f} MB")
+        studies = sum(1 for p in track.iterdir() if (p / "study.json").is_file())
+        kind = f"{studies} studies" if studies else f"{entries} entries"
+        print(f"  {track.name}: {kind}, {n} files, {b / 1e6:.2f} MB")
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.runs):
