@@ -83,12 +83,13 @@ def test_a_pair_added_to_the_config_is_the_only_one_computed(finished_run, tmp_p
     # the new pair was timed against a `none` of its own run, interleaved
     record = json.loads((out / new[1]).read_text())
     assert record["throughput"]["speedup_vs_none"] > 0
-    # a changed setting that changes results (dtype) names the pair and what changed, and computes nothing
-    data["measure"]["dtype"] = "bfloat16"
+    # a changed setting that changes results (the execution path: logits differ in the last bits)
+    # names the pair and what changed, and computes nothing
+    data["measure"]["execution"] = "eager"
     added.write_text(yaml.safe_dump(data))
     assert main(["run", "--config", str(added), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "changed (measure.dtype: \"float32\" -> \"bfloat16\")" in err
+    assert len(err.splitlines()) == 1 and "changed (measure.execution: \"fast\" -> \"eager\")" in err
     assert after == {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".npz")}
 
 

@@ -181,7 +181,10 @@ def test_load_model_gives_the_pretrained_encoder_with_a_fresh_head(model_name, z
     lines = [r.getMessage() for r in caplog.records if r.name == "prunebench.models.checkpoint"]
     assert len(lines) == 1 and "fresh 7-class head" in lines[0] and zoo_name in lines[0], lines
     assert not model.training and model.head.weight.shape == (7, width)
-    assert_equals_ctranslate2(model, reference, None, width=width)
+    # load_model runs the fast path (oneDNN's packed GEMMs): on an AVX2-only CPU its sums come in
+    # another order than the eager path's, 1.01e-3 off CTranslate2 on Whisper base at 500 frames (the eager
+    # encoder meets 1e-3 at 500 and 3000 frames: the reference test above)
+    assert_equals_ctranslate2(model, reference, None, width=width, tolerance=2e-3)
     with torch.no_grad():
         assert model(torch.randn(2, 500, 80)).shape == (2, 7)
 
