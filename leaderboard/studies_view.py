@@ -39,8 +39,9 @@ def study_views(store: Path) -> List[StudyView]:
             grid = [r for r in grid if not r.method.is_baseline] + [r for r in load_results(study.control_folder)
                                                                      if r.method.is_baseline]
             against = "the control (none given the same extra training)"
-        headers, rows = table_cells(compare(grid, aware, 0, members))
-        notes = line_notes(testbed_lines(members, baseline(grid))) if members else []
+        lines = testbed_lines(members, baseline(grid))
+        headers, rows = table_cells(compare(grid, aware, 0, lines=lines))
+        notes = line_notes(lines)
         placement_headers, placement_rows = regime_cells(compare_placement([r for r in every if r.testbed is None], aware))
         views.append(StudyView(study.name, study.title, study.about, against, headers, rows, notes,
                                placement_headers, placement_rows))

@@ -127,11 +127,12 @@ def baseline(off: List[Record], seed: int = 0) -> Baseline:
 
 
 def compare(off: List[Record], aware: Dict[str, List[Record]], seed: int = 0,
-            testbed: Optional[List[Record]] = None) -> List[Row]:
+            testbed: Optional[List[Record]] = None, lines: Optional[Dict[str, TestbedLine]] = None) -> List[Row]:
     """One row per pruning-aware folder (method id -> its records) against the off-the-shelf folder;
-    `testbed`: records of testbed members on the same clips (effective robustness of both regimes)."""
+    `testbed`: records of testbed members on the same clips (effective robustness of both regimes),
+    or `lines`: their lines, already fitted on this baseline's clips and resamples (testbed_lines)."""
     base = baseline(off, seed)
-    lines = testbed_lines(testbed or [], base)
+    lines = lines if lines is not None else testbed_lines(testbed or [], base)
     rows = []
     for method_id, records in sorted(aware.items()):
         ref = next(r.method for r in records if r.ok)
@@ -262,11 +263,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise DataError(f"{args.baseline}: no ok record of none")
             off = [r for r in off if not r.method.is_baseline] + control
         testbed = [r for r in Record.read_folder(args.testbed or args.off_the_shelf) if r.ok and r.testbed is not None]
-        rows = compare(off, read_aware(args.aware), args.seed, testbed)
-        print(table(rows))
+        base = baseline(off, args.seed)
+        lines = testbed_lines(testbed, base)
+        print(table(compare(off, read_aware(args.aware), args.seed, lines=lines)))
         if testbed:
-            base = baseline(off, args.seed)
-            lines = testbed_lines(testbed, base)
             none = pooled_er(base.none, lines, base.ids)
             print("\n".join(line_notes(lines) + ([] if none is None else [f"none's own ER: {100 * none.value:+.1f} points"])))
     except DataError as exc:
