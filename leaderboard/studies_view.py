@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import List
 
 from prunebench.analysis.placement_regimes import compare_placement, regime_cells
-from prunebench.analysis.pruning_aware import baseline, compare, line_notes, read_aware, table_cells, testbed_lines
+from prunebench.analysis.pruning_aware import against_control, baseline, compare, line_notes, read_aware, table_cells, testbed_lines
 from prunebench.records.record import load_results
 from prunebench.records.studies import store_studies
 
@@ -36,8 +36,7 @@ def study_views(store: Path) -> List[StudyView]:
         aware = read_aware([str(f) for f in study.aware_folders()])
         against = "the off-the-shelf none"
         if study.control_folder is not None:  # the unpruned model given the same extra training
-            grid = [r for r in grid if not r.method.is_baseline] + [r for r in load_results(study.control_folder)
-                                                                     if r.method.is_baseline]
+            grid = against_control(grid, load_results(study.control_folder), str(study.control_folder))
             against = "the control (none given the same extra training)"
         lines = testbed_lines(members, baseline(grid))
         headers, rows = table_cells(compare(grid, aware, 0, lines=lines))

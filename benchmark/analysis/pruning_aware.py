@@ -235,6 +235,15 @@ def line_notes(lines: Dict[str, TestbedLine]) -> List[str]:
     return out
 
 
+def against_control(off: List[Record], control: List[Record], where: str) -> List[Record]:
+    """The off-the-shelf records with `none` replaced by the control's (the unpruned model given the
+    same extra training), so that what the extra schedule does is not credited to pruning-awareness."""
+    nones = [r for r in control if r.ok and r.method.is_baseline and r.testbed is None]
+    if not nones:
+        raise DataError(f"{where}: no ok record of none")
+    return [r for r in off if not r.method.is_baseline] + nones
+
+
 def read_aware(folders: Sequence[str]) -> Dict[str, List[Record]]:
     """Method id -> the ok records of each pruning-aware folder (one method per folder)."""
     aware: Dict[str, List[Record]] = {}
@@ -258,10 +267,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         off = Record.read_folder(args.off_the_shelf)
         if args.baseline:
-            control = [r for r in Record.read_folder(args.baseline) if r.ok and r.method.is_baseline and r.testbed is None]
-            if not control:
-                raise DataError(f"{args.baseline}: no ok record of none")
-            off = [r for r in off if not r.method.is_baseline] + control
+            off = against_control(off, Record.read_folder(args.baseline), args.baseline)
         testbed = [r for r in Record.read_folder(args.testbed or args.off_the_shelf) if r.ok and r.testbed is not None]
         base = baseline(off, args.seed)
         lines = testbed_lines(testbed, base)
