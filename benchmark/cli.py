@@ -18,6 +18,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "no_progress", False):
+        from prunebench.core.progress import show_lines
+
+        show_lines()
     from prunebench.core.plugins import load_plugins
 
     failures = load_plugins(getattr(args, "plugins", None) or [])

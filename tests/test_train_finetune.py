@@ -1,6 +1,7 @@
 """Fine-tuning: from a published-format checkpoint, named by hashes, resumable, pruning-aware."""
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -182,8 +183,11 @@ def test_multi_label_training_reports_map(tmp_path, esc_root, ast_init):
     assert meta["test_metric"] == "map" and meta["test_accuracy"] is None and 0 < meta["test_score"] <= 1
 
 
-def test_cli_fine_tunes_each_fold(tmp_path, esc_root, ast_init, capsys):
+def test_cli_fine_tunes_each_fold(tmp_path, esc_root, ast_init, capsys, caplog, monkeypatch):
     from prunebench.cli import main
+
+    progress = logging.getLogger("prunebench.progress")
+    monkeypatch.setattr(progress, "level", logging.NOTSET)  # restored after: show_lines sets it
 
     args = ["train", "--model", "test-ft", "--task", "esc50", "--root", str(esc_root), "--folds", "1,2",
             "--init", str(ast_init[0]), "--epochs", "1", "--batch-size", "8", "--frames", "128",
@@ -193,6 +197,9 @@ def test_cli_fine_tunes_each_fold(tmp_path, esc_root, ast_init, capsys):
     assert lines[0].startswith("fold1: checkpoint ") and lines[1].startswith("fold2: checkpoint ")
     assert "samples/s on cpu" in lines[0] and lines[2].startswith("mean over 2 folds")
     assert len(list((tmp_path / "ckpt").glob("test-ft-esc50-fold*-*.pt"))) == 2
+    # --no-progress without -v: the bar's place is taken by the epoch lines, not by silence
+    epochs = [r.getMessage() for r in caplog.records if r.name == "prunebench.progress" and "epoch 1/1" in r.getMessage()]
+    assert len(epochs) == 2 and all("about 0 s left" in line for line in epochs), epochs
     assert main(args) == 0
     assert "reused" in capsys.readouterr().out
     assert main(args[:-3] + ["--set", "epochz=2"]) == 2

@@ -1,8 +1,9 @@
 """Progress of the long steps (features, training, evaluation, timing): a count, a rate and the time left.
 
 With progress on, a tqdm bar on stderr (`12/400 clips [00:03<01:30, 4.1 clips/s]`); with it off
-(`--no-progress`), a log line at INFO every `log_every_s` seconds, so a long step is never silent
-to someone who asked for logs (`-v`)."""
+(`--no-progress`, e.g. a run in the background writing a log), a line on the `prunebench.progress`
+logger every `log_every_s` seconds, which `--no-progress` turns on (`show_lines`): a long step is
+never silent."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,11 @@ from typing import Optional
 from tqdm import tqdm
 
 log = logging.getLogger("prunebench.progress")
+
+
+def show_lines() -> None:
+    """Print the progress lines (bars off): INFO on the progress logger, whatever `-v` says."""
+    log.setLevel(logging.INFO)
 
 
 class Progress:
