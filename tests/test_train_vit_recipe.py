@@ -18,7 +18,7 @@ from prunebench.train.augment import time_shift
 from prunebench.train.checkpoints import epochs_folder, hashed_settings, training_spec
 from prunebench.train.loop import train_model
 from prunebench.train.recipes import resolve_train
-from prunebench.train.schedule import fine_tuning_groups
+from prunebench.train.schedule import fine_tuning_groups, parameter_depth
 
 from conftest import write_esc_layout
 
@@ -118,3 +118,24 @@ def test_fine_tuning_keeps_every_epoch_and_resumes(tmp_path, esc_root):
     a = torch.load(straight, weights_only=True)["state_dict"]
     b = torch.load(resumed, weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a) and meta_b["epoch_test_scores"] == meta["epoch_test_scores"]
+
+
+def test_partial_fine_tuning_trains_only_the_top(tmp_path, esc_root):
+    """freeze_blocks: 2 keeps the embeddings and blocks 0-1 exactly as the init had them; blocks 2-3,
+    the final norm and the head train. The key is hashed only when set."""
+    task = ESC50(root=str(esc_root), split="fold5")
+    init, _ = train_model("test-vitft", task, {**FINE_TUNE, "epochs": 1, "epoch_checkpoints": False},
+                          out=tmp_path / "init", progress=False)
+    cfg = {**FINE_TUNE, "epochs": 1, "epoch_checkpoints": False, "init": str(init), "freeze_blocks": 2}
+    path, _ = train_model("test-vitft", task, cfg, out=tmp_path / "p", progress=False)
+    before = torch.load(init, weights_only=True)["state_dict"]
+    after = torch.load(path, weights_only=True)["state_dict"]
+    frozen = {k for k in before if parameter_depth(k, 4) <= 2}
+    assert {"vit.patch_embed.proj.weight", "vit.pos_embed", "vit.blocks.1.mlp.fc2.weight"} <= frozen
+    assert [k for k in sorted(frozen) if not torch.equal(before[k], after[k])] == []
+    assert not any(torch.equal(before[k], after[k]) for k in ("vit.blocks.2.attn.qkv.weight", "vit.norm.weight", "head.1.weight"))
+    assert parameter_depth("norm.weight", 4) == 5  # Whisper's final norm trains with the top
+    with pytest.raises(ConfigError, match=r"freeze_blocks must be a whole number from 0 to 3 \(test-vitft has 4 blocks\), got 4"):
+        train_model("test-vitft", task, {**cfg, "freeze_blocks": 4}, out=tmp_path / "q", progress=False)
+    assert "freeze_blocks" not in hashed_settings(resolve_train({"freeze_blocks": 0}))
+    assert hashed_settings(resolve_train({"freeze_blocks": 2}))["freeze_blocks"] == 2

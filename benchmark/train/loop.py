@@ -46,9 +46,10 @@ from prunebench.train.checkpoints import (
 )
 from prunebench.train.probe import probe_and_save
 from prunebench.train.recipes import prune_method, prune_target
-from prunebench.train.schedule import keep_rate_at, lr_lambda, make_optimizer
+from prunebench.train.schedule import freeze_below, keep_rate_at, lr_lambda, make_optimizer
 
 log = logging.getLogger(__name__)
+progress_log = logging.getLogger("prunebench.progress")  # the lines that replace the bar (core/progress.py)
 EVAL_BATCH_SIZE = 64
 STEP_LOG_SECONDS = 60  # without a bar: a progress line at most this often within an epoch
 RECENT_EPOCHS = 2  # time left is estimated at the pace of this many last epochs
@@ -141,6 +142,7 @@ def set_up(spec: TrainingSpec, store: FeatureStore, resume: bool) -> Training:
         model, init_format = initial_model(spec)
     if cfg["drop_path"] is not None:
         set_drop_path(model, cfg["drop_path"])
+    freeze_below(model, cfg["freeze_blocks"])
     model.to(device)
     frontend = frontend_for(model.config, spec.task)
     train = store.get(TaskVariant(spec.task), frontend, split="train")
@@ -281,7 +283,7 @@ def log_epoch(training: Training) -> None:
     recent = seconds[-RECENT_EPOCHS:]
     left = (epochs - state.epoch) * sum(recent) / len(recent)
     held_out = f", held-out {training.metric} {state.test_scores[-1]:.4f}" if state.test_scores else ""
-    log.info("train %s on %s: epoch %d/%d, loss %.4f%s, %.1f s, about %s left", training.spec.model_name,
+    progress_log.info("train %s on %s: epoch %d/%d, loss %.4f%s, %.1f s, about %s left", training.spec.model_name,
              training.spec.task.id, state.epoch, epochs, state.history[-1], held_out, seconds[-1], _duration(left))
 
 
@@ -292,7 +294,7 @@ def log_step(training: Training, epoch: int, steps: int, seconds: float, loss: f
     done = state.epoch_seconds[-RECENT_EPOCHS:]
     epoch_pace = sum(done) / len(done) if done else seconds / steps * per_epoch
     left = seconds / steps * (per_epoch - steps) + (epochs - epoch - 1) * epoch_pace
-    log.info("train %s on %s: epoch %d/%d, step %d/%d, %.2f s/step (%s), loss %.4f, about %s left",
+    progress_log.info("train %s on %s: epoch %d/%d, step %d/%d, %.2f s/step (%s), loss %.4f, about %s left",
              training.spec.model_name, training.spec.task.id, epoch + 1, epochs, steps, per_epoch, seconds / steps,
              training.dtype, loss, _duration(left))
 

@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
+from prunebench.core.errors import ConfigError
 from prunebench.models.encoder import TokenEncoder
 
 
@@ -73,9 +74,21 @@ def parameter_depth(name: str, depth: int) -> int:
     parts = name.split(".")
     if "blocks" in parts:
         return int(parts[parts.index("blocks") + 1]) + 1
-    if name.startswith(("head.", "vit.norm.", "vit.fc_norm.")):
+    if name.startswith(("head.", "norm.", "vit.norm.", "vit.fc_norm.")):  # norm.: Whisper's final norm
         return depth + 1
     return 0
+
+
+def freeze_below(model: TokenEncoder, blocks: int) -> None:
+    """A partial fine-tuning: the embeddings (patch or convolutions, tokens, positions) and the
+    first `blocks` blocks keep their init weights; the blocks above, the final norm and the head
+    train. Nothing below the first trained block needs a gradient, so the backward stops there."""
+    depth = len(model.blocks)
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or not 0 <= blocks < depth:
+        raise ConfigError(f"train: freeze_blocks must be a whole number from 0 to {depth - 1} "
+                          f"({model.config.name} has {depth} blocks), got {blocks!r}")
+    for name, param in model.named_parameters():
+        param.requires_grad = blocks == 0 or parameter_depth(name, depth) > blocks
 
 
 def fine_tuning_groups(model: TokenEncoder, cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
