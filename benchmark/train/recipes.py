@@ -107,11 +107,6 @@ RECIPES: Dict[str, Dict[str, Any]] = {
         "full_length_epochs": 0, "freq_mask": 16, "time_mask": 50, "label_smoothing": 0.1, "clip_grad": 1.0,
     },
 }
-# vit-esc50 where its 15 epochs cannot fit: a 2-core AVX2 CPU without bfloat16 takes 3.55 s a step
-# (12 min an epoch, 3 h). Blocks 1-6 stay DINOv2's (the frozen encoder's best probe is after block
-# 5, 79%); blocks 7-12, the final norm and the head train: 2.32 s a step, 9 epochs in about 80 min
-# with the held-out scores.
-RECIPES["vit-esc50-partial"] = {**RECIPES["vit-esc50"], "epochs": 9, "freeze_blocks": 6}
 CHOICES = {"optimizer": ("adam", "adamw"), "schedule": ("warmup_cosine", "step"), "mask_fill": ("mean", "logmel-zero")}
 
 
@@ -135,7 +130,7 @@ def resolve_train(user: Optional[Dict[str, Any]], where: str = "train", multi_la
     if recipe not in RECIPES:
         raise ConfigError(f"{where}: unknown recipe {recipe!r}{did_you_mean(recipe, RECIPES)}; known: auto, {', '.join(RECIPES)}")
     cfg = {**TRAIN_DEFAULTS, **RECIPES[recipe], **user, "recipe": recipe}
-    if recipe in ("probe", "finetune", "vit-esc50", "vit-esc50-partial") and not cfg["init"]:
+    if recipe in ("probe", "finetune", "vit-esc50") and not cfg["init"]:
         raise ConfigError(f"{where}: recipe {recipe!r} starts from a pretrained encoder: set init "
                           f"(a checkpoint, Hub id or zoo name, e.g. whisper-tiny.en)")
     for key, allowed in CHOICES.items():
