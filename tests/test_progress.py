@@ -36,3 +36,22 @@ def _logging_every_update(init):
     def patched(self, total, desc, enabled=True, unit="it", log_every_s=30.0):
         init(self, total, desc, enabled, unit, 0.0)
     return patched
+
+
+def test_probe_encoding_reports_progress_without_a_bar(caplog, tmp_path, monkeypatch):
+    """A probe's encoding pass (minutes on Whisper base) says how far it is under --no-progress."""
+    from prunebench.data.features import frontend_for
+    from prunebench.models import build_model
+    from prunebench.train.probe import PooledCache
+
+    monkeypatch.setenv("PRUNEBENCH_CACHE", str(tmp_path))
+    caplog.set_level(logging.INFO, logger="prunebench.progress")
+    monkeypatch.setattr(Progress, "__init__", _logging_every_update(Progress.__init__))
+    task = SynthESC(clips_per_fold=2)
+    model = build_model("ast-tiny", num_classes=task.num_classes)
+    store = FeatureStore(disk_cache=False, progress=False)
+    cache = PooledCache(model, frontend_for(model.config, task), None, TaskVariant(task), store=store,
+                        device=torch.device("cpu"), progress=False)
+    vectors, _, ids = cache.split(task, "test", 4)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("encode test clips of ")]
+    assert len(lines) == len(ids) // 4 and f"{len(ids)}/{len(ids)} clips" in lines[-1] and vectors.shape[0] == len(ids)  # a line a batch

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from prunebench.core.progress import Progress
 
 from prunebench.core.cache import cache_dir
 from prunebench.core.errors import ConfigError
@@ -165,15 +165,13 @@ class PooledCache:
 
     def _encode(self, features: FeatureSet, batch_size: int, which: str) -> torch.Tensor:
         out: List[Optional[torch.Tensor]] = [None] * len(features)
-        bar = tqdm(total=len(features), desc=f"encode {which} clips of {self.variant.id}", unit="clip",
-                   disable=not self.progress, leave=False)
-        with torch.inference_mode():
+        with Progress(len(features), f"encode {which} clips of {self.variant.id}", self.progress, unit="clip") as bar, \
+                torch.inference_mode():
             for idx, fbank, valid in features.batches(batch_size):
                 pooled, _ = self.model.encode(fbank.to(self.device), self.method, valid.to(self.device))
                 for row, i in enumerate(idx):
                     out[i] = pooled[row].float().cpu()
                 bar.update(len(idx))
-        bar.close()
         self.computed += len(features)
         return torch.stack(out)
 
