@@ -195,6 +195,8 @@ def _add_leaderboard(sub) -> None:
     p.add_argument("--study", help="with --publish-aware: the study's name (its folder)")
     p.add_argument("--title", help="with --publish-aware: the study's heading on the board")
     p.add_argument("--about", default="", help="with --publish-aware: one or two sentences on the board")
+    p.add_argument("--testbed-track", metavar="TRACK",
+                   help="with --publish-aware: read the testbed of this track's published entry (the same frozen encoder) in place")
     p.set_defaults(func=cmd_leaderboard)
 
 
@@ -483,7 +485,7 @@ def cmd_leaderboard(args) -> int:
 
         if not (args.aware and args.study and args.title):
             raise ConfigError("--publish-aware needs --aware, --study and --title")
-        study = Study(args.study, args.title, args.about, [], False)
+        study = Study(args.study, args.title, args.about, [], False, args.testbed_track)
         folder = publish_study(study, Path(args.publish_aware), [Path(a) for a in args.aware], store,
                                Path(args.control) if args.control else None)
         print(f"published the pruning-aware study {args.study} as {folder}")

@@ -33,6 +33,10 @@ def study_views(store: Path) -> List[StudyView]:
         every = load_results(study.off_the_shelf, testbed=True)
         grid = [r for r in every if r.testbed is None]
         members = [r for r in every if r.testbed is not None]
+        if study.testbed_track is not None:  # the track's published testbed, on this study's variants
+            variants = {r.variant for r in grid}
+            members += [r for r in load_results(study.testbed_records(), testbed=True)
+                        if r.testbed is not None and r.variant in variants]
         aware = read_aware([str(f) for f in study.aware_folders()])
         against = "the off-the-shelf none"
         if study.control_folder is not None:  # the unpruned model given the same extra training

@@ -184,6 +184,9 @@ def test_a_study_published_into_the_store_is_on_the_board(folders, tmp_path, cap
     assert "holds one method, found ['none', 'topk-keep_rate=0.5']" in capsys.readouterr().err
     assert cli(["leaderboard", "--publish-aware", str(base / "aware"), "--aware", str(base / "aware")] + common) == 2
     assert "no ok none record off the shelf" in capsys.readouterr().err
+    assert cli(["leaderboard", "--publish-aware", str(base / "off"), "--aware", str(base / "aware"),
+                "--testbed-track", "smoke"] + common) == 2
+    assert f"{store / 'smoke' / 'published'}: track smoke has no published testbed" in capsys.readouterr().err
 
 
 def test_the_stores_studies_read_whole():
@@ -203,3 +206,9 @@ def test_the_stores_studies_read_whole():
         assert "ER aware [CI] (detectable)" in view.headers and all(row[-1] != "—" for row in view.rows)
     topk = next(r for r in views["whisper-tiny-ft"].rows if r[0].startswith("topk"))
     assert topk[1:5] == ["400", "79.2", "76.2", "78.8"]
+    # Whisper base reads the esc50-whisper-base track's testbed in place (36 probes, same frozen encoder)
+    assert studies["whisper-base"].testbed_track == "esc50-whisper-base"
+    assert not list(studies["whisper-base"].off_the_shelf.glob("*+testbed-*"))
+    assert all("36 members" in line for line in views["whisper-base"].testbed) and len(views["whisper-base"].testbed) == 2
+    topk = next(r for r in views["whisper-base"].rows if r[0].startswith("topk"))
+    assert topk[1:5] == ["400", "81.8", "56.5", "75.5"]

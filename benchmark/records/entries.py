@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from prunebench.core.errors import DataError
-from prunebench.records.store_files import read_document, write_document
+from prunebench.records.store_files import PUBLISHED, RECORDS, read_document, write_document
 from prunebench.records.studies import STUDIES
 
 ENTRY_SCHEMA = "prunebench-entry-1"
 ENTRY_FILE = "entry.json"
-RECORDS = "records"
 SOURCES = "sources"
-PUBLISHED = "published"
 CLOSED, OPEN = "closed", "open"
 
 

@@ -1,5 +1,6 @@
 """The results store's small JSON documents (an entry's entry.json, a study's study.json): one way
-to write them and one way to read them, checked against their schema."""
+to write them and one way to read them, checked against their schema; and the names of the
+folders every part of the store finds the project's runs by."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,9 @@ from typing import Any, Callable, Dict, TypeVar
 from prunebench.core.errors import DataError
 
 T = TypeVar("T")
+
+PUBLISHED = "published"  # a track's entry of the project's own run: <store>/<track>/published/
+RECORDS = "records"  # an entry's records folder
 
 
 def write_document(path: Path, document: Dict[str, Any]) -> None:

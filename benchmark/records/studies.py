@@ -8,6 +8,8 @@ part) and one results folder per part, records only (JSON and sidecars):
 - one folder per pruning-aware model (one method each);
 - `control/` (optional): the unpruned model given the same extra training, whose `none` the
   pruning-aware models are read against instead of the off-the-shelf `none`.
+A study whose off-the-shelf model is a track's (the same frozen encoder) may name that track as
+`testbed_track`: its published entry's testbed members are read in place, not copied.
 Written only by `prunebench leaderboard --publish-aware` (prunebench.submit.store.publish_study).
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Dict, List, Optional
 
 from prunebench.core.errors import DataError
 from prunebench.records.record import Record
-from prunebench.records.store_files import read_document, write_document
+from prunebench.records.store_files import PUBLISHED, RECORDS, read_document, write_document
 
 STUDIES = "pruning-aware"  # the store's folder of studies (not a track)
 STUDY_FILE = "study.json"
@@ -34,6 +36,7 @@ class Study:
     about: str
     aware: List[str]  # the pruning-aware folders, one method each
     control: bool  # a control folder is there
+    testbed_track: Optional[str] = None  # a track whose published testbed is this study's (same encoder)
     folder: Path = field(default=Path("."), compare=False)
 
     @property
@@ -47,9 +50,13 @@ class Study:
     def aware_folders(self) -> List[Path]:
         return [self.folder / name for name in self.aware]
 
+    def testbed_records(self) -> Optional[Path]:
+        """The records folder of the track whose testbed this study reads, beside it in the store."""
+        return None if self.testbed_track is None else self.folder.parent.parent / self.testbed_track / PUBLISHED / RECORDS
+
     def to_dict(self) -> Dict[str, Any]:
         return {"schema": STUDY_SCHEMA, "title": self.title, "about": self.about, "aware": list(self.aware),
-                "control": self.control}
+                "control": self.control, **({"testbed_track": self.testbed_track} if self.testbed_track else {})}
 
     def write(self, folder: Path) -> None:
         write_document(folder / STUDY_FILE, self.to_dict())
@@ -59,10 +66,11 @@ class Study:
         path = Path(folder) / STUDY_FILE
         study = read_document(path, STUDY_SCHEMA, lambda raw: cls(
             Path(folder).name, str(raw["title"]), str(raw.get("about") or ""), [str(a) for a in raw["aware"]],
-            bool(raw.get("control")), Path(folder)), "store study")
-        for needed in [study.off_the_shelf, *study.aware_folders()] + ([study.control_folder] if study.control else []):
+            bool(raw.get("control")), raw.get("testbed_track"), Path(folder)), "store study")
+        needs = [study.off_the_shelf, *study.aware_folders()] + ([study.control_folder] if study.control else [])
+        for needed in needs + ([study.testbed_records()] if study.testbed_track else []):
             if not needed.is_dir():
-                raise DataError(f"store study {path}: its folder {needed.name}/ is missing")
+                raise DataError(f"store study {path}: its folder {needed} is missing")
         return study
 
 

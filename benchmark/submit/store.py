@@ -108,12 +108,32 @@ def publish_study(study: Study, off: Path, aware: List[Path], store: Path, contr
             raise DataError(f"{control}: no ok {BASELINE} record in the control")
         parts[CONTROL] = Path(control)
     study = replace(study, aware=names, control=control is not None)
+    if study.testbed_track is not None:
+        _check_testbed_track(study.testbed_track, off_records, Path(off), Path(store))
 
     def fill(staging: Path) -> None:
         for name, folder in parts.items():
             shutil.copytree(folder, staging / name, ignore=_only_records)
         study.write(staging)
     return _swap_into(Path(store) / STUDIES / study.name, fill)
+
+
+def _check_testbed_track(track: str, off_records: List[Record], off: Path, store: Path) -> None:
+    """A study reading a track's published testbed: the off-the-shelf folder has none of its own, and
+    the track's entry has members of the same model on every variant the off-the-shelf folder
+    evaluates (the members are probes on the frozen encoder: the head of the track's own run is
+    not in them)."""
+    if any(r.testbed is not None for r in off_records):
+        raise DataError(f"{off}: the off-the-shelf folder has a testbed of its own; --testbed-track is for one without")
+    members = load_results(store / track / PUBLISHED / RECORDS, testbed=True) if (store / track / PUBLISHED).is_dir() else []
+    members = [r for r in members if r.testbed is not None and r.ok]
+    if not members:
+        raise DataError(f"{store / track / PUBLISHED}: track {track} has no published testbed")
+    models = {r.model_config.get("name") for r in off_records if r.testbed is None}
+    for variant in sorted({r.variant for r in off_records if r.testbed is None}):
+        if not any(m.variant == variant and m.model_config.get("name") in models for m in members):
+            raise DataError(f"{off}: the variant {variant} has no testbed member of {', '.join(sorted(models))} "
+                            f"in track {track}'s published entry")
 
 
 def _grid_system(published: Path, records: List[Record], system: dict) -> dict:
