@@ -214,3 +214,27 @@ def test_pruning_aware_reads_both_regimes_against_the_runs_testbed(testbed_run, 
     assert aware_main([str(folder), str(tmp_path / "aware")]) == 0
     out = capsys.readouterr().out
     assert "ER off [CI] (detectable)" in out and "testbed at white@20dB: 4 members" in out and "none's own ER" in out
+
+
+def test_recipe_probe_on_an_audio_vit_keeps_its_head_norm(tiny_checkpoint, tmp_path):
+    """recipe probe on an AST-family model, whose head is a LayerNorm then a Linear (the frozen-ViT
+    track's case): the LayerNorm is kept as loaded, the Linear is fitted, and a run's `none` predicts
+    what the probe's own evaluation predicted."""
+    from prunebench.cli import main as cli
+    from prunebench.models import load_model, save_checkpoint
+
+    root, _ = tiny_checkpoint
+    torch.manual_seed(0)  # an init at the task's 512 frames, the length the run evaluates at
+    checkpoint = tmp_path / "init.pt"
+    save_checkpoint(build_model("ast-tiny", num_classes=10, **{**TINY, "target_frames": 512}).eval(), checkpoint, {})
+    config = run_config(root, None, methods=[{"name": "none"}], snr_db=(), train={"recipe": "probe", "init": str(checkpoint)})
+    config["models"][0]["checkpoint"] = None
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert cli(["run", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    (none,) = Record.read_folder(tmp_path / "out")
+    path = none.document["model"]["checkpoint"]  # the probe the run fitted (at the task's length)
+    meta = torch.load(path, weights_only=True)["meta"]
+    assert meta["train"]["recipe"] == "probe" and dict(zip(none.clips.ids, none.clips.pred)) == meta["test_predictions"]
+    fitted, start = load_model("ast-tiny", path), load_model("ast-tiny", checkpoint)
+    assert torch.equal(fitted.head[0].weight, start.head[0].weight)  # the norm as loaded
+    assert not torch.equal(fitted.head[1].weight, start.head[1].weight)  # the linear layer fitted

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from prunebench.core.progress import Progress
 
@@ -35,6 +36,7 @@ from prunebench.metrics import get_metric
 from prunebench.metrics.accuracy import Accuracy
 from prunebench.method_api import Method
 from prunebench.models.checkpoint import atomic_save, load_backbone
+from prunebench.models.encoder import TokenEncoder
 from prunebench.tasks.base import Task, clip_content
 from prunebench.core.file_digest import remember
 from prunebench.core.device import resolve_device
@@ -87,11 +89,14 @@ def train_probe(spec: TrainingSpec, method: Optional[Method], store: FeatureStor
     train_x, train_y, _ = pooled.split(task, "train", cfg["batch_size"])
     test_x, test_y, test_ids = pooled.split(task, "test", cfg["batch_size"])
     encode_seconds = time.perf_counter() - started
-    weight, bias = fit_logistic(train_x, train_y, task.num_classes, cfg["probe_l2"], cfg["probe_max_iter"])
     model = model.cpu()
+    prefix, linear = head_parts(model)  # AST's head: a LayerNorm, kept as loaded, then the Linear fitted here
     with torch.no_grad():
-        model.head.weight.copy_(weight)
-        model.head.bias.copy_(bias)
+        train_x, test_x = prefix(train_x), prefix(test_x)
+    weight, bias = fit_logistic(train_x, train_y, task.num_classes, cfg["probe_l2"], cfg["probe_max_iter"])
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
     # Scored on the cached pooled outputs, not through prunebench.measure.evaluate: that would
     # encode every test clip a second time. The head reads the same pooled vector in a run, so
     # these are the predictions a run's `none` makes (tests/test_whisper_probe.py checks it).
@@ -105,6 +110,22 @@ def train_probe(spec: TrainingSpec, method: Optional[Method], store: FeatureStor
         "pooled_computed": pooled.computed, "pooled_reused": pooled.reused,
         "probe": {"method": None if method is None else method.id, "l2": cfg["probe_l2"]},
     }
+
+
+def head_parts(model: TokenEncoder) -> Tuple[nn.Module, nn.Module]:
+    """(what the head applies before its last layer, that layer): the probe is fitted on the first
+    part's output and replaces the last layer's weight and bias (an `nn.Linear`, or any module
+    holding a (classes, width) `weight` and a `bias`, as a packed linear does)."""
+    head = model.head
+    last = head[-1] if isinstance(head, nn.Sequential) else head
+    if not (_is_linear(last)):
+        raise ConfigError(f"probe: the head of {model.config.name} does not end in a linear layer")
+    return (head[:-1] if isinstance(head, nn.Sequential) else nn.Identity()), last
+
+
+def _is_linear(module: nn.Module) -> bool:
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    return isinstance(weight, torch.Tensor) and weight.dim() == 2 and isinstance(bias, torch.Tensor)
 
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float, max_iter: int = 500) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -35,7 +35,7 @@ from prunebench.models import build_model
 from prunebench.models.checkpoint import atomic_save
 from prunebench.models.encoder import TokenEncoder
 from prunebench.train.checkpoints import weights_sha256
-from prunebench.train.probe import fit_logistic
+from prunebench.train.probe import fit_logistic, head_parts
 
 log = logging.getLogger(__name__)
 POOLED_VERSION = 1
@@ -159,22 +159,6 @@ def pooled_per_block(model: TokenEncoder, features: FeatureSet, spec: Dict[str, 
 
 
 # -- fitting a member -----------------------------------------------------------------------------
-def head_parts(model: TokenEncoder) -> Tuple[nn.Module, nn.Module]:
-    """(what the head applies before its last layer, that layer): the probe is fitted on the first
-    part's output and replaces the last layer's weight and bias (an `nn.Linear`, or any module
-    holding a (classes, width) `weight` and a `bias`, as a packed linear does)."""
-    head = model.head
-    last = head[-1] if isinstance(head, nn.Sequential) else head
-    if not (_is_linear(last)):
-        raise ConfigError(f"testbed: the head of {model.config.name} does not end in a linear layer")
-    return (head[:-1] if isinstance(head, nn.Sequential) else nn.Identity()), last
-
-
-def _is_linear(module: nn.Module) -> bool:
-    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
-    return isinstance(weight, torch.Tensor) and weight.dim() == 2 and isinstance(bias, torch.Tensor)
-
-
 def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
     """Indices of ceil(fraction * n_c) clips of every class c (at least one), drawn by `seed`; the
     clips of a smaller fraction are among those of a larger one (one permutation per class)."""
