@@ -11,7 +11,7 @@ from prunebench.records.record import load_results
 from prunebench.run.config import default_config_text, load_config
 from prunebench.tracks.track import all_tracks, load_track, read_track
 
-SHIPPED = {"smoke", "esc50-whisper-tiny", "esc50-whisper-base", "esc50-vit-s14"}
+SHIPPED = {"smoke", "esc50-whisper-tiny", "esc50-whisper-base", "esc50-vit-s14", "esc50-vit-s14-probe"}
 
 
 def grid(config):
@@ -30,7 +30,8 @@ def test_prunebench_tracks_lists_every_track_with_its_runtime(capsys):
 
 @pytest.mark.parametrize("track, config", [("smoke", None), ("esc50-whisper-tiny", "configs/whisper-esc50-5fold.yaml"),
                                            ("esc50-whisper-base", "configs/whisper-base-esc50.yaml"),
-                                           ("esc50-vit-s14", "configs/vit-esc50.yaml")])
+                                           ("esc50-vit-s14", "configs/vit-esc50.yaml"),
+                                           ("esc50-vit-s14-probe", "configs/vit-esc50-probe.yaml")])
 def test_a_track_is_the_grid_of_its_config(track, config):
     from pathlib import Path
 
