@@ -15,6 +15,11 @@ PUBLISHED = "published"  # a track's entry of the project's own run: <store>/<tr
 RECORDS = "records"  # an entry's records folder
 
 
+def published_records(store: Path, track: str) -> Path:
+    """The records folder of a track's published entry (the project's own run)."""
+    return Path(store) / track / PUBLISHED / RECORDS
+
+
 def write_document(path: Path, document: Dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 

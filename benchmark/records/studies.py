@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 
 from prunebench.core.errors import DataError
 from prunebench.records.record import Record
-from prunebench.records.store_files import PUBLISHED, RECORDS, read_document, write_document
+from prunebench.records.store_files import published_records, read_document, write_document
 
 STUDIES = "pruning-aware"  # the store's folder of studies (not a track)
 STUDY_FILE = "study.json"
@@ -52,7 +52,7 @@ class Study:
 
     def testbed_records(self) -> Optional[Path]:
         """The records folder of the track whose testbed this study reads, beside it in the store."""
-        return None if self.testbed_track is None else self.folder.parent.parent / self.testbed_track / PUBLISHED / RECORDS
+        return None if self.testbed_track is None else published_records(self.folder.parent.parent, self.testbed_track)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"schema": STUDY_SCHEMA, "title": self.title, "about": self.about, "aware": list(self.aware),

@@ -18,6 +18,7 @@ from prunebench.core.errors import ConfigError, DataError
 from prunebench.core.registry import BASELINE, METHODS
 from prunebench.records.entries import CLOSED, ENTRY_FILE, OPEN, PUBLISHED, RECORDS, SOURCES, Entry, MethodSource
 from prunebench.records.record import Record, load_results
+from prunebench.records.store_files import published_records
 from prunebench.records.studies import CONTROL, OFF_THE_SHELF, STUDIES, Study, aware_method
 from prunebench.submit.bundle import Manifest, file_sha256
 from prunebench.submit.verdict import FAIL, Verdict
@@ -125,10 +126,10 @@ def _check_testbed_track(track: str, off_records: List[Record], off: Path, store
     not in them)."""
     if any(r.testbed is not None for r in off_records):
         raise DataError(f"{off}: the off-the-shelf folder has a testbed of its own; --testbed-track is for one without")
-    members = load_results(store / track / PUBLISHED / RECORDS, testbed=True) if (store / track / PUBLISHED).is_dir() else []
-    members = [r for r in members if r.testbed is not None and r.ok]
+    folder = published_records(store, track)
+    members = [r for r in (load_results(folder, testbed=True) if folder.is_dir() else []) if r.testbed is not None and r.ok]
     if not members:
-        raise DataError(f"{store / track / PUBLISHED}: track {track} has no published testbed")
+        raise DataError(f"{folder.parent}: track {track} has no published testbed")
     models = {r.model_config.get("name") for r in off_records if r.testbed is None}
     for variant in sorted({r.variant for r in off_records if r.testbed is None}):
         if not any(m.variant == variant and m.model_config.get("name") in models for m in members):

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from prunebench.core.errors import ConfigError
+from prunebench.core.progress import log as progress_log  # the lines that replace the bar
 from prunebench.core.device import autocast_for, resolve_device, resolve_dtype, training_dtype
 from prunebench.core.registry import BASELINE, METHODS
 from prunebench.data.features import FeatureSet, FeatureStore, frontend_for
@@ -49,7 +50,6 @@ from prunebench.train.recipes import prune_method, prune_target
 from prunebench.train.schedule import freeze_below, keep_rate_at, lr_lambda, make_optimizer
 
 log = logging.getLogger(__name__)
-progress_log = logging.getLogger("prunebench.progress")  # the lines that replace the bar (core/progress.py)
 EVAL_BATCH_SIZE = 64
 STEP_LOG_SECONDS = 60  # without a bar: a progress line at most this often within an epoch
 RECENT_EPOCHS = 2  # time left is estimated at the pace of this many last epochs
