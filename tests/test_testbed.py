@@ -238,3 +238,69 @@ def test_recipe_probe_on_an_audio_vit_keeps_its_head_norm(tiny_checkpoint, tmp_p
     fitted, start = load_model("ast-tiny", path), load_model("ast-tiny", checkpoint)
     assert torch.equal(fitted.head[0].weight, start.head[0].weight)  # the norm as loaded
     assert not torch.equal(fitted.head[1].weight, start.head[1].weight)  # the linear layer fitted
+
+
+@pytest.fixture(scope="module")
+def epoch_testbed_run(tmp_path_factory):
+    """A run that fine-tunes the tiny model 3 epochs, keeping each, with the earlier epochs as members."""
+    from conftest import TINY, write_esc_layout
+
+    tmp = tmp_path_factory.mktemp("epoch-testbed")
+    root = write_esc_layout(tmp / "synth", clips_per_fold=2, classes=3)
+    raw = {"seed": 0, "models": [{"name": "ast-tiny", "overrides": TINY}],
+           "tasks": [{"name": "esc50", "root": str(root), "split": "fold5",
+                      "corruptions": [{"name": "white", "snr_db": [10]}]}],
+           "methods": [{"name": "none"}], "measure": {"throughput": False, "batch_size": 8},
+           "train": {"epochs": 3, "batch_size": 8, "crop_frames": 0, "full_length_epochs": 0, "epoch_checkpoints": True},
+           "testbed": {"blocks": [4], "train_fractions": [1.0], "epochs": "all"}}
+    config = tmp / "run.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["run", "--config", str(config), "--out", str(tmp / "results"), "--no-progress"]) == 0
+    return tmp, config
+
+
+def test_epoch_members_are_the_earlier_epochs_evaluated_whole(epoch_testbed_run, capsys):
+    from prunebench.data.features import FeatureStore, frontend_for
+    from prunebench.run.config import load_config
+
+    tmp, config_path = epoch_testbed_run
+    members = [r for r in load_results(tmp / "results", testbed=True) if r.testbed is not None]
+    # epochs 1 and 2 (the third is the run's model, `none`) and the probe, each clean and noisy
+    assert sorted({r.testbed.member for r in members}) == ["block4-train100", "epoch01-of-03", "epoch02-of-03"]
+    assert len(members) == 3 * 2
+    config = load_config(config_path)
+    store = FeatureStore(run_seed=0, progress=False)
+    for record in (r for r in members if r.testbed.epoch is not None):
+        assert record.testbed.block == 4 and record.testbed.train_fraction == 1.0
+        checkpoint = record.document["model"]["checkpoint"]
+        assert f"epoch-{record.testbed.epoch:02d}-of-03.pt" in checkpoint
+        variant = next(v for v in config.tasks[0].variants if v.id == record.variant)
+        model = load_classifier("ast-tiny", checkpoint)
+        ev = evaluate(model, METHODS.get("none")(), store.get(variant, frontend_for(model.config, variant.task)), "accuracy")
+        assert ev.per_clip["ids"] == record.clips.ids and ev.per_clip["pred"] == record.clips.pred
+    # each clean score is the one the training measured on the held-out fold after that epoch
+    from prunebench.train.checkpoints import kept_epochs
+    base = next(r for r in load_results(tmp / "results") if r.method.id == "none").document["model"]["checkpoint"]
+    measured = {k.epoch: k.test_score for k in kept_epochs(base)}
+    clean = {r.testbed.epoch: r.score for r in members if r.testbed.epoch is not None and r.corruption_id is None}
+    assert clean == pytest.approx({e: measured[e] for e in (1, 2)})
+    assert main(["run", "--config", str(config_path), "--out", str(tmp / "results"), "--no-progress"]) == 0
+    assert "testbed: 0 records written, 6 already present" in capsys.readouterr().out
+
+
+def test_epoch_members_need_kept_epochs_and_name_a_missing_one(epoch_testbed_run, tiny_checkpoint):
+    from prunebench.run.config import load_config
+    from prunebench.train.checkpoints import kept_epochs
+
+    tmp, config_path = epoch_testbed_run
+    checkpoint = next(r for r in load_results(tmp / "results") if r.method.id == "none").document["model"]["checkpoint"]
+    kept = kept_epochs(checkpoint)
+    assert [k.epoch for k in kept] == [1, 2, 3] and [k.is_final for k in kept] == [False, False, True]
+    settings = parse_testbed({"epochs": [2, 5]}, "run.yaml: testbed")
+    with pytest.raises(ConfigError, match=r"run.yaml: testbed: epochs: epoch 5 is not among the earlier epochs .* \(1, 2; "):
+        settings.epoch_members(checkpoint, 4, "run.yaml: testbed")
+    with pytest.raises(ConfigError, match="kept no per-epoch checkpoints"):
+        settings.epoch_members(tiny_checkpoint[1], 4, "run.yaml: testbed")
+    with pytest.raises(ConfigError, match="epochs must be 'all' or a list of epoch numbers"):
+        parse_testbed({"epochs": [0]}, "t")
+    assert load_config(config_path).testbed.epochs == "all"

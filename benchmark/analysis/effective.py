@@ -72,6 +72,14 @@ class Point:
     noisy: float
     residual: Optional[float] = None  # members: probit(noisy) - line, probit units
     block: Optional[int] = None  # members: the block the encoder is cut after
+    epoch: Optional[int] = None  # epoch members: the fine-tuning's epoch (the whole model)
+
+    @property
+    def group(self) -> Optional[str]:
+        """The members' kind for the residual table: `block k` (probes cut there) or `epochs`."""
+        if self.epoch is not None:
+            return "epochs"
+        return None if self.block is None else f"block {self.block}"
 
 
 @dataclass
@@ -323,16 +331,22 @@ def _band(tl: TestbedLine) -> List[Tuple[float, float, float]]:
     return [(float(g), float(a), float(b)) for g, a, b in zip(grid, lo, hi)]
 
 
+def _member_order(ref) -> Tuple[int, float, int]:
+    """Probes by block and share, an epoch member (whole model, all the clips) after them by epoch."""
+    return ref.block, ref.train_fraction, -1 if ref.epoch is None else ref.epoch
+
+
 def _condition(key: GroupKey, corruption: str, members, methods, ids: List[str], draws: torch.Tensor
                ) -> Tuple[Condition, Dict[str, torch.Tensor]]:
     n = len(ids)
     usable = {name: by for name, by in members.items() if None in by and corruption in by}
-    names = sorted(usable, key=lambda m: (usable[m][None].testbed.block, usable[m][None].testbed.train_fraction))
+    names = sorted(usable, key=lambda m: _member_order(usable[m][None].testbed))
     clean_v = torch.stack([outcomes(usable[m][None], ids) for m in names]) if names else torch.zeros(0, n)
     noisy_v = torch.stack([outcomes(usable[m][corruption], ids) for m in names]) if names else torch.zeros(0, n)
     tl = testbed_line(clean_v, noisy_v, draws)
     line, reason = tl.line, tl.no_verdict
-    points = [Point(m, c, v, r, usable[m][None].testbed.block) for m, c, v, r in zip(names, tl.clean, tl.noisy, tl.residuals)]
+    points = [Point(m, c, v, r, usable[m][None].testbed.block, usable[m][None].testbed.epoch)
+              for m, c, v, r in zip(names, tl.clean, tl.noisy, tl.residuals)]
     order = next(r.corruption_order for by in usable.values() for r in by.values() if r.corruption_id == corruption)
     condition = Condition(key[0], key[1], corruption, order, n, points, line, [], reason)
     if line is not None:

@@ -71,20 +71,21 @@ def _group_lines(model: str, task: str, conditions: List[Condition]) -> List[str
 
 
 def _residuals_by_block(conditions: List[Condition]) -> List[str]:
-    """Where the line fits badly: the members' mean residual per block (a testbed mixes depths)."""
-    blocks = sorted({p.block for c in conditions for p in c.members if p.block is not None})
-    if len(blocks) < 2:
+    """Where the line fits badly: the members' mean residual per block (a testbed mixes depths),
+    and over the epoch members (the fine-tuning's trajectory) where there are any."""
+    groups = sorted({p.group for c in conditions for p in c.members if p.group is not None},
+                    key=lambda g: (g == "epochs", int(g.split()[1]) if g != "epochs" else 0))
+    if len(groups) < 2:
         return []
     rows = []
     for c in conditions:
         cells = []
-        for b in blocks:
-            res = [p.residual for p in c.members if p.block == b and p.residual is not None]
+        for g in groups:
+            res = [p.residual for p in c.members if p.group == g and p.residual is not None]
             cells.append(f"{sum(res) / len(res):+.2f}" if res else "")
         rows.append([c.corruption] + cells)
-    return ["", "Mean residual of the members cut after each block (probit units):",
-            tabulate(rows, headers=["condition"] + [f"block {b}" for b in blocks], tablefmt="simple",
-                     disable_numparse=True)]
+    return ["", "Mean residual of the members cut after each block, and of the epoch members (probit units):",
+            tabulate(rows, headers=["condition"] + groups, tablefmt="simple", disable_numparse=True)]
 
 
 def _method_key(m: MethodER) -> Tuple:

@@ -150,6 +150,8 @@ def _model_part(model: Mapping[str, Any]) -> Dict[str, Any]:
     member = model.get(TESTBED)
     if member:  # only members carry it: every other record's key is as it was
         part[TESTBED] = {k: member.get(k) for k in TESTBED_SPEC}
+        if member.get("epoch") is not None:  # an epoch member (probes' identities stay as they were)
+            part[TESTBED]["epoch"] = member["epoch"]
     return part
 
 

@@ -250,20 +250,22 @@ def _number(value: Any) -> bool:
 @dataclass(frozen=True)
 class TestbedRef:
     """A testbed member's spec (effective robustness, prunebench.train.testbed): an unpruned
-    probe on the encoder cut after `block`, fitted on a share of the training clips."""
+    probe on the encoder cut after `block`, fitted on a share of the training clips; or, with
+    `epoch`, the fine-tuned model after that earlier epoch (every block, all the clips)."""
 
-    member: str  # `block2-train25`
+    member: str  # `block2-train25`, `epoch03-of-09`
     block: int
     train_fraction: float
     train_clips: Optional[int]
+    epoch: Optional[int] = None
 
     @classmethod
     def read(cls, block: Optional[Mapping[str, Any]]) -> Optional["TestbedRef"]:
         if not block:
             return None
-        clips = block.get("train_clips")
+        clips, epoch = block.get("train_clips"), block.get("epoch")
         return cls(str(block["member"]), int(block["block"]), float(block["train_fraction"]),
-                   None if clips is None else int(clips))
+                   None if clips is None else int(clips), None if epoch is None else int(epoch))
 
 
 def model_key(model: Mapping[str, Any]) -> str:

@@ -2,9 +2,10 @@
 
 After the grid, for every model and task of the config, each testbed member
 (prunebench.train.testbed: a probe on the run's encoder cut after a block, fitted on a share of
-the training clips) is evaluated like `none` on every unbucketed variant of the task, clean and
-noisy, and written as a `Record` whose model block carries the member's spec (`testbed`) and whose
-key names the member (`whisper-tiny+testbed-block2-train25 / none / ...`). Resumable as the grid
+the training clips; or the fine-tuning's model after an earlier epoch) is evaluated like `none` on
+every unbucketed variant of the task, clean and noisy, and written as a `Record` whose model block
+carries the member's spec (`testbed`) and whose key names the member
+(`whisper-tiny+testbed-block2-train25 / none / ...`, `vit-s14-dinov2+testbed-epoch03-of-09 / ...`). Resumable as the grid
 is: a pair whose record has the same identity (the member's spec with the checkpoint it was cut
 from) is skipped, a failed one is retried, a changed one is an error unless `overwrite`. Runs in
 the driver whatever the executor: its cost is one unpruned pass over the clips.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 import torch
 
@@ -24,14 +25,15 @@ from prunebench.data.features import FeatureSet, frontend_for
 from prunebench.data.variant import TaskVariant
 from prunebench.measure.macs import model_macs
 from prunebench.metrics import get_metric
-from prunebench.models import save_checkpoint
+from prunebench.models import checkpoint_sha256, save_checkpoint
 from prunebench.records.identity import TESTBED
 from prunebench.records.record import Failure, Pair, Record
 from prunebench.records.store import result_path
 from prunebench.run.config import RunConfig
 from prunebench.run.work import EvalUnit, PreparedModel, Work
 from prunebench.train.checkpoints import weights_sha256
-from prunebench.train.testbed import Member, fit_member, member_checkpoint_path, member_model, pooled_per_block
+from prunebench.train.testbed import (EpochMember, Member, fit_member, member_checkpoint_path, member_model,
+                                      pooled_per_block)
 
 
 @dataclass
@@ -41,9 +43,12 @@ class TestbedSummary:
     failed: List[Tuple[str, str]] = field(default_factory=list)  # (pair, one-line error)
 
 
+AnyMember = Union[Member, EpochMember]
+
+
 @dataclass(frozen=True)
 class _Pending:
-    member: Member
+    member: AnyMember
     unit: EvalUnit
     pair: Pair  # without the member's checkpoint (known once it is fitted)
 
@@ -66,7 +71,8 @@ def _model_task(work: Work, mi: int, ti: int, out: Path, overwrite: bool, summar
     task = config.tasks[ti].task
     prepared = work.prepare(mi, ti)
     base = prepared.build()
-    members = config.testbed.members(base.config.depth, config.train, "testbed")
+    members: List[AnyMember] = [*config.testbed.members(base.config.depth, config.train, "testbed"),
+                                *config.testbed.epoch_members(Path(prepared.checkpoint), base.config.depth, "testbed")]
     units = [EvalUnit(mi, ti, vi, ()) for vi, v in enumerate(config.tasks[ti].variants) if v.bucket is None]
     none_block = METHODS.get(BASELINE)().describe()
     pending: List[_Pending] = []
@@ -108,27 +114,21 @@ def _evaluate(work: Work, prepared: PreparedModel, base, pending: List[_Pending]
     device = resolve_device(config.measure["device"])
     batch = config.measure["batch_size"]
     task = config.tasks[pending[0].unit.task_index].task
-    frontend = frontend_for(prepared.config, task)
-    train = work.store.get(TaskVariant(task), frontend, split="train", min_frames=prepared.config.patch_size)
-    train_pooled = pooled_per_block(base, train, _spec(frontend, TaskVariant(task), "train", config.seed), batch, device,
-                                    work.progress)
-    fitted = {m: fit_member(m, base, train_pooled, train.labels, config.seed) for m in {p.member for p in pending}}
-    saved: Dict[Member, Tuple[Path, str, Any]] = {}
-    for member, fit in sorted(fitted.items(), key=lambda kv: (kv[0].block, kv[0].train_fraction)):
-        model = member_model(base, fit)
-        path = member_checkpoint_path(prepared.name, task.id, member, weights_sha256(model))
-        sha = save_checkpoint(model, path, {"testbed": member.spec(prepared.sha256), "train_clips": fit.train_clips,
-                                            "base_checkpoint": prepared.checkpoint})
-        saved[member] = (path, sha, model)
+    models = _probe_members(work, prepared, base, task, [p.member for p in pending if isinstance(p.member, Member)])
+    for member in sorted({p.member for p in pending if isinstance(p.member, EpochMember)}, key=lambda m: m.epoch):
+        models[member] = _epoch_member(prepared, member)
     records: List[Record] = []
     metric = get_metric(task.metric)
     for unit in sorted({p.unit for p in pending}, key=lambda u: u.variant_index):
         features = work.features(prepared, unit)
-        pooled = pooled_per_block(base, features, _spec(work.frontend(prepared, unit), work.variant(unit), "test",
-                                                        config.seed), batch, device, work.progress)
+        spec = _spec(work.frontend(prepared, unit), work.variant(unit), "test", config.seed)
+        pooled = {}  # per encoder: the base's (every probe member reads it) or an epoch's own
         for p in (p for p in pending if p.unit == unit):
-            path, sha, model = saved[p.member]
-            logits = fitted[p.member].logits(pooled[:, p.member.block - 1]).float()
+            member_path, sha, model, logits_of, train_clips = models[p.member]
+            encoder = base if isinstance(p.member, Member) else model
+            if id(encoder) not in pooled:
+                pooled[id(encoder)] = pooled_per_block(encoder, features, spec, batch, device, work.progress)
+            logits = logits_of(pooled[id(encoder)][:, p.member.block - 1]).float()
             per_clip: Dict[str, Any] = {"ids": list(features.ids), **metric.per_clip(logits, features.labels)}
             if features.silent_fraction is not None:
                 per_clip["silent_fraction"] = [round(float(v), 3) for v in features.silent_fraction]
@@ -143,10 +143,47 @@ def _evaluate(work: Work, prepared: PreparedModel, base, pending: List[_Pending]
                 "tokens": {"per_layer": tokens, "reduction_layers": []},
                 "selection": None,
             }
-            block = _model_block(prepared, p.member, path, sha, model, fitted[p.member].train_clips)
+            block = _model_block(prepared, p.member, member_path, sha, model, train_clips)
             pair = work.pair(unit, block, p.pair.method)
             records.append(Record.ok_result(pair, outcome, work.provenance()))
     return records
+
+
+# (checkpoint path, its sha256, the member as a model, pooled output at its block -> logits, training clips)
+_Built = Tuple[Path, str, Any, Callable[[torch.Tensor], torch.Tensor], Any]
+
+
+def _probe_members(work: Work, prepared: PreparedModel, base, task, members: List[Member]) -> Dict[AnyMember, _Built]:
+    """Each probe member fitted on the training clips' pooled outputs and saved as a checkpoint."""
+    if not members:
+        return {}
+    config = work.config
+    device = resolve_device(config.measure["device"])
+    frontend = frontend_for(prepared.config, task)
+    train = work.store.get(TaskVariant(task), frontend, split="train", min_frames=prepared.config.patch_size)
+    train_pooled = pooled_per_block(base, train, _spec(frontend, TaskVariant(task), "train", config.seed),
+                                    config.measure["batch_size"], device, work.progress)
+    built: Dict[AnyMember, _Built] = {}
+    for member in sorted(set(members), key=lambda m: (m.block, m.train_fraction)):
+        fit = fit_member(member, base, train_pooled, train.labels, config.seed)
+        model = member_model(base, fit)
+        path = member_checkpoint_path(prepared.name, task.id, member, weights_sha256(model))
+        sha = save_checkpoint(model, path, {"testbed": member.spec(prepared.sha256), "train_clips": fit.train_clips,
+                                            "base_checkpoint": prepared.checkpoint})
+        built[member] = (path, sha, model, fit.logits, fit.train_clips)
+    return built
+
+
+def _epoch_member(prepared: PreparedModel, member: EpochMember) -> _Built:
+    """The fine-tuning's model after an earlier epoch, from the checkpoint it kept: the run's
+    architecture with that epoch's weights, its own head reading its own pooled output."""
+    saved = torch.load(str(member.path), map_location="cpu", weights_only=True)
+    model = prepared.with_weights(saved["state_dict"]).build()
+
+    def logits(pooled: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.head(pooled)
+    return member.path, checkpoint_sha256(member.path), model, logits, None
 
 
 def _model_block(prepared: PreparedModel, member: Member, path, sha, model, train_clips=None) -> Dict[str, Any]:

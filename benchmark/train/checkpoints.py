@@ -269,3 +269,38 @@ def restore_state(saved: Dict[str, Any], state: TrainingState) -> None:
         torch.cuda.set_rng_state(saved["cuda_rng"], state.device)
     state.history, state.epoch_seconds, state.epoch = saved["history"], saved["epoch_seconds"], saved["epoch"]
     state.test_scores = list(saved.get("test_scores", []))
+
+
+@dataclass(frozen=True)
+class KeptEpoch:
+    """One per-epoch checkpoint a finished training kept (`epoch_checkpoints`)."""
+
+    epoch: int
+    epochs: int  # of the training's schedule
+    path: Path
+    weights_sha256: str
+    test_score: Optional[float]
+    is_final: bool  # its weights are the finished checkpoint's own (the last epoch)
+
+
+def kept_epochs(checkpoint: Path) -> List[KeptEpoch]:
+    """The per-epoch checkpoints kept by the training that made `checkpoint`, in epoch order ([]
+    where it kept none): `epochs/<stem>/` beside it (epochs_folder), the stem ending in the config
+    hash its metadata records, and each epoch's own metadata naming the same hash."""
+    checkpoint = Path(checkpoint)
+    final = _meta(checkpoint) if checkpoint.is_file() else {}  # a zoo folder: none kept
+    config_hash = final.get("config_hash")
+    if not config_hash:
+        return []
+    kept: List[KeptEpoch] = []
+    for folder in sorted((checkpoint.parent / "epochs").glob(f"*-{config_hash}")):
+        for path in sorted(folder.glob("epoch-*-of-*.pt")):
+            meta = _meta(path)
+            if meta.get("config_hash") == config_hash and isinstance(meta.get("epoch"), int):
+                kept.append(KeptEpoch(meta["epoch"], int(meta["epochs"]), path, str(meta["weights_sha256"]),
+                                      meta.get("test_score"), meta["weights_sha256"] == final.get("weights_sha256")))
+    return sorted(kept, key=lambda k: k.epoch)
+
+
+def _meta(path: Path) -> Dict[str, Any]:
+    return torch.load(str(path), map_location="cpu", weights_only=True).get("meta") or {}

@@ -8,6 +8,11 @@ the training clips (the same share of every class, drawn by the run's seed; a sm
 are a subset of a larger one's). Members are blocks x train_fractions; each is saved as an ordinary
 checkpoint (the cut encoder and its head) that `prunebench run` evaluates like any other.
 
+With `epochs:` the testbed also holds the fine-tuning's own trajectory: the whole model after each
+earlier epoch, as the training kept it (`train: epoch_checkpoints`). Those are the pruned models'
+closest unpruned peers (the same weights trained less), and cost one unpruned forward per clip
+each. The last epoch is the run's model itself (`none`), never a member.
+
 The pooled outputs after every block come from one unpruned forward per clip
 (`TokenEncoder.encode_per_block`) and are cached per variant, so a testbed of 16 members costs
 about one `none` pass over the clips, whatever its size. The head is the last `nn.Linear` of the
@@ -22,7 +27,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -34,13 +39,13 @@ from prunebench.data.features import FeatureSet
 from prunebench.models import build_model
 from prunebench.models.checkpoint import atomic_save
 from prunebench.models.encoder import TokenEncoder
-from prunebench.train.checkpoints import weights_sha256
+from prunebench.train.checkpoints import kept_epochs, weights_sha256
 from prunebench.train.probe import fit_logistic, head_parts
 
 log = logging.getLogger(__name__)
 POOLED_VERSION = 1
 DEFAULT_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
-KEYS = ("blocks", "train_fractions", "l2", "max_iter")
+KEYS = ("blocks", "train_fractions", "l2", "max_iter", "epochs")
 _BLOCK_KEY = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 
 
@@ -65,6 +70,33 @@ class Member:
 
 
 @dataclass(frozen=True)
+class EpochMember:
+    """One testbed model: the run's fine-tuning after an earlier epoch, whole (every block, its own
+    head), from the checkpoint that training kept."""
+
+    epoch: int
+    epochs: int
+    path: Path
+    depth: int
+
+    @property
+    def name(self) -> str:
+        return f"epoch{self.epoch:02d}-of-{self.epochs:02d}"
+
+    @property
+    def block(self) -> int:  # where it is cut: nowhere
+        return self.depth
+
+    @property
+    def train_fraction(self) -> float:  # trained on every training clip
+        return 1.0
+
+    def spec(self, base_sha256: str) -> Dict[str, Any]:
+        return {"member": self.name, "block": self.depth, "train_fraction": 1.0, "l2": None, "max_iter": None,
+                "base_checkpoint_sha256": base_sha256, "epoch": self.epoch}
+
+
+@dataclass(frozen=True)
 class TestbedSettings:
     """The `testbed:` section of a run config."""
 
@@ -72,6 +104,25 @@ class TestbedSettings:
     train_fractions: Tuple[float, ...]
     l2: Optional[float]  # None: the run's probe_l2
     max_iter: Optional[int]  # None: the run's probe_max_iter
+    epochs: Union[None, str, Tuple[int, ...]] = None  # None: no epoch members; "all": every kept epoch
+
+    def epoch_members(self, checkpoint: Path, depth: int, where: str = "testbed") -> List[EpochMember]:
+        """The kept epochs of the training that made `checkpoint` asked for by `epochs:`, all but the
+        one whose weights are the checkpoint's own; a ConfigError where one asked for is missing."""
+        if self.epochs is None:
+            return []
+        kept = kept_epochs(checkpoint)
+        if not kept:
+            raise ConfigError(f"{where}: epochs: {checkpoint} kept no per-epoch checkpoints (its training "
+                              f"needs `epoch_checkpoints: true`, and they sit in epochs/ beside it)")
+        earlier = {k.epoch: k for k in kept if not k.is_final}
+        wanted = sorted(earlier) if self.epochs == "all" else list(self.epochs)
+        missing = [e for e in wanted if e not in earlier]
+        if missing:
+            have = ", ".join(str(e) for e in sorted(earlier)) or "none"
+            raise ConfigError(f"{where}: epochs: epoch {missing[0]} is not among the earlier epochs {checkpoint} "
+                              f"kept ({have}; the last is the model itself)")
+        return [EpochMember(e, earlier[e].epochs, earlier[e].path, depth) for e in wanted]
 
     def members(self, depth: int, train: Dict[str, Any], where: str = "testbed") -> List[Member]:
         """Every (block, fraction) member for a model `depth` blocks deep; `train` completes l2 and
@@ -116,7 +167,19 @@ def parse_testbed(raw: Any, where: str) -> Optional[TestbedSettings]:
         raise ConfigError(f"{where}: l2 must be a number >= 0, got {l2!r}")
     if iters is not None and not (_whole(iters) and iters >= 1):
         raise ConfigError(f"{where}: max_iter must be a whole number >= 1, got {iters!r}")
-    return TestbedSettings(blocks, tuple(sorted(float(f) for f in fractions)), None if l2 is None else float(l2), iters)
+    return TestbedSettings(blocks, tuple(sorted(float(f) for f in fractions)), None if l2 is None else float(l2), iters,
+                           _parse_epochs(raw.get("epochs"), where))
+
+
+def _parse_epochs(epochs: Any, where: str) -> Union[None, str, Tuple[int, ...]]:
+    if epochs is None or epochs == "all":
+        return epochs
+    if not isinstance(epochs, list) or not epochs or not all(_whole(e) and e >= 1 for e in epochs):
+        raise ConfigError(f"{where}: epochs must be 'all' or a list of epoch numbers >= 1 (1: after the first), "
+                          f"got {epochs!r}")
+    if len(set(epochs)) != len(epochs):
+        raise ConfigError(f"{where}: epochs lists an epoch twice: {epochs!r}")
+    return tuple(sorted(epochs))
 
 
 def _number(value: Any) -> bool:
