@@ -252,7 +252,7 @@ def epoch_testbed_run(tmp_path_factory):
                       "corruptions": [{"name": "white", "snr_db": [10]}]}],
            "methods": [{"name": "none"}], "measure": {"throughput": False, "batch_size": 8},
            "train": {"epochs": 3, "batch_size": 8, "crop_frames": 0, "full_length_epochs": 0, "epoch_checkpoints": True},
-           "testbed": {"blocks": [4], "train_fractions": [1.0], "epochs": "all"}}
+           "testbed": {"blocks": [2, 4], "train_fractions": [1.0], "epochs": "all"}}
     config = tmp / "run.yaml"
     config.write_text(yaml.safe_dump(raw))
     assert main(["run", "--config", str(config), "--out", str(tmp / "results"), "--no-progress"]) == 0
@@ -265,9 +265,10 @@ def test_epoch_members_are_the_earlier_epochs_evaluated_whole(epoch_testbed_run,
 
     tmp, config_path = epoch_testbed_run
     members = [r for r in load_results(tmp / "results", testbed=True) if r.testbed is not None]
-    # epochs 1 and 2 (the third is the run's model, `none`) and the probe, each clean and noisy
-    assert sorted({r.testbed.member for r in members}) == ["block4-train100", "epoch01-of-03", "epoch02-of-03"]
-    assert len(members) == 3 * 2
+    # epochs 1 and 2 (the third is the run's model, `none`) and the probes, each clean and noisy
+    assert sorted({r.testbed.member for r in members}) == ["block2-train100", "block4-train100", "epoch01-of-03",
+                                                           "epoch02-of-03"]
+    assert len(members) == 4 * 2
     config = load_config(config_path)
     store = FeatureStore(run_seed=0, progress=False)
     for record in (r for r in members if r.testbed.epoch is not None):
@@ -285,7 +286,13 @@ def test_epoch_members_are_the_earlier_epochs_evaluated_whole(epoch_testbed_run,
     clean = {r.testbed.epoch: r.score for r in members if r.testbed.epoch is not None and r.corruption_id is None}
     assert clean == pytest.approx({e: measured[e] for e in (1, 2)})
     assert main(["run", "--config", str(config_path), "--out", str(tmp / "results"), "--no-progress"]) == 0
-    assert "testbed: 0 records written, 6 already present" in capsys.readouterr().out
+    assert "testbed: 0 records written, 8 already present" in capsys.readouterr().out
+    from prunebench.analysis.report import report_folder
+    section = report_folder(tmp / "results")
+    section = section[section.index("EFFECTIVE ROBUSTNESS"):]
+    assert "testbed: 4 members" in section
+    residuals = section[section.index("Mean residual of the members cut after each block, and of the epoch"):]
+    assert residuals.splitlines()[1].split()[1:] == ["block", "2", "block", "4", "epochs"]
 
 
 def test_epoch_members_need_kept_epochs_and_name_a_missing_one(epoch_testbed_run, tiny_checkpoint):
