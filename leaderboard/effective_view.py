@@ -1,7 +1,7 @@
 """The effective-robustness figure and table (the statistics: prunebench.analysis.effective).
 
 One figure per model, task and noise condition, as Taori et al. and Miller et al. draw it: probit
-axes labelled in accuracy, the testbed members as grey points, the fitted line with its 95% band
+axes labelled in accuracy, the testbed members as grey points (probes round, earlier epochs square), the fitted line with its 95% band
 (the lines refitted over the bootstrap resamples), y = x dashed, and the grid's models (every
 method, `none` included) as labelled coloured points. One table per model and task: each method's
 effective robustness per condition and its mean over the conditions on a line.
@@ -112,9 +112,14 @@ def effective_figure(c: Condition, colors: Dict[str, str]) -> Markup:
                          f'<title>{escape(_line_text(c))}</title></path>')
     for p in c.members:
         residual = "" if p.residual is None else f", residual {p.residual:+.2f}"
-        parts.append(f'<circle class="member" cx="{frame.sx(probit(p.clean, n)):.1f}" cy="{frame.sy(probit(p.noisy, n)):.1f}" '
-                     f'r="3.4" fill="{MEMBER_COLOR}" stroke="#ffffff"><title>{escape(f"testbed {p.name}: clean {p.clean * 100:.1f}%, noisy {p.noisy * 100:.1f}%{residual}")}'
-                     f'</title></circle>')
+        x, y = frame.sx(probit(p.clean, n)), frame.sy(probit(p.noisy, n))
+        title = f'<title>{escape(f"testbed {p.name}: clean {p.clean * 100:.1f}%, noisy {p.noisy * 100:.1f}%{residual}")}</title>'
+        if p.epoch is None:  # a probe: a circle
+            parts.append(f'<circle class="member" cx="{x:.1f}" cy="{y:.1f}" r="3.4" fill="{MEMBER_COLOR}" stroke="#ffffff">'
+                         f'{title}</circle>')
+        else:  # the fine-tuning after an earlier epoch: a square
+            parts.append(f'<rect class="member epoch" x="{x - 3.4:.1f}" y="{y - 3.4:.1f}" width="6.8" height="6.8" '
+                         f'fill="{MEMBER_COLOR}" stroke="#ffffff">{title}</rect>')
     placed: List[Tuple[float, float, float, float]] = []  # label boxes already drawn
     for m in sorted(c.methods, key=lambda m: m.sort_key):
         color = colors.get(m.method, BASELINE_COLOR)

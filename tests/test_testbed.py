@@ -293,6 +293,10 @@ def test_epoch_members_are_the_earlier_epochs_evaluated_whole(epoch_testbed_run,
     assert "testbed: 4 members" in section
     residuals = section[section.index("Mean residual of the members cut after each block, and of the epoch"):]
     assert residuals.splitlines()[1].split()[1:] == ["block", "2", "block", "4", "epochs"]
+    html = (tmp / "results" / "leaderboard.html").read_text()
+    effective = html[html.index('<h2 id="effective">'):html.index('<h2 id="speed">')]
+    assert effective.count('class="member epoch"') == 2 and effective.count('class="member"') == 2  # one condition
+    assert "testbed epoch01-of-03: clean" in effective
 
 
 def test_epoch_members_need_kept_epochs_and_name_a_missing_one(epoch_testbed_run, tiny_checkpoint):
