@@ -89,7 +89,8 @@ RECIPES: Dict[str, Dict[str, Any]] = {
     # (docs/data-and-checkpoints.md): AdamW 0.05, lr 2e-4 at the top block decayed x0.75 per block
     # below, head 1e-3, 1 warm-up epoch (200 steps) then cosine, batch 8, drop path 0.1, clip 5,
     # mixup on half the clips, SpecAugment 24/96, time shift up to 1 s, bfloat16 autocast where the
-    # CPU has it. Measured in fp32 with 9 epochs: 82.75% on fold 5, still rising.
+    # CPU has it. Measured on fold 5: 80.5% with 15 epochs in bfloat16, 76.75% with 9 in float32 (an
+    # earlier 9-epoch float32 fine-tune, before this recipe, reached 82.75%: docs/results.md).
     "vit-esc50": {
         "epochs": 15, "batch_size": 8, "lr": 2e-4, "optimizer": "adamw", "weight_decay": 0.05, "betas": [0.9, 0.999],
         "schedule": "warmup_cosine", "warmup_epochs": 1, "layer_decay": 0.75, "head_lr": 1e-3, "drop_path": 0.1,
