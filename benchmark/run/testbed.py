@@ -6,9 +6,10 @@ the training clips; or the fine-tuning's model after an earlier epoch) is evalua
 every unbucketed variant of the task, clean and noisy, and written as a `Record` whose model block
 carries the member's spec (`testbed`) and whose key names the member
 (`whisper-tiny+testbed-block2-train25 / none / ...`, `vit-s14-dinov2+testbed-epoch03-of-09 / ...`).
-Resumable as the grid is: a pair whose record has the same identity (the member's spec with the checkpoint it was cut
-from) is skipped, a failed one is retried, a changed one is an error unless `overwrite`. Runs in
-the driver whatever the executor: its cost is one unpruned pass over the clips.
+Resumable as the grid is: a pair whose record has the same identity (the member's spec with the
+checkpoint it was cut from) is skipped, a failed one is retried, a changed one is an error unless
+`overwrite`. Runs in the driver whatever the executor: its cost is one unpruned pass over the clips
+(and one more per epoch member).
 """
 from __future__ import annotations
 
