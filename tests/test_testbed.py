@@ -134,6 +134,30 @@ def test_a_rerun_skips_every_member_and_a_changed_member_is_refused(testbed_run,
     assert "testbed member block2-train50 changed (model.testbed" in capsys.readouterr().err
 
 
+def test_a_failure_keeps_the_variants_already_written_and_the_rerun_writes_the_rest(testbed_run, monkeypatch, capsys):
+    import prunebench.run.testbed as step
+
+    tmp, config = testbed_run
+    out = tmp / "interrupted"
+    real = step.pooled_per_block
+
+    def fails_on_white_noise(encoder, features, spec, *args, **kwargs):
+        if spec["split"] == "test" and "white" in spec["variant"]:
+            raise RuntimeError("killed mid-testbed")
+        return real(encoder, features, spec, *args, **kwargs)
+
+    monkeypatch.setattr(step, "pooled_per_block", fails_on_white_noise)
+    main(["run", "--config", str(config), "--out", str(out), "--no-progress"])
+    members = [r for r in load_results(out, testbed=True, include_failed=True) if r.testbed is not None or not r.ok]
+    ok = [r for r in members if r.ok]
+    assert len(ok) == 4 and {r.variant for r in ok} == {"synth-esc/fold5"}  # the clean variant, every member
+    assert sum(not r.ok for r in members) == 8
+    monkeypatch.setattr(step, "pooled_per_block", real)
+    capsys.readouterr()
+    assert main(["run", "--config", str(config), "--out", str(out), "--no-progress"]) == 0
+    assert "testbed: 8 records written, 4 already present" in capsys.readouterr().out
+
+
 def test_report_and_leaderboard_show_the_effective_robustness_figure(testbed_run):
     tmp, _ = testbed_run
     from prunebench.analysis.report import report_folder

@@ -6,7 +6,7 @@ the training clips; or the fine-tuning's model after an earlier epoch) is evalua
 every unbucketed variant of the task, clean and noisy, and written as a `Record` whose model block
 carries the member's spec (`testbed`) and whose key names the member
 (`whisper-tiny+testbed-block2-train25 / none / ...`, `vit-s14-dinov2+testbed-epoch03-of-09 / ...`).
-Resumable as the grid is: a pair whose record has the same identity (the member's spec with the
+Written variant by variant and resumable as the grid is: a pair whose record has the same identity (the member's spec with the
 checkpoint it was cut from) is skipped, a failed one is retried, a changed one is an error unless
 `overwrite`. Runs in the driver whatever the executor: its cost is one unpruned pass over the clips
 (and one more per epoch member).
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Tuple, Union
 
 import torch
 
@@ -99,18 +99,26 @@ def _model_task(work: Work, mi: int, ti: int, out: Path, overwrite: bool, summar
         return
     work.echo(f"testbed: {len({p.member for p in pending})} members of {prepared.name} on {task.id}, "
               f"{len(pending)} records to write")
-    try:
-        records = _evaluate(work, prepared, base, pending)
-    except Exception as exc:  # the grid's records stand; the testbed's pairs fail with the reason
+    written = set()
+    try:  # each variant's records are written as soon as they are made: a kill loses one variant at most
+        for p, record in _evaluate(work, prepared, base, pending):
+            _write(record, out, summary)
+            written.add(p.pair.key)
+    except Exception as exc:  # the grid's records stand; the testbed's pairs not yet written fail with the reason
         failure = Failure.from_exception(exc, "testbed")
-        records = [Record.failed(p.pair, failure, work.provenance()) for p in pending]
-    for record in records:
-        summary.written.append(record.write(out))
-        if not record.ok:
-            summary.failed.append((" / ".join(record.key), record.failure.first_line))
+        for p in pending:
+            if p.pair.key not in written:
+                _write(Record.failed(p.pair, failure, work.provenance()), out, summary)
 
 
-def _evaluate(work: Work, prepared: PreparedModel, base, pending: List[_Pending]) -> List[Record]:
+def _write(record: Record, out: Path, summary: TestbedSummary) -> None:
+    summary.written.append(record.write(out))
+    if not record.ok:
+        summary.failed.append((" / ".join(record.key), record.failure.first_line))
+
+
+def _evaluate(work: Work, prepared: PreparedModel, base, pending: List[_Pending]) -> Iterator[Tuple[_Pending, Record]]:
+    """Each pending pair's record, variant by variant (every member of one variant before the next)."""
     config = work.config
     device = resolve_device(config.measure["device"])
     batch = config.measure["batch_size"]
@@ -118,7 +126,6 @@ def _evaluate(work: Work, prepared: PreparedModel, base, pending: List[_Pending]
     models = _probe_members(work, prepared, base, task, [p.member for p in pending if isinstance(p.member, Member)])
     for member in sorted({p.member for p in pending if isinstance(p.member, EpochMember)}, key=lambda m: m.epoch):
         models[member] = _epoch_member(prepared, member)
-    records: List[Record] = []
     metric = get_metric(task.metric)
     for unit in sorted({p.unit for p in pending}, key=lambda u: u.variant_index):
         features = work.features(prepared, unit)
@@ -146,8 +153,7 @@ def _evaluate(work: Work, prepared: PreparedModel, base, pending: List[_Pending]
             }
             block = _model_block(prepared, p.member, member_path, sha, model, train_clips)
             pair = work.pair(unit, block, p.pair.method)
-            records.append(Record.ok_result(pair, outcome, work.provenance()))
-    return records
+            yield p, Record.ok_result(pair, outcome, work.provenance())
 
 
 # (checkpoint path, its sha256, the member as a model, pooled output at its block -> logits, training clips)
