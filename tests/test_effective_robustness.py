@@ -1,4 +1,6 @@
 """Effective robustness: the probit line, the bootstrap that refits it, the no-verdict rule."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ from prunebench.analysis.effective import (ABOVE, BELOW, MIN_R2, ON, effective_r
                                            probit)
 from prunebench.analysis.paired import bootstrap_draws
 from prunebench.metrics.bootstrap import bootstrap_interval
+from prunebench.records.record import load_results
 
 stats = pytest.importorskip("scipy.stats")
 
@@ -179,3 +182,20 @@ def test_a_model_below_the_line_by_the_detectable_effect_is_found_about_80_perce
     mde = effective_robustness(data(0, 0.0)).conditions[0].methods[0].mde
     found = [effective_robustness(data(seed, mde)).conditions[0].methods[0].verdict == BELOW for seed in range(1, 121)]
     assert 0.68 <= sum(found) / len(found) <= 0.92
+
+
+VIT_STORE = Path(__file__).resolve().parents[1] / "results-store/esc50-vit-s14/published/records"
+
+
+@pytest.mark.skipif(not VIT_STORE.exists(), reason="no ViT store entry")
+def test_the_fine_tuned_vit_store_entry_has_a_line_at_every_noise_and_the_published_verdicts():
+    # The published track carries its 14-member testbed (8 earlier epochs, 6 probes): every noise gets a line,
+    # and the verdicts docs/results.md states are what the records give.
+    result = effective_robustness(load_results(VIT_STORE, testbed=True))
+    assert len(result.conditions) == 6
+    for condition in result.conditions:
+        assert condition.no_verdict is None and condition.line.r2 > 0.95, condition
+    pooled = {(p.method_name, p.keep_rate): p for p in result.pooled}
+    assert pooled[("none", None)].verdict == ON
+    assert pooled[("topk", 0.5)].verdict == ABOVE and pooled[("topk", 0.5)].er == pytest.approx(0.080, abs=0.0005)  # a share: +8.0 points
+    assert pooled[("tome", 0.5)].verdict == BELOW and pooled[("random", 0.5)].verdict == BELOW
