@@ -209,6 +209,6 @@ def test_the_stores_studies_read_whole():
     # Whisper base reads the esc50-whisper-base track's testbed in place (36 probes, same frozen encoder)
     assert studies["whisper-base"].testbed_track == "esc50-whisper-base"
     assert not list(studies["whisper-base"].off_the_shelf.glob("*+testbed-*"))
-    assert all("36 members" in line for line in views["whisper-base"].testbed) and len(views["whisper-base"].testbed) == 2
+    assert all("36 members" in line for line in views["whisper-base"].testbed) and len(views["whisper-base"].testbed) == 4  # w/p 20, 10 dB
     topk = next(r for r in views["whisper-base"].rows if r[0].startswith("topk"))
     assert topk[1:5] == ["400", "81.8", "56.5", "75.5"]
