@@ -189,13 +189,15 @@ VIT_STORE = Path(__file__).resolve().parents[1] / "results-store/esc50-vit-s14/p
 
 @pytest.mark.skipif(not VIT_STORE.exists(), reason="no ViT store entry")
 def test_the_fine_tuned_vit_store_entry_has_a_line_at_every_noise_and_the_published_verdicts():
-    # The published track carries its 14-member testbed (8 earlier epochs, 6 probes): every noise gets a line,
-    # and the verdicts docs/results.md states are what the records give.
+    # The published track carries its 14-member testbed (8 earlier epochs, 6 probes): every one of its 8 noises
+    # (white, pink at 20/10/0 dB, mix-clips at 20/10 dB) gets a line, and the verdicts docs/results.md states are
+    # what the records give.
     result = effective_robustness(load_results(VIT_STORE, testbed=True))
-    assert len(result.conditions) == 6
+    assert len(result.conditions) == 8
     for condition in result.conditions:
-        assert condition.no_verdict is None and condition.line.r2 > 0.95, condition
+        assert condition.no_verdict is None and condition.line.r2 > 0.85, condition
     pooled = {(p.method_name, p.keep_rate): p for p in result.pooled}
     assert pooled[("none", None)].verdict == ON
-    assert pooled[("topk", 0.5)].verdict == ABOVE and pooled[("topk", 0.5)].er == pytest.approx(0.080, abs=0.0005)  # a share: +8.0 points
-    assert pooled[("tome", 0.5)].verdict == BELOW and pooled[("random", 0.5)].verdict == BELOW
+    assert pooled[("topk", 0.5)].verdict == ABOVE and pooled[("topk", 0.5)].er == pytest.approx(0.094, abs=0.0005)  # a share: +9.4 points
+    for method in ("tome", "random"):  # below at both keep rates, 1.5x included, once 0 dB is in
+        assert pooled[(method, 0.7)].verdict == BELOW and pooled[(method, 0.5)].verdict == BELOW

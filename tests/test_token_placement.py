@@ -88,7 +88,7 @@ def test_the_vit_store_entry():
     records = load_results(VIT)
     assert {record_grid(r) for r in records} == {(9, 36)}
     found = {(p.method, p.variant): p for p in placements(records)}
-    assert len(found) == len(records) == 63  # 9 methods x (clean, white, pink, mix-clips at 20/10 dB)
+    assert len(found) == len(records) == 81  # 9 methods x (clean, white and pink at 20/10/0 dB, mix-clips at 20/10 dB)
     none = found[("none", "clean")]
     assert none.band_shares() == pytest.approx([1 / 3] * 3) and none.clips == 400
     assert found[("tome-keep_rate=0.5", "clean")].no_selection.startswith(NO_SELECTION)
