@@ -47,7 +47,7 @@ def effective_groups(result: EffectiveRobustness, colors: Dict[str, str]) -> Lis
 def _table(result: EffectiveRobustness, model: str, task: str, conditions: List[Condition]
            ) -> Tuple[List[str], List[List[str]]]:
     headers = ["method", "keep"] + [c.corruption + ("" if c.no_verdict is None else " (no line)") for c in conditions]
-    headers += ["mean ER [95% CI]", "could have detected", "verdict"]
+    headers += ["mean ER [95% CI]", "could have detected", "verdict", "vs none [95% CI]"]
     methods: Dict[str, List[str]] = {}
     for i, c in enumerate(conditions):
         for m in sorted(c.methods, key=lambda m: m.sort_key):
@@ -59,7 +59,8 @@ def _table(result: EffectiveRobustness, model: str, task: str, conditions: List[
     for method, row in methods.items():
         p = pooled.get(method)
         rows.append(row + ([f"{p.er * 100:+.1f} {_ci(p.ci95)}", "" if p.mde is None else f">= {p.mde * 100:.1f}",
-                            p.verdict] if p else ["", "", "no verdict: no condition has a line"]))
+                            p.verdict, "" if p.vs_none is None else f"{p.vs_none * 100:+.1f} {_ci(p.vs_none_ci95)}"]
+                           if p else ["", "", "no verdict: no condition has a line", ""]))
     return headers, rows
 
 

@@ -68,6 +68,12 @@ def test_the_line_equals_scipy_probits_and_numpy_least_squares():
 def reference_interval(records, method, corruption, seed=0):
     """A plain loop: each resample expanded into clip indices, accuracies by numpy, the line by
     scipy's probit and numpy's lstsq, ER = noisy - Phi(line at clean)."""
+    values = reference_resamples(records, method, seed)
+    return bootstrap_interval(values), np.std(values, ddof=1)
+
+
+def reference_resamples(records, method, seed=0):
+    """The ER of `method` on each resample (one noise condition), by the plain loop."""
     members = sorted({r["model"]["testbed"]["member"] for r in records if "testbed" in r["model"]})
 
     def vector(name, noisy, is_member):
@@ -86,7 +92,7 @@ def reference_interval(records, method, corruption, seed=0):
         (a, b), *_ = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), y, rcond=None)
         mc, mn = vector(method, False, False)[idx].mean(), vector(method, True, False)[idx].mean()
         values.append(mn - stats.norm.cdf(a * stats.norm.ppf(clip(mc)) + b))
-    return bootstrap_interval(values), np.std(values, ddof=1)
+    return np.array(values)
 
 
 def test_effective_robustness_and_its_bootstrap_equal_a_plain_reference_loop():
@@ -112,6 +118,13 @@ def test_effective_robustness_and_its_bootstrap_equal_a_plain_reference_loop():
         assert low - 1e-9 <= condition.line.predict(clean, N) <= high + 1e-9
     (pooled_none, pooled_topk) = result.pooled
     assert pooled_topk.er == pytest.approx(topk.er) and pooled_topk.ci95 == pytest.approx(topk.ci95)
+    # its distance from none's ER: the difference on every resample, against the plain loop
+    difference = reference_resamples(records, "topk-keep_rate=0.5") - reference_resamples(records, "none")
+    assert pooled_topk.vs_none == pytest.approx(topk.er - by["none"].er, abs=1e-12)
+    assert pooled_topk.vs_none_ci95 == pytest.approx(bootstrap_interval(difference), abs=1e-9)
+    assert pooled_topk.vs_none_mde == pytest.approx((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * np.std(difference, ddof=1),
+                                                    rel=1e-6)
+    assert pooled_none.vs_none is None and pooled_none.vs_none_ci95 is None
 
 
 def test_a_model_above_the_line_and_an_extrapolated_one():
@@ -201,3 +214,5 @@ def test_the_fine_tuned_vit_store_entry_has_a_line_at_every_noise_and_the_publis
     assert pooled[("topk", 0.5)].verdict == ABOVE and pooled[("topk", 0.5)].er == pytest.approx(0.094, abs=0.0005)  # a share: +9.4 points
     for method in ("tome", "random"):  # below at both keep rates, 1.5x included, once 0 dB is in
         assert pooled[(method, 0.7)].verdict == BELOW and pooled[(method, 0.5)].verdict == BELOW
+        # and below the unpruned model, which itself lies under the line at 0 dB: -2.5 points at 1.5x
+        assert pooled[(method, 0.7)].vs_none == pytest.approx(-0.025, abs=0.0006) and pooled[(method, 0.7)].vs_none_ci95[1] < 0

@@ -23,7 +23,9 @@ Per model, task and noise condition (corruption at an SNR):
 No verdict, with the reason, where the line cannot be trusted: fewer than MIN_MEMBERS members
 (never a fit through two or three points), a clean-accuracy spread under MIN_SPREAD, or
 R^2 < MIN_R2 (accuracy is not on a line at that noise). Per method, the conditions with a line are
-pooled into a mean ER with its interval (the same resamples). A method whose clean accuracy lies
+pooled into a mean ER with its interval (the same resamples), and into its distance from `none`'s
+mean ER on the same resamples (where the unpruned model itself lies off the line, at a harsh noise,
+that is what pruning adds). A method whose clean accuracy lies
 outside the members' range is flagged: its ER is read off an extrapolated line.
 Pure functions of records; accuracy tasks only (a clip must be right or wrong).
 """
@@ -38,6 +40,7 @@ import torch
 
 from prunebench.analysis.paired import ALPHA, POWER, bootstrap_draws
 from prunebench.analysis.robustness import common_ids, outcomes, unusable_reason
+from prunebench.core.registry import BASELINE
 from prunebench.metrics.accuracy import Accuracy
 from prunebench.metrics.bootstrap import bootstrap_interval
 from prunebench.records.record import Record, RecordLike, as_records, method_sort_key
@@ -131,6 +134,10 @@ class PooledER:
     ci95: Optional[Tuple[float, float]]
     mde: Optional[float]
     verdict: str
+    # ER minus `none`'s mean ER over the same conditions and resamples (None for `none`, or without it)
+    vs_none: Optional[float] = None
+    vs_none_ci95: Optional[Tuple[float, float]] = None
+    vs_none_mde: Optional[float] = None
 
 
 @dataclass
@@ -254,6 +261,7 @@ def _group(key: GroupKey, group: List[Record], seed: int, result: EffectiveRobus
                          key=lambda c: next(r.corruption_order for r in group if r.corruption_id == c))
     resamples: Dict[str, List[torch.Tensor]] = {}  # method -> its ER over the resamples, per condition with a line
     points: Dict[str, List[float]] = {}
+    read: Dict[str, List[str]] = {}  # method -> those conditions
     for corruption in corruptions:
         condition, resampled = _condition(key, corruption, members, methods, ids, draws)
         result.conditions.append(condition)
@@ -261,14 +269,25 @@ def _group(key: GroupKey, group: List[Record], seed: int, result: EffectiveRobus
             if m.er is not None:
                 resamples.setdefault(m.method, []).append(resampled[m.method])
                 points.setdefault(m.method, []).append(m.er)
+                read.setdefault(m.method, []).append(corruption)
+    baseline = next((m for m in resamples if methods[m][None].method.id == BASELINE), None)
     for method in sorted(resamples, key=lambda m: _method_order(methods[m])):
         first = methods[method][None]
         stack = torch.stack(resamples[method]).mean(0)
-        values = stack[~torch.isnan(stack)]
-        ci = tuple(bootstrap_interval(values.tolist())) if values.numel() else None
-        result.pooled.append(PooledER(key[0], key[1], method, first.method.name, first.method.keep_rate,
-                                      len(points[method]), sum(points[method]) / len(points[method]), ci,
-                                      detectable(stack), direction(ci)))
+        ci = _interval(stack)
+        pooled = PooledER(key[0], key[1], method, first.method.name, first.method.keep_rate, len(points[method]),
+                          sum(points[method]) / len(points[method]), ci, detectable(stack), direction(ci))
+        if baseline is not None and method != baseline and read[method] == read[baseline]:
+            difference = stack - torch.stack(resamples[baseline]).mean(0)
+            pooled.vs_none = pooled.er - sum(points[baseline]) / len(points[baseline])
+            pooled.vs_none_ci95, pooled.vs_none_mde = _interval(difference), detectable(difference)
+        result.pooled.append(pooled)
+
+
+def _interval(values: torch.Tensor) -> Optional[Tuple[float, float]]:
+    """The 95% bootstrap interval of the resamples that define a value (None: none do)."""
+    finite = values[~torch.isnan(values)]
+    return tuple(bootstrap_interval(finite.tolist())) if finite.numel() else None
 
 
 def _method_order(by: Dict[Optional[str], Record]) -> Tuple:
@@ -365,8 +384,7 @@ def _condition(key: GroupKey, corruption: str, members, methods, ids: List[str],
             continue
         predicted, er, values = tl.er(mc, mn)
         resampled[method] = values
-        finite = values[~torch.isnan(values)]
-        ci = tuple(bootstrap_interval(finite.tolist())) if finite.numel() else None
+        ci = _interval(values)
         verdict = reason or direction(ci)
         outside = bool(tl.clean) and not (min(tl.clean) <= clean_m <= max(tl.clean))
         condition.methods.append(MethodER(method, first.method.name, first.method.keep_rate, clean_m, noisy_m,

@@ -6,7 +6,8 @@ from typing import List, Optional, Tuple
 
 from tabulate import tabulate
 
-from prunebench.analysis.effective import MIN_MEMBERS, MIN_R2, MIN_SPREAD, Condition, EffectiveRobustness, MethodER
+from prunebench.analysis.effective import (MIN_MEMBERS, MIN_R2, MIN_SPREAD, Condition, EffectiveRobustness,
+                                           MethodER, PooledER)
 
 INTRO = [
     "Effective robustness (Taori et al. 2020; Miller et al. 2021): noisy accuracy minus what the line",
@@ -32,18 +33,24 @@ def effective_section(result: EffectiveRobustness) -> Tuple[List[str], List[str]
         lines += [""] + _group_lines(model, task, conditions)
         pooled = [p for p in result.pooled if (p.model, p.task) == (model, task)]
         if pooled:
-            table = [[p.method_name, _keep(p.keep_rate), p.conditions, _points(p.er), _ci(p.ci95), _mde(p.mde), p.verdict]
-                     for p in pooled]
-            lines += ["", "Mean over the conditions on a line (the same resamples):",
+            table = [[p.method_name, _keep(p.keep_rate), p.conditions, _points(p.er), _ci(p.ci95), _mde(p.mde), p.verdict,
+                      _points(p.vs_none), _ci(p.vs_none_ci95), _mde(p.vs_none_mde)] for p in pooled]
+            lines += ["", "Mean over the conditions on a line (the same resamples); 'vs none': ER minus none's mean ER,",
+                      "what pruning adds where the unpruned model itself lies off the line:",
                       tabulate(table, headers=["method", "keep", "conditions", "ER", "[95% CI]", "could have detected",
-                                               "verdict"], tablefmt="simple", disable_numparse=True)]
-            answers += [f"{model} on {task}, effective robustness, {p.method_name}"
-                        + (f" keep {_keep(p.keep_rate)}" if p.keep_rate is not None else "")
-                        + f": {_points(p.er)} points {_ci(p.ci95)} over {p.conditions} conditions: {p.verdict}"
-                        + f" (could have detected {_mde(p.mde)})" for p in pooled]
+                                               "verdict", "vs none", "[95% CI]", "could have detected"],
+                               tablefmt="simple", disable_numparse=True)]
+            answers += [_answer(model, task, p) for p in pooled]
         lines += [f"{model} on {task}: no noise condition has a line (no verdict)"] if not pooled else []
     lines += [f"Not read: {note}" for note in result.notes]
     return lines, answers
+
+
+def _answer(model: str, task: str, p: PooledER) -> str:
+    keep = f" keep {_keep(p.keep_rate)}" if p.keep_rate is not None else ""
+    vs_none = f"; {_points(p.vs_none)} {_ci(p.vs_none_ci95)} vs none" if p.vs_none is not None else ""
+    return (f"{model} on {task}, effective robustness, {p.method_name}{keep}: {_points(p.er)} points {_ci(p.ci95)} "
+            f"over {p.conditions} conditions: {p.verdict} (could have detected {_mde(p.mde)}){vs_none}")
 
 
 def _group_lines(model: str, task: str, conditions: List[Condition]) -> List[str]:
