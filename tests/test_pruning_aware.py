@@ -209,6 +209,10 @@ def test_the_stores_studies_read_whole():
     # at 2x (the bfloat16 fine-tune, its own control at 79.8%): two epochs leave every method short of it
     rows = {r[0].split("-")[0]: r for r in views["whisper-tiny-ft-2x"].rows}
     assert rows["topk"][1:5] == ["400", "79.8", "57.5", "65.5"] and rows["tome"][1:5] == ["400", "79.8", "74.5", "77.2"]
+    # the frozen ViT's probes at white and pink 20 and 10 dB, read against the esc50-vit-s14-probe track's testbed
+    assert len(views["vit-s14-probe"].testbed) == 4
+    intensity = next(r for r in views["vit-s14-probe"].rows if r[0].startswith("intensity"))
+    assert intensity[1:5] == ["400", "69.2", "35.0", "67.0"] and intensity[-1].startswith("-5.7 [-9.3, -2.5]")  # still below the line
     # Whisper base reads the esc50-whisper-base track's testbed in place (36 probes, same frozen encoder)
     assert studies["whisper-base"].testbed_track == "esc50-whisper-base"
     assert not list(studies["whisper-base"].off_the_shelf.glob("*+testbed-*"))
