@@ -261,7 +261,7 @@ def _group(key: GroupKey, group: List[Record], seed: int, result: EffectiveRobus
                          key=lambda c: next(r.corruption_order for r in group if r.corruption_id == c))
     resamples: Dict[str, List[torch.Tensor]] = {}  # method -> its ER over the resamples, per condition with a line
     points: Dict[str, List[float]] = {}
-    read: Dict[str, List[str]] = {}  # method -> those conditions
+    conditions_of: Dict[str, List[str]] = {}  # method -> those conditions
     for corruption in corruptions:
         condition, resampled = _condition(key, corruption, members, methods, ids, draws)
         result.conditions.append(condition)
@@ -269,7 +269,7 @@ def _group(key: GroupKey, group: List[Record], seed: int, result: EffectiveRobus
             if m.er is not None:
                 resamples.setdefault(m.method, []).append(resampled[m.method])
                 points.setdefault(m.method, []).append(m.er)
-                read.setdefault(m.method, []).append(corruption)
+                conditions_of.setdefault(m.method, []).append(corruption)
     baseline = next((m for m in resamples if methods[m][None].method.id == BASELINE), None)
     for method in sorted(resamples, key=lambda m: _method_order(methods[m])):
         first = methods[method][None]
@@ -277,7 +277,7 @@ def _group(key: GroupKey, group: List[Record], seed: int, result: EffectiveRobus
         ci = _interval(stack)
         pooled = PooledER(key[0], key[1], method, first.method.name, first.method.keep_rate, len(points[method]),
                           sum(points[method]) / len(points[method]), ci, detectable(stack), direction(ci))
-        if baseline is not None and method != baseline and read[method] == read[baseline]:
+        if baseline is not None and method != baseline and conditions_of[method] == conditions_of[baseline]:
             difference = stack - torch.stack(resamples[baseline]).mean(0)
             pooled.vs_none = pooled.er - sum(points[baseline]) / len(points[baseline])
             pooled.vs_none_ci95, pooled.vs_none_mde = _interval(difference), detectable(difference)
