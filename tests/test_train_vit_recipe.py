@@ -139,3 +139,29 @@ def test_partial_fine_tuning_trains_only_the_top(tmp_path, esc_root):
         train_model("test-vitft", task, {**cfg, "freeze_blocks": 4}, out=tmp_path / "q", progress=False)
     assert "freeze_blocks" not in hashed_settings(resolve_train({"freeze_blocks": 0}))
     assert hashed_settings(resolve_train({"freeze_blocks": 2}))["freeze_blocks"] == 2
+
+
+def test_init_patch_scale_rescales_the_inits_filters_only(tmp_path, esc_root):
+    """init_patch_scale: 2 starts from the init with its patch filters doubled and nothing else
+    changed: with no learning (lr 0) the trained model on x equals the init on 2x. Hashed only when
+    set; a bad value or no init is refused."""
+    task = ESC50(root=str(esc_root), split="fold5")
+    init, _ = train_model("test-vitft", task, {**FINE_TUNE, "epochs": 1, "epoch_checkpoints": False},
+                          out=tmp_path / "init", progress=False)
+    cfg = {**FINE_TUNE, "epochs": 1, "epoch_checkpoints": False, "init": str(init), "lr": 0.0, "head_lr": 0.0,
+           "init_patch_scale": 2.0}
+    path, _ = train_model("test-vitft", task, cfg, out=tmp_path / "s", progress=False)
+    before = torch.load(init, weights_only=True)["state_dict"]
+    after = torch.load(path, weights_only=True)["state_dict"]
+    assert torch.equal(after["vit.patch_embed.proj.weight"], 2 * before["vit.patch_embed.proj.weight"])
+    assert [k for k in before if k != "vit.patch_embed.proj.weight" and not torch.equal(before[k], after[k])] == []
+    a, b = load_model("test-vitft", str(init), num_classes=3).eval(), load_model("test-vitft", str(path), num_classes=3).eval()
+    x = torch.randn(2, 96, 128)
+    assert torch.allclose(b(x), a(2 * x), atol=1e-5) and not torch.allclose(b(x), a(x), atol=1e-3)
+    assert "init_patch_scale" not in hashed_settings(resolve_train({"recipe": "vit-esc50", "init": "x"}))
+    assert hashed_settings(resolve_train({"recipe": "vit-esc50-v2", "init": "x"}))["init_patch_scale"] == 2.0
+    for bad in (0, -1.0, True, "2"):
+        with pytest.raises(ConfigError, match="init_patch_scale must be a number > 0"):
+            resolve_train({"init": "x", "init_patch_scale": bad})
+    with pytest.raises(ConfigError, match="init_patch_scale rescales the filters of an init: set init"):
+        resolve_train({"init_patch_scale": 2.0})

@@ -122,6 +122,8 @@ def initial_model(spec: TrainingSpec) -> Tuple[TokenEncoder, Optional[str]]:
         model, weights = load_backbone(model_name, spec.init_source, task.num_classes, frames=cfg["frames"])
         if overrides:
             log.warning("model overrides %s are ignored when fine-tuning from %s", overrides, cfg["init"])
+        if cfg["init_patch_scale"] != 1.0:
+            scale_patch_filters(model, cfg["init_patch_scale"])
         return model, weights.format
     extra = {"target_frames": cfg["frames"]} if cfg["frames"] else {}
     return build_model(model_name, num_classes=task.num_classes, **{**overrides, **extra}), None
@@ -158,6 +160,16 @@ def set_up(spec: TrainingSpec, store: FeatureStore, resume: bool) -> Training:
     fill = frontend.padding_value() if cfg["mask_fill"] == "logmel-zero" else 0.0
     target = prune_target(cfg["prune"]) if cfg["prune"] else None
     return Training(spec, train, test, state, steps_per_epoch, fill, target)
+
+
+def scale_patch_filters(model: TokenEncoder, scale: float) -> None:
+    """Multiply the patch embedding's filters (not its bias) by `scale`: the same as feeding the
+    init `scale` times the input, so an image ViT sees the input scale it was trained on."""
+    proj = getattr(getattr(getattr(model, "vit", None), "patch_embed", None), "proj", None)
+    if proj is None:
+        raise ConfigError(f"train: init_patch_scale: model {model.config.name!r} has no patch embedding to rescale")
+    with torch.no_grad():
+        proj.weight.mul_(scale)
 
 
 def set_drop_path(model: TokenEncoder, rate: float) -> None:
