@@ -63,14 +63,16 @@ def test_whisper_configs(tmp_path):
 
 
 def test_whisper_base_configs():
-    """Whisper base: its fold-5 grid (5 methods, 4 of them at keep 0.7 and 0.5; clean + white and
-    pink at 20 and 10 dB) and the 5-fold probe, both from the zoo entry whisper-base."""
+    """Whisper base: its fold-5 grid (5 methods, 4 of them at keep 0.7 and 0.5; clean, white and
+    pink at 20, 10 and 0 dB, mix-clips at 20 and 10 dB) and the 5-fold probe, both from the zoo
+    entry whisper-base."""
     grid = parse_config(yaml.safe_load((CONFIGS / "whisper-base-esc50.yaml").read_text()))
     assert [m.name for m in grid.models] == ["whisper-base"] and grid.models[0].checkpoint is None
     assert sorted((m.name, m.params.get("keep_rate")) for m in grid.methods) == sorted(
         [("none", None)] + [(n, k) for n in ("topk", "tome", "random", "intensity") for k in (0.7, 0.5)])
     assert [v.id for v in grid.tasks[0].variants] == ["esc50/fold5"] + [
-        f"esc50/fold5+{n}@{db}dB" for n in ("white", "pink") for db in (20, 10)]
+        f"esc50/fold5+{n}@{db}dB" for n in ("white", "pink") for db in (20, 10, 0)] + [
+        f"esc50/fold5+mix-clips@{db}dB" for db in (20, 10)]
     assert resolve_train(grid.train, family="whisper")["recipe"] == "probe" and grid.train["init"] == "whisper-base"
     folds = parse_config(yaml.safe_load((CONFIGS / "whisper-base-esc50-5fold.yaml").read_text()))
     assert [t.task.split for t in folds.tasks] == [f"fold{f}" for f in range(1, 6)]
@@ -94,3 +96,17 @@ def test_one_second_config_runs_and_trains_at_its_length():
 def test_length_configs_parse(name):
     cfg = parse_config(yaml.safe_load((CONFIGS / name).read_text()))
     assert any("+len" in v.id for t in cfg.tasks for v in t.variants)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (CONFIGS / "aware").glob("*.yaml")))
+def test_pruning_aware_configs_parse(name):
+    """Each pruning-aware config: one model; the off-the-shelf ones hold none, every other one
+    trains with its single method in place at that method's keep rate."""
+    cfg = parse_config(yaml.safe_load((CONFIGS / "aware" / name).read_text()))
+    assert len(cfg.models) == 1 and cfg.tasks[0].task.name == "esc50"
+    methods = {m.name: m.params.get("keep_rate") for m in cfg.methods}
+    if name.endswith("off-the-shelf.yaml"):
+        assert "none" in methods and "prune" not in cfg.train
+    elif "prune" in cfg.train:
+        (method, keep), = methods.items()
+        assert cfg.train["prune"] == f"{method}:keep_rate={keep}"
