@@ -24,7 +24,7 @@ def test_prunebench_tracks_lists_every_track_with_its_runtime(capsys):
     out = capsys.readouterr().out
     for name in SHIPPED:
         assert f"{name} (version {load_track(name).version}, protocol 1)" in out
-    assert "esc50-whisper-base (version 2, protocol 1)" in out  # remade with new weights (its file says why)
+    assert "esc50-whisper-base (version 3, protocol 1)" in out  # remade, then extended (its file says why)
     assert out.count("expected on a 2-core CPU:") == len(all_tracks()) >= 4
 
 
