@@ -216,6 +216,11 @@ def test_the_stores_studies_read_whole():
     # Whisper base reads the esc50-whisper-base track's testbed in place (36 probes, same frozen encoder)
     assert studies["whisper-base"].testbed_track == "esc50-whisper-base"
     assert not list(studies["whisper-base"].off_the_shelf.glob("*+testbed-*"))
-    assert all("36 members" in line for line in views["whisper-base"].testbed) and len(views["whisper-base"].testbed) == 4  # w/p 20, 10 dB
+    assert all("36 members" in line for line in views["whisper-base"].testbed) and len(views["whisper-base"].testbed) == 8  # w/p 20, 10, 0 dB; m 20, 10
     topk = next(r for r in views["whisper-base"].rows if r[0].startswith("topk"))
     assert topk[1:5] == ["400", "81.8", "56.5", "75.5"]
+    # at 2x on Whisper base: no refitted probe comes within 2 points, none lies below the line
+    rows = {r[0].split("-")[0]: r for r in views["whisper-base-2x"].rows}
+    assert studies["whisper-base-2x"].testbed_track == "esc50-whisper-base"
+    assert rows["random"][1:5] == ["400", "81.8", "64.0", "66.8"] and rows["tome"][1:5] == ["400", "81.8", "70.0", "75.8"]
+    assert rows["intensity"][-1].startswith("+6.4 [+3.5, +9.2]")  # aware, above the line
