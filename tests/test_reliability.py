@@ -167,13 +167,16 @@ def test_a_changed_pair_or_an_incomparable_record_is_an_error(tmp_path, finished
     assert run(tmp_path, {**config, "seed": 1}) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "changed (seed: 0 -> 1)" in err and "--overwrite" in err
-    # A record of another checkpoint slipped into the folder (another pair, so the run would leave
-    # it alone): it cannot be compared with the others, so the report refuses the folder, naming both.
+    # A record of another checkpoint, of other weights, slipped into the folder (another pair, so the
+    # run would leave it alone): it cannot be compared with the others, so the report refuses the
+    # folder, naming both.
     stranger = Record.read(out / "ast-tiny" / "none" / "synth-esc" / "fold5.json").to_dict()
-    stranger["model"]["checkpoint_sha256"] = "0" * 64
+    other = {"checkpoint_sha256": "0" * 64, "weights_sha256": "1" * 64}
+    stranger["model"].update(other)
     stranger["method"]["id"] = "stranger"
     parts = stranger["identity"]["parts"]
-    stranger["identity"] = Identity({**parts, "model": {**parts["model"], "checkpoint_sha256": "0" * 64}}).to_dict()
+    model_part = {**parts["model"], **{k: v for k, v in other.items() if k in parts["model"]}}
+    stranger["identity"] = Identity({**parts, "model": model_part}).to_dict()
     target = out / "ast-tiny" / "stranger" / "synth-esc" / "fold5.json"
     write_record(target, stranger)
     sidecar = out / "ast-tiny" / "none" / "synth-esc" / "fold5.npz"
@@ -283,3 +286,30 @@ def test_plugin_that_fails_to_import_is_reported_and_skipped(tmp_path, capsys):
     for path, why in ((broken, "No module named 'no_such_module_anywhere'"), (syntax, "SyntaxError"),
                       (duplicate, "already registered")):
         assert f"plugin file {str(path)!r} failed to load" in captured.err and why in captured.err
+
+
+def test_a_refit_of_equal_weights_resumes_and_other_weights_are_refused(tmp_path, tiny_checkpoint, capsys):
+    """A checkpoint file saved again with the same weights (a refit that reproduced them; the file
+    holds other metadata) is the same model: the run resumes into its records and the folder reads
+    as one. A file of other weights is refused, naming the record."""
+    from prunebench.models import load_model, save_checkpoint
+    from prunebench.records.record import load_results
+
+    root, original = tiny_checkpoint
+    checkpoint = tmp_path / "probe.pt"
+    shutil.copy(original, checkpoint)
+    assert run(tmp_path, run_config(root, checkpoint, methods=[{"name": "none"}])) == 0
+    model = load_model("ast-tiny", str(checkpoint), num_classes=10)
+    save_checkpoint(model.eval(), checkpoint, {"note": "refitted elsewhere, in another time"})
+    assert checkpoint.read_bytes() != original.read_bytes()
+    config = run_config(root, checkpoint, methods=[{"name": "none"}, {"name": "topk", "keep_rate": 0.5}])
+    assert run(tmp_path, config) == 0
+    assert "2 of 4 records present" in capsys.readouterr().out
+    records = load_results(tmp_path / "results")
+    assert len(records) == 4 and len({r.checkpoint_sha256 for r in records}) == 2 and len({r.weights_sha256 for r in records}) == 1
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    save_checkpoint(model.eval(), checkpoint, {"note": "other weights"})
+    config["methods"].append({"name": "topk", "keep_rate": 0.7})
+    assert run(tmp_path, config) != 0
+    assert "was made with checkpoint" in capsys.readouterr().err

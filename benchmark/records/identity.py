@@ -117,6 +117,14 @@ def comparable_measures(a: Mapping[str, Any], b: Mapping[str, Any]) -> Tuple[Dic
     return a, b
 
 
+def same_model(checkpoint_a: Optional[str], weights_a: Optional[str], checkpoint_b: Optional[str],
+               weights_b: Optional[str]) -> bool:
+    """Whether two records (or a record and a loaded model) come from one model: the same checkpoint
+    file, or two files of equal weights. A file also holds its training's timings, so a refit that
+    reproduced the weights bit for bit is another file of the same model."""
+    return checkpoint_a == checkpoint_b or (weights_a is not None and weights_a == weights_b)
+
+
 def same_measure(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Whether records of these measure blocks were made alike (comparable_measures)."""
     mine, theirs = comparable_measures(a, b)

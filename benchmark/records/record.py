@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from prunebench.core.errors import DataError, PrunebenchError
 from prunebench.core.feature_dtype import feature_storage
 from prunebench.core.registry import BASELINE
-from prunebench.records.identity import SPEED_TARGET, TESTBED, Identity, identity_of, measure_part, same_measure
+from prunebench.records.identity import SPEED_TARGET, TESTBED, Identity, identity_of, measure_part, same_measure, same_model
 from prunebench.records.sidecar import ARRAYS, SIDECAR, Sidecar
 from prunebench.records.store import FAILED, OK, SCHEMA, iter_result_files, read_record, result_path, write_record
 
@@ -609,8 +609,8 @@ def load_results(out: Union[str, Path], include_failed: bool = False, testbed: b
     an error naming it), the failed ones too with `include_failed`, testbed members (effective
     robustness) only with `testbed` (every other reader compares the grid's models alone). A folder may hold the records
     of several runs, pair by pair, as long as they can be compared: two files claiming one pair,
-    or records of one model and split made with different checkpoints or measure settings, are an
-    error naming both files."""
+    or records of one model and split made with different checkpoints (files of other weights) or
+    measure settings, are an error naming both files."""
     records = Record.read_folder(out)
     seen: Dict[PairKey, Record] = {}
     made_with: Dict[Tuple[str, str], Record] = {}
@@ -621,8 +621,9 @@ def load_results(out: Union[str, Path], include_failed: bool = False, testbed: b
         if not r.ok:
             continue
         first = made_with.setdefault((r.key[0], r.task_id), r)  # each testbed member is its own model
-        if first.checkpoint_sha256 != r.checkpoint_sha256 or not same_measure(first.measure, r.measure):
-            what = "checkpoint" if first.checkpoint_sha256 != r.checkpoint_sha256 else "measure settings"
+        one_model = same_model(first.checkpoint_sha256, first.weights_sha256, r.checkpoint_sha256, r.weights_sha256)
+        if not one_model or not same_measure(first.measure, r.measure):
+            what = "checkpoint" if not one_model else "measure settings"
             raise DataError(f"results {first.path} and {r.path} were made with different {what}: "
                             f"they cannot be compared; keep them in separate folders")
     return [r for r in records if (include_failed or r.ok) and (testbed or r.testbed is None)]

@@ -23,6 +23,7 @@ from prunebench.data.features import COUNTER
 from prunebench.models import resolve_checkpoint
 from prunebench.run.plan import Group, Plan, plan_run
 from prunebench.core.plugins import loaded_plugin_sources
+from prunebench.records.identity import same_model
 from prunebench.records.record import Failure, Record
 from prunebench.records.store import InvalidRecord, remove_stale_temporaries
 from prunebench.run.testbed import TestbedSummary, run_testbed
@@ -128,13 +129,15 @@ class RecordSink:
         self.bar = tqdm(total=plan.pending, desc="pairs", disable=not progress, leave=False)
 
     # -- what executors report --------------------------------------------------------------
-    def prepared(self, group: Group, checkpoint_sha256: str) -> None:
+    def prepared(self, group: Group, checkpoint_sha256: str, weights_sha256: Optional[str] = None) -> None:
+        """Refuse to add to records another model made (a file of equal weights is the same model)."""
         name = self.config.models[group.model_index].name
         task = self.config.tasks[group.task_index].task
         for path, record in self.plan.done:
             made_with = record.checkpoint_sha256
             same_task = record.task_id == task.id  # one model per fold
-            if record.model == name and same_task and made_with != checkpoint_sha256:
+            if (record.model == name and same_task
+                    and not same_model(made_with, record.weights_sha256, checkpoint_sha256, weights_sha256)):
                 raise DataError(f"{path} was made with checkpoint {made_with[:12]}, this run uses "
                                 f"{checkpoint_sha256[:12]}: rerun with --overwrite or write to another --out")
 

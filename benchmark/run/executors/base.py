@@ -16,7 +16,7 @@ from prunebench.run.work import EvalUnit
 
 
 class Sink(Protocol):
-    def prepared(self, group: Group, checkpoint_sha256: str) -> None:
+    def prepared(self, group: Group, checkpoint_sha256: str, weights_sha256: Optional[str] = None) -> None:
         """The group's model is ready (checked against the records already present)."""
 
     def timed(self, group: Group, speeds: Optional[Dict[int, Dict[str, Any]]], failure: Optional[Failure] = None) -> None:

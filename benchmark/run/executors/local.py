@@ -35,7 +35,7 @@ class LocalExecutor:
                 for unit in group.units:
                     sink.evaluated(unit, None, work.failed_unit(unit, failure))
                 continue
-            sink.prepared(group, prepared.sha256)
+            sink.prepared(group, prepared.sha256, prepared.weights_sha256)
             model = prepared.build()
             if config.measure["throughput"]:  # speed targets need timing: the config requires it for them
                 try:

@@ -276,7 +276,7 @@ class RayExecutor:
             value, lost = None, _executor_error(exc)
         if kind == "prepared":
             if isinstance(value, PreparedModel):
-                sink.prepared(item, value.sha256)
+                sink.prepared(item, value.sha256, value.weights_sha256)
             return  # a failed preparation is reported by the group's evaluation tasks
         if kind == "timed":
             if lost is not None:
