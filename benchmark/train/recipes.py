@@ -118,6 +118,8 @@ RECIPES: Dict[str, Dict[str, Any]] = {
         "full_length_epochs": 0, "freq_mask": 16, "time_mask": 50, "label_smoothing": 0.1, "clip_grad": 1.0,
     },
 }
+# The recipes that start from a pretrained encoder: they need `init`.
+FROM_PRETRAINED = ("probe", "finetune", "vit-esc50", "vit-esc50-v2")
 CHOICES = {"optimizer": ("adam", "adamw"), "schedule": ("warmup_cosine", "step"), "mask_fill": ("mean", "logmel-zero")}
 
 
@@ -141,7 +143,7 @@ def resolve_train(user: Optional[Dict[str, Any]], where: str = "train", multi_la
     if recipe not in RECIPES:
         raise ConfigError(f"{where}: unknown recipe {recipe!r}{did_you_mean(recipe, RECIPES)}; known: auto, {', '.join(RECIPES)}")
     cfg = {**TRAIN_DEFAULTS, **RECIPES[recipe], **user, "recipe": recipe}
-    if recipe in ("probe", "finetune", "vit-esc50", "vit-esc50-v2") and not cfg["init"]:
+    if recipe in FROM_PRETRAINED and not cfg["init"]:
         raise ConfigError(f"{where}: recipe {recipe!r} starts from a pretrained encoder: set init "
                           f"(a checkpoint, Hub id or zoo name, e.g. whisper-tiny.en)")
     for key, allowed in CHOICES.items():
