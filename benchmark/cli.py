@@ -81,7 +81,8 @@ def _add_train(sub) -> None:
     p.add_argument("--init", help="fine-tune from this checkpoint: file, folder, Hub id or zoo name (prunebench list)")
     p.add_argument("--recipe", help="auto (default: scratch; with --init: probe for Whisper, ast-esc50 / ast-as20k by task), "
                                     "scratch, scratch-esc50, ast-esc50, ast-as20k, probe (linear head on the frozen encoder), "
-                                    "finetune (the encoder too)")
+                                    "finetune (the encoder too), vit-esc50, vit-esc50-v2, vit-esc50-v3 (the image-pretrained "
+                                    "ViT on ESC-50: docs/data-and-checkpoints.md)")
     p.add_argument("--prune", metavar="SPEC", help="pruning-aware training, e.g. topk:keep_rate=0.5 (keep rate annealed from 1; "
                                                   "probe: the head fitted on the pruned encoder's output)")
     p.add_argument("--frames", type=int, help="input length to train at (ast-esc50: 512)")

@@ -160,8 +160,21 @@ def test_init_patch_scale_rescales_the_inits_filters_only(tmp_path, esc_root):
     assert torch.allclose(b(x), a(2 * x), atol=1e-5) and not torch.allclose(b(x), a(x), atol=1e-3)
     assert "init_patch_scale" not in hashed_settings(resolve_train({"recipe": "vit-esc50", "init": "x"}))
     assert hashed_settings(resolve_train({"recipe": "vit-esc50-v2", "init": "x"}))["init_patch_scale"] == 2.0
+    v3 = hashed_settings(resolve_train({"recipe": "vit-esc50-v3", "init": "x"}))
+    assert (v3["init_patch_scale"], v3["epochs"]) == (2.0, 12)
+    with pytest.raises(ConfigError, match="init"):
+        resolve_train({"recipe": "vit-esc50-v3"})
     for bad in (0, -1.0, True, "2"):
         with pytest.raises(ConfigError, match="init_patch_scale must be a number > 0"):
             resolve_train({"init": "x", "init_patch_scale": bad})
     with pytest.raises(ConfigError, match="init_patch_scale rescales the filters of an init: set init"):
         resolve_train({"init_patch_scale": 2.0})
+
+
+def test_train_help_names_every_recipe():
+    from prunebench.cli import build_parser
+    from prunebench.train.recipes import RECIPES
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    help_text = next(a.help for a in train._actions if "--recipe" in a.option_strings)
+    assert [name for name in RECIPES if name not in help_text] == []
