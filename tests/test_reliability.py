@@ -12,6 +12,7 @@ import yaml
 from prunebench.cli import main
 from prunebench.core.errors import DataError
 from prunebench.core.plugins import load_plugin_file
+from prunebench.core.registry import METHODS
 from prunebench.records.record import Record, as_record
 from leaderboard_records import record_documents
 from prunebench.records.identity import Identity
@@ -25,7 +26,13 @@ PLUGIN = Path(__file__).parent / "plugins" / "faulty_methods.py"
 
 @pytest.fixture(scope="module", autouse=True)
 def faulty_methods():
+    """The faulty methods for this module only: later modules that run every registered method
+    (test_execution's fast-vs-eager check) must not meet them."""
+    before = set(METHODS.names())
     assert load_plugin_file(PLUGIN) is None
+    yield
+    for name in set(METHODS.names()) - before:
+        METHODS.remove(name)
 
 
 def run(tmp_path, config, out="results", *extra):
