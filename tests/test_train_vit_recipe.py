@@ -169,6 +169,10 @@ def test_init_patch_scale_rescales_the_inits_filters_only(tmp_path, esc_root):
             resolve_train({"init": "x", "init_patch_scale": bad})
     with pytest.raises(ConfigError, match="init_patch_scale rescales the filters of an init: set init"):
         resolve_train({"init_patch_scale": 2.0})
+    base = {"recipe": "vit-esc50-v3", "init": "x"}
+    with pytest.raises(ConfigError, match="already carry their scale: set init_patch_scale: 1"):
+        resolve_train({"recipe": "vit-esc50-v3", "init": base, "epochs": 2})
+    assert resolve_train({"recipe": "vit-esc50-v3", "init": base, "init_patch_scale": 1.0})["init"] == base
 
 
 def test_train_help_names_every_recipe():

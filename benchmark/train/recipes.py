@@ -172,6 +172,9 @@ def resolve_train(user: Optional[Dict[str, Any]], where: str = "train", multi_la
         raise ConfigError(f"{where}: init_patch_scale must be a number > 0, got {scale!r}")
     if scale != 1.0 and not cfg["init"]:
         raise ConfigError(f"{where}: init_patch_scale rescales the filters of an init: set init")
+    if scale != 1.0 and isinstance(cfg["init"], dict):  # e.g. a pruning-aware run on recipe vit-esc50-v3
+        raise ConfigError(f"{where}: init_patch_scale {scale} would rescale the filters of another training's "
+                          f"model, which already carry their scale: set init_patch_scale: 1 (recipe {recipe!r} sets {scale})")
     if not 0 <= cfg["mixup"] <= 1:
         raise ConfigError(f"{where}: mixup must be within [0, 1], got {cfg['mixup']!r}")
     if cfg["prune"] is not None:
