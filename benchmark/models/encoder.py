@@ -94,6 +94,7 @@ class TokenEncoder(nn.Module):
         fbank: torch.Tensor,
         method: Optional[Method] = None,
         valid_frames: Optional[torch.Tensor] = None,
+        *,
         track_provenance: Optional[bool] = None,
         time_offset: int = 0,
         key_padding: bool = False,
@@ -103,7 +104,8 @@ class TokenEncoder(nn.Module):
         `time_offset`: the input starts that many patch columns into the nominal grid (training on
         random crops uses the crop's own positions). `key_padding`: mask the frames past each
         clip's `valid_frames` (see the module docstring)."""
-        x, state = self.hidden_states(fbank, method, valid_frames, track_provenance, time_offset, key_padding)
+        x, state = self.hidden_states(fbank, method, valid_frames, track_provenance=track_provenance,
+                                      time_offset=time_offset, key_padding=key_padding)
         return self.head(self._pool(x, state)), state
 
     def encode(self, fbank: torch.Tensor, method: Optional[Method] = None,
@@ -129,6 +131,7 @@ class TokenEncoder(nn.Module):
         fbank: torch.Tensor,
         method: Optional[Method] = None,
         valid_frames: Optional[torch.Tensor] = None,
+        *,
         track_provenance: Optional[bool] = None,
         time_offset: int = 0,
         key_padding: bool = False,
